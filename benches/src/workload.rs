@@ -1,0 +1,629 @@
+//! A deterministic, realistic workload: an organisation's people, groups,
+//! agents and entitlements, and a stream of checks against them with a mix of
+//! allows, denials and approvals.
+//!
+//! The demo snapshots in `policies/demo/`, the benchmarks, the load generator
+//! and the differential tests all come from here, so they agree on what a
+//! realistic request looks like.
+
+use serde_json::{Map, Value as Json, json};
+use warden_proto::convert::to_struct as prost_struct;
+use warden_proto::v1 as pb;
+
+use crate::rng::Rng;
+
+/// How big an organisation to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub users: usize,
+    pub agents: usize,
+    pub groups: usize,
+    /// Resources each user owns outright (one grant each).
+    pub owned_per_user: usize,
+    pub seed: u64,
+}
+
+impl Spec {
+    /// The demo organisation shipped in `policies/demo/`.
+    pub const DEMO: Spec = Spec {
+        users: 300,
+        agents: 30,
+        groups: 24,
+        owned_per_user: 3,
+        seed: 7,
+    };
+}
+
+/// Resource types with the concrete actions that apply to them.
+const CATALOG: &[(&str, &[&str])] = &[
+    (
+        "document",
+        &[
+            "documents.read",
+            "documents.write",
+            "documents.search",
+            "documents.share",
+            "documents.delete",
+        ],
+    ),
+    (
+        "report",
+        &["reports.read", "reports.export", "reports.share"],
+    ),
+    (
+        "expense",
+        &["expenses.read", "expenses.submit", "expenses.approve"],
+    ),
+    (
+        "invoice",
+        &["invoices.read", "invoices.approve", "invoices.delete"],
+    ),
+    (
+        "ticket",
+        &[
+            "tickets.read",
+            "tickets.create",
+            "tickets.update",
+            "tickets.close",
+        ],
+    ),
+    ("repository", &["repos.read", "repos.push", "repos.merge"]),
+    ("deployment", &["deployments.read", "deployments.create"]),
+    (
+        "crm_record",
+        &[
+            "crm.records.read",
+            "crm.records.update",
+            "crm.records.delete",
+        ],
+    ),
+    ("mailbox", &["email.read", "email.send"]),
+    (
+        "calendar",
+        &["calendar.read", "calendar.create", "calendar.delete"],
+    ),
+    (
+        "role",
+        &[
+            "permissions.grant",
+            "permissions.revoke",
+            "iam.roles.assign",
+        ],
+    ),
+    ("account", &["accounts.read", "accounts.create"]),
+    ("dataset", &["datasets.read", "datasets.export"]),
+    ("contract", &["contracts.read", "contracts.comment"]),
+    ("ledger", &["ledger.read", "ledger.post"]),
+    ("alert", &["alerts.read", "alerts.ack"]),
+];
+
+/// Agent kinds: name, home platform, grants.
+const AGENTS: &[(&str, &str, &[&str])] = &[
+    (
+        "expense-assistant",
+        "copilot-studio",
+        &["expenses.*", "invoices.read", "reports.read"],
+    ),
+    (
+        "doc-summarizer",
+        "internal-chat",
+        &["documents.read", "documents.search"],
+    ),
+    (
+        "sales-assistant",
+        "agentforce",
+        &["crm.*", "email.send", "documents.read", "documents.share"],
+    ),
+    (
+        "it-helpdesk",
+        "support-desk",
+        &["tickets.*", "accounts.read", "iam.roles.assign"],
+    ),
+    (
+        "release-bot",
+        "ci-agents",
+        &["repos.read", "repos.merge", "deployments.*"],
+    ),
+    (
+        "security-triage",
+        "support-desk",
+        &["alerts.*", "tickets.create", "accounts.read"],
+    ),
+    (
+        "data-analyst",
+        "internal-chat",
+        &["datasets.read", "reports.*"],
+    ),
+    (
+        "calendar-assistant",
+        "copilot-studio",
+        &["calendar.*", "email.read"],
+    ),
+    (
+        "legal-review",
+        "internal-chat",
+        &["contracts.*", "documents.read"],
+    ),
+    (
+        "finance-close",
+        "copilot-studio",
+        &["ledger.*", "invoices.*", "reports.export"],
+    ),
+    (
+        "hr-onboarding",
+        "internal-chat",
+        &[
+            "accounts.create",
+            "permissions.grant",
+            "calendar.create",
+            "documents.write",
+        ],
+    ),
+    (
+        "access-admin",
+        "support-desk",
+        &["permissions.*", "iam.*", "accounts.*"],
+    ),
+];
+
+/// What a group may do: action patterns by resource type.
+type Rights = &'static [(&'static str, &'static [&'static str])];
+
+/// Departments: name and what every member may do.
+const DEPARTMENTS: &[(&str, Rights)] = &[
+    (
+        "engineering",
+        &[
+            ("repository", &["repos.*"]),
+            ("deployment", &["deployments.read"]),
+            ("document", &["documents.read", "documents.search"]),
+            ("ticket", &["tickets.*"]),
+        ],
+    ),
+    (
+        "finance",
+        &[
+            ("expense", &["expenses.*"]),
+            ("invoice", &["invoices.read", "invoices.approve"]),
+            ("ledger", &["ledger.*"]),
+            ("report", &["reports.*"]),
+        ],
+    ),
+    (
+        "legal",
+        &[
+            ("contract", &["contracts.*"]),
+            ("document", &["documents.*"]),
+        ],
+    ),
+    (
+        "sales",
+        &[
+            ("crm_record", &["crm.records.read", "crm.records.update"]),
+            ("mailbox", &["email.*"]),
+            ("document", &["documents.read", "documents.share"]),
+        ],
+    ),
+    (
+        "support",
+        &[
+            ("ticket", &["tickets.*"]),
+            ("account", &["accounts.read"]),
+            ("crm_record", &["crm.records.read"]),
+        ],
+    ),
+    (
+        "it-ops",
+        &[
+            ("account", &["accounts.*"]),
+            ("role", &["permissions.*", "iam.*"]),
+            ("alert", &["alerts.*"]),
+            ("ticket", &["tickets.*"]),
+        ],
+    ),
+    (
+        "security",
+        &[
+            ("alert", &["alerts.*"]),
+            ("role", &["permissions.revoke"]),
+            ("account", &["accounts.read"]),
+        ],
+    ),
+    (
+        "data",
+        &[
+            ("dataset", &["datasets.*"]),
+            ("report", &["reports.read", "reports.export"]),
+        ],
+    ),
+    (
+        "hr",
+        &[
+            ("account", &["accounts.create", "accounts.read"]),
+            ("calendar", &["calendar.*"]),
+            ("document", &["documents.*"]),
+        ],
+    ),
+    (
+        "marketing",
+        &[
+            (
+                "document",
+                &["documents.read", "documents.write", "documents.share"],
+            ),
+            ("report", &["reports.read"]),
+        ],
+    ),
+    (
+        "executive",
+        &[
+            ("report", &["reports.*"]),
+            ("document", &["documents.read"]),
+            ("ledger", &["ledger.read"]),
+        ],
+    ),
+    (
+        "product",
+        &[
+            ("document", &["documents.*"]),
+            ("ticket", &["tickets.read", "tickets.create"]),
+            ("dataset", &["datasets.read"]),
+        ],
+    ),
+];
+
+const FIRST: &[&str] = &[
+    "amelia", "oliver", "isla", "noah", "ava", "liam", "mia", "lucas", "sofia", "mateo", "chloe",
+    "arjun", "priya", "wei", "mei", "kenji", "yuki", "fatima", "omar", "leila", "hamza", "zara",
+    "diego", "lucia", "ingrid", "lars", "freya", "nils", "chiara", "marco", "elena", "dmitri",
+    "olga", "kwame", "ama", "tunde", "ngozi", "sipho", "thandi", "rahul", "ananya", "hiroshi",
+    "sakura", "jae", "minji", "pedro", "beatriz", "sean",
+];
+const LAST: &[&str] = &[
+    "hughes",
+    "patel",
+    "nguyen",
+    "garcia",
+    "kim",
+    "okafor",
+    "muller",
+    "rossi",
+    "silva",
+    "tanaka",
+    "cohen",
+    "novak",
+    "jensen",
+    "kowalski",
+    "fernandez",
+    "haddad",
+    "mensah",
+    "dubois",
+    "larsen",
+    "ivanova",
+    "chen",
+    "singh",
+    "obi",
+    "walsh",
+    "moreau",
+    "schmidt",
+    "yamamoto",
+    "costa",
+    "eriksson",
+    "bianchi",
+    "ahmed",
+    "murphy",
+];
+const TITLES: &[&str] = &[
+    "engineer",
+    "analyst",
+    "manager",
+    "director",
+    "specialist",
+    "associate",
+    "lead",
+    "architect",
+];
+const LOCATIONS: &[&str] = &[
+    "london",
+    "berlin",
+    "new-york",
+    "singapore",
+    "sao-paulo",
+    "toronto",
+    "bangalore",
+    "sydney",
+];
+const TEAMS: &[&str] = &[
+    "platform",
+    "payments",
+    "emea",
+    "apac",
+    "growth",
+    "infra",
+    "compliance",
+    "oncall",
+];
+
+/// A generated organisation.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub spec: Spec,
+    /// Identity snapshot document, with `version` and `generated_at`.
+    pub identity: Json,
+    /// Entitlement snapshot document, with `version` and `generated_at`.
+    pub entitlements: Json,
+    users: Vec<String>,
+    /// Resource ids each user owns, by type.
+    owned: Vec<Vec<(&'static str, String)>>,
+    agents: Vec<(String, &'static str, &'static [&'static str])>,
+}
+
+impl Workload {
+    pub fn generate(spec: Spec) -> Self {
+        let mut rng = Rng::new(spec.seed);
+
+        let groups: Vec<String> = (0..spec.groups)
+            .map(|i| {
+                let (department, _) = DEPARTMENTS[i % DEPARTMENTS.len()];
+                match i / DEPARTMENTS.len() {
+                    0 => department.to_owned(),
+                    round => format!("{department}-{}-{round}", TEAMS[i % TEAMS.len()]),
+                }
+            })
+            .collect();
+
+        let mut users = Vec::with_capacity(spec.users);
+        let mut user_docs = Map::new();
+        let mut owned = Vec::with_capacity(spec.users);
+        let mut subjects = Map::new();
+        for i in 0..spec.users {
+            let first = rng.pick(FIRST);
+            let last = rng.pick(LAST);
+            let id = if i < FIRST.len() * LAST.len() / 4
+                && !user_docs.contains_key(&format!("{first}.{last}"))
+            {
+                format!("{first}.{last}")
+            } else {
+                format!("{first}.{last}{i}")
+            };
+            let home = rng.below(groups.len().min(DEPARTMENTS.len()).max(1));
+            let mut member_of = vec![groups[home].clone()];
+            for _ in 0..rng.below(3) {
+                let extra = groups[rng.below(groups.len())].clone();
+                if !member_of.contains(&extra) {
+                    member_of.push(extra);
+                }
+            }
+            let department = DEPARTMENTS[home % DEPARTMENTS.len()].0;
+            user_docs.insert(
+                id.clone(),
+                json!({
+                    "groups": member_of,
+                    "attributes": {
+                        "name": format!("{} {}", capitalise(first), capitalise(last)),
+                        "email": format!("{id}@example.com"),
+                        "department": department,
+                        "title": rng.pick(TITLES),
+                        "location": rng.pick(LOCATIONS),
+                    }
+                }),
+            );
+            let mut mine = Vec::with_capacity(spec.owned_per_user);
+            let mut grants = Map::new();
+            for n in 0..spec.owned_per_user {
+                let (kind, actions) = CATALOG[rng.below(CATALOG.len())];
+                let resource = format!("{}-{i}-{n}", short(kind));
+                let pattern = match actions[0].rsplit_once('.') {
+                    Some((prefix, _)) => format!("{prefix}.*"),
+                    None => actions[0].to_owned(),
+                };
+                grants
+                    .entry(kind.to_owned())
+                    .or_insert_with(|| Json::Object(Map::new()))
+                    .as_object_mut()
+                    .map(|by_id| by_id.insert(resource.clone(), json!([pattern])));
+                mine.push((kind, resource));
+            }
+            if !grants.is_empty() {
+                subjects.insert(format!("user:{id}"), Json::Object(grants));
+            }
+            owned.push(mine);
+            users.push(id);
+        }
+
+        let group_docs: Map<String, Json> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let department = DEPARTMENTS[i % DEPARTMENTS.len()].0;
+                (g.clone(), json!({"attributes": {"department": department, "display_name": g.replace('-', " ")}}))
+            })
+            .collect();
+        for (i, group) in groups.iter().enumerate() {
+            let (_, rights) = DEPARTMENTS[i % DEPARTMENTS.len()];
+            let by_type: Map<String, Json> = rights
+                .iter()
+                .map(|(kind, patterns)| ((*kind).to_owned(), json!({"*": patterns})))
+                .collect();
+            subjects.insert(format!("group:{group}"), Json::Object(by_type));
+        }
+
+        let mut agents = Vec::with_capacity(spec.agents);
+        let mut agent_docs = Map::new();
+        for i in 0..spec.agents {
+            let (kind, platform, grants) = AGENTS[i % AGENTS.len()];
+            let id = match i / AGENTS.len() {
+                0 => kind.to_owned(),
+                round => format!("{kind}-{round:02}"),
+            };
+            let owner = users
+                .get(rng.below(users.len().max(1)))
+                .cloned()
+                .unwrap_or_default();
+            agent_docs.insert(
+                id.clone(),
+                json!({
+                    "owner": owner,
+                    "platform": platform,
+                    "grants": grants,
+                    "attributes": {"model": rng.pick(&["gpt-5", "claude-opus", "gemini-pro", "llama-4"]), "tier": rng.pick(&["production", "pilot"])}
+                }),
+            );
+            agents.push((id, platform, grants));
+        }
+
+        let stamp = |kind: &str| json!({"version": format!("{kind}-{}-{}", spec.seed, spec.users), "generated_at": "2026-11-01T00:00:00Z"});
+        let mut identity = stamp("identity");
+        let mut entitlements = stamp("entitlements");
+        if let (Some(identity), Some(entitlements)) =
+            (identity.as_object_mut(), entitlements.as_object_mut())
+        {
+            identity.insert("users".into(), Json::Object(user_docs));
+            identity.insert("agents".into(), Json::Object(agent_docs));
+            identity.insert("groups".into(), Json::Object(group_docs));
+            entitlements.insert("subjects".into(), Json::Object(subjects));
+        }
+        Workload {
+            spec,
+            identity,
+            entitlements,
+            users,
+            owned,
+            agents,
+        }
+    }
+
+    /// `count` check requests, deterministic for a given `seed`: about half
+    /// are plausible requests an agent would make for its user, the rest
+    /// stray in one way each (unknown ids, wrong platform, actions outside
+    /// the agent's grants or the user's rights, sensitive actions).
+    pub fn requests(&self, count: usize, seed: u64) -> Vec<pb::CheckRequest> {
+        let mut rng = Rng::new(seed);
+        (0..count).map(|i| self.request(&mut rng, i)).collect()
+    }
+
+    fn request(&self, rng: &mut Rng, i: usize) -> pb::CheckRequest {
+        let (agent, platform, grants) = self.agents[rng.below(self.agents.len())].clone();
+        let user = rng.below(self.users.len());
+        let mut platform = platform.to_owned();
+        let mut agent = agent;
+        let mut principal_type = "user".to_owned();
+        let mut principal = self.users[user].clone();
+
+        // An action the agent holds a grant for, on a resource of its type.
+        let grant = grants[rng.below(grants.len())];
+        let (mut kind, mut action) = concrete(grant, rng);
+        let mut resource_id = match self.owned[user].iter().find(|(k, _)| *k == kind) {
+            Some((_, id)) if rng.chance(0.5) => Some(id.clone()),
+            _ => Some(format!("{}-{}", short(kind), rng.below(5000))),
+        };
+
+        match rng.below(12) {
+            0 => agent = format!("ghost-agent-{}", rng.below(100)),
+            1 => {
+                platform = rng
+                    .pick(&[
+                        "copilot-studio",
+                        "agentforce",
+                        "internal-chat",
+                        "rogue-platform",
+                    ])
+                    .to_owned()
+            }
+            2 => principal = format!("former.employee{}", rng.below(1000)),
+            3 => principal_type = "service".to_owned(),
+            4 => resource_id = None,
+            5 | 6 => {
+                // Any action at all, most of them outside the agent's grants.
+                let (k, actions) = CATALOG[rng.below(CATALOG.len())];
+                kind = k;
+                action = actions[rng.below(actions.len())];
+            }
+            7 => {
+                // A sensitive action, through an agent that may hold it.
+                kind = "role";
+                action = rng.pick(&[
+                    "permissions.grant",
+                    "permissions.revoke",
+                    "iam.roles.assign",
+                ]);
+            }
+            _ => {}
+        }
+
+        let attributes = |pairs: Vec<(&str, Json)>| {
+            prost_struct(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        };
+        pb::CheckRequest {
+            platform,
+            agent: Some(pb::Agent {
+                id: agent,
+                attributes: Some(attributes(vec![
+                    ("session", json!(format!("s-{}", rng.below(1 << 20)))),
+                    ("model", json!("gpt-5")),
+                ])),
+            }),
+            principal: Some(pb::Principal {
+                r#type: principal_type,
+                id: principal,
+                attributes: None,
+            }),
+            delegation_chain: if rng.chance(0.3) {
+                vec!["client:chat-ui".into()]
+            } else {
+                Vec::new()
+            },
+            action: Some(pb::Action {
+                name: action.to_owned(),
+                attributes: Some(attributes(vec![("dry_run", json!(rng.chance(0.1)))])),
+            }),
+            resource: Some(pb::Resource {
+                r#type: kind.to_owned(),
+                id: resource_id.unwrap_or_default(),
+                attributes: Some(attributes(vec![(
+                    "classification",
+                    json!(rng.pick(&["public", "internal", "confidential"])),
+                )])),
+            }),
+            context: Some(attributes(vec![
+                (
+                    "risk",
+                    json!({"score": rng.below(100), "signals": ["new_device"]}),
+                ),
+                ("purpose", json!("assist")),
+            ])),
+            request_id: format!("req-{i}"),
+        }
+    }
+}
+
+/// A concrete action matching `grant`, and a resource type it applies to.
+fn concrete(grant: &str, rng: &mut Rng) -> (&'static str, &'static str) {
+    let prefix = grant.trim_end_matches('*');
+    let matching: Vec<(&'static str, &'static str)> = CATALOG
+        .iter()
+        .flat_map(|(kind, actions)| actions.iter().map(move |a| (*kind, *a)))
+        .filter(|(_, action)| {
+            if grant.ends_with('*') {
+                action.starts_with(prefix)
+            } else {
+                *action == grant
+            }
+        })
+        .collect();
+    match matching.len() {
+        0 => ("document", "documents.read"),
+        n => matching[rng.below(n)],
+    }
+}
+
+fn short(kind: &str) -> &str {
+    kind.split('_').next().unwrap_or(kind)
+}
+
+fn capitalise(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_uppercase().chain(chars).collect())
+}

@@ -1,0 +1,91 @@
+# Warden's default policy: the agent model.
+#
+# An agent may take an action only when all of these hold:
+#   - the agent is known (data.identity.agents) and belongs to the calling platform;
+#   - one of the agent's own grants covers the action;
+#   - the principal it acts for is entitled to the action on the resource,
+#     directly or through a group (data.entitlements).
+# So an agent never gets more than the person it acts for. Actions listed as
+# sensitive in data.warden.config.sensitive_actions need a person's approval
+# even then.
+package warden.authz
+
+# The decision Warden reads. Reasons are sorted so that every engine and OPA
+# itself agree on the exact value.
+decision := {"allow": false, "require_approval": false, "reasons": sort(deny_reasons)} if {
+	count(deny_reasons) > 0
+} else := {"allow": true, "require_approval": true, "reasons": ["sensitive_action"]} if {
+	sensitive
+} else := {"allow": true, "require_approval": false, "reasons": []}
+
+agent := data.identity.agents[input.agent.id]
+
+# An empty principal type means a user, as the API documents.
+principal_type := object.get(input.principal, "type", "user")
+
+deny_reasons contains "agent_unknown" if not agent
+
+deny_reasons contains "platform_mismatch" if agent.platform != input.platform
+
+deny_reasons contains "agent_not_granted" if {
+	agent
+	not agent_granted
+}
+
+deny_reasons contains "principal_unknown" if {
+	principal_type == "user"
+	not data.identity.users[input.principal.id]
+}
+
+deny_reasons contains "principal_not_entitled" if not principal_entitled
+
+agent_granted if {
+	some pattern in agent.grants
+	action_patterns[pattern]
+}
+
+# Entitlements are indexed by subject, resource type and resource id, so this
+# is a handful of lookups, not a scan.
+principal_entitled if {
+	some subject in subjects
+	some resource_id in resource_ids
+	some pattern in data.entitlements.subjects[subject][input.resource.type][resource_id]
+	action_patterns[pattern]
+}
+
+subjects contains concat(":", [principal_type, input.principal.id])
+
+subjects contains concat(":", ["group", group]) if {
+	principal_type == "user"
+	some group in data.identity.users[input.principal.id].groups
+}
+
+resource_ids contains "*"
+
+resource_ids contains input.resource.id
+
+sensitive if {
+	some pattern in data.warden.config.sensitive_actions
+	action_patterns[pattern]
+}
+
+# Every pattern that matches the requested action, so that matching a list of
+# patterns is one set lookup each. Patterns are dotted names: `*` alone
+# matches everything, a final `.*` any suffix (`documents.*` matches
+# `documents.read.all`), a leading `*.` any prefix (`*.delete`); anything else
+# must match exactly.
+action_patterns contains input.action.name
+
+action_patterns contains "*"
+
+action_patterns contains concat(".", array.concat(array.slice(action_parts, 0, i), ["*"])) if {
+	some i, _ in action_parts
+	i > 0
+}
+
+action_patterns contains concat(".", array.concat(["*"], array.slice(action_parts, i, count(action_parts)))) if {
+	some i, _ in action_parts
+	i > 0
+}
+
+action_parts := split(input.action.name, ".")

@@ -1,0 +1,121 @@
+package warden.authz_test
+
+import data.warden.authz
+
+identity := {
+	"users": {
+		"alice": {"groups": ["finance"], "attributes": {}},
+		"bob": {"groups": [], "attributes": {}},
+	},
+	"agents": {"reporter": {
+		"owner": "alice",
+		"platform": "copilot",
+		"grants": ["documents.*", "permissions.grant", "reports.share"],
+		"attributes": {},
+	}},
+	"groups": {"finance": {"attributes": {}}},
+}
+
+entitlements := {"subjects": {
+	"group:finance": {"document": {"*": ["documents.read"]}, "report": {"q3": ["reports.*"]}},
+	"user:alice": {"document": {"budget": ["documents.*"]}, "role": {"*": ["permissions.grant"]}},
+}}
+
+check(request) := decision if {
+	decision := authz.decision with data.identity as identity
+		with data.entitlements as entitlements
+		with input as request
+}
+
+request(overrides) := object.union(
+	{
+		"platform": "copilot",
+		"agent": {"id": "reporter"},
+		"principal": {"type": "user", "id": "alice"},
+		"action": {"name": "documents.read"},
+		"resource": {"type": "document", "id": "memo"},
+	},
+	overrides,
+)
+
+test_allow_through_group if {
+	check(request({})) == {"allow": true, "require_approval": false, "reasons": []}
+}
+
+test_allow_direct_user_entitlement_with_suffix_pattern if {
+	check(request({"action": {"name": "documents.write"}, "resource": {"type": "document", "id": "budget"}})).allow
+}
+
+test_principal_type_defaults_to_user if {
+	check(request({"principal": {"id": "alice"}})).allow
+}
+
+test_resource_without_id_needs_wildcard_entitlement if {
+	check(request({"resource": {"type": "document"}})).allow
+	not check(request({"resource": {"type": "report"}, "action": {"name": "reports.share"}})).allow
+}
+
+test_unknown_agent if {
+	check(request({"agent": {"id": "ghost"}})).reasons == ["agent_unknown"]
+}
+
+test_platform_mismatch if {
+	check(request({"platform": "other"})) == {"allow": false, "require_approval": false, "reasons": ["platform_mismatch"]}
+}
+
+test_agent_not_granted_even_when_principal_is_entitled if {
+	check(request({"action": {"name": "reports.read"}, "resource": {"type": "report", "id": "q3"}})).reasons == ["agent_not_granted"]
+}
+
+test_agent_never_exceeds_principal if {
+	check(request({"principal": {"type": "user", "id": "bob"}})).reasons == ["principal_not_entitled"]
+}
+
+test_unknown_principal if {
+	check(request({"principal": {"type": "user", "id": "mallory"}})).reasons == ["principal_not_entitled", "principal_unknown"]
+}
+
+test_service_principal_needs_own_entitlement if {
+	check(request({"principal": {"type": "service", "id": "alice"}})).reasons == ["principal_not_entitled"]
+}
+
+test_sensitive_action_requires_approval if {
+	check(request({"action": {"name": "permissions.grant"}, "resource": {"type": "role", "id": "admin"}})) == {
+		"allow": true,
+		"require_approval": true,
+		"reasons": ["sensitive_action"],
+	}
+}
+
+test_sensitive_suffix_pattern if {
+	check(request({"action": {"name": "reports.share"}, "resource": {"type": "report", "id": "q3"}})).require_approval
+}
+
+test_denial_beats_approval if {
+	d := check(request({"action": {"name": "permissions.grant"}, "resource": {"type": "role", "id": "admin"}, "platform": "other"}))
+	not d.allow
+	not d.require_approval
+}
+
+test_reasons_accumulate_sorted if {
+	check(request({"platform": "other", "principal": {"type": "user", "id": "bob"}})).reasons == ["platform_mismatch", "principal_not_entitled"]
+}
+
+matches(pattern, action) if {
+	pattern in authz.action_patterns with input as {"action": {"name": action}}
+}
+
+test_action_patterns if {
+	matches("*", "a.b")
+	matches("a.*", "a.b.c")
+	matches("a.b.*", "a.b.c")
+	not matches("a.*", "a")
+	not matches("a.*", "ab.c")
+	matches("*.delete", "files.delete")
+	matches("*.c", "a.b.c")
+	matches("*.b.c", "a.b.c")
+	not matches("*.delete", "files.undelete")
+	not matches("*.delete", "delete")
+	not matches("a.b", "a.bc")
+	matches("a", "a")
+}

@@ -1,0 +1,133 @@
+//! `warden.v1.DecisionService`.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tonic::{Code, Request, Response, Status};
+use tracing::debug;
+use warden_proto::v1 as pb;
+use warden_proto::v1::decision_service_server::DecisionService;
+
+use super::status::{invalid_argument, invalid_field};
+use crate::decision::{Decision, Verdict, decide};
+use crate::generation::{Generation, Generations};
+use crate::request::{CheckRequest, Limits, validate};
+
+/// Serves checks from the published generation.
+#[derive(Debug, Clone)]
+pub struct DecisionApi {
+    generations: Arc<Generations>,
+    limits: Arc<Limits>,
+}
+
+impl DecisionApi {
+    pub fn new(generations: Arc<Generations>, limits: Limits) -> Self {
+        Self {
+            generations,
+            limits: Arc::new(limits),
+        }
+    }
+
+    /// Decides one validated request on `generation` and builds its answer.
+    fn answer(&self, request: &CheckRequest, generation: &Generation) -> pb::CheckResponse {
+        let started = Instant::now();
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        let decision = decide(request, generation, SystemTime::now());
+        debug!(
+            decision_id,
+            generation = generation.id,
+            verdict = decision.verdict.as_str(),
+            reasons = ?decision.reasons,
+            platform = request.platform,
+            agent = request.agent.id,
+            action = request.action.name,
+            latency_us = started.elapsed().as_micros() as u64,
+            "check decided"
+        );
+        response(decision, decision_id, request, generation)
+    }
+}
+
+fn response(
+    decision: Decision,
+    decision_id: String,
+    request: &CheckRequest,
+    generation: &Generation,
+) -> pb::CheckResponse {
+    let verdict = match decision.verdict {
+        Verdict::Allow => pb::Decision::Allow,
+        Verdict::Deny => pb::Decision::Deny,
+        Verdict::RequireApproval => pb::Decision::RequireApproval,
+    };
+    pb::CheckResponse {
+        decision: verdict as i32,
+        reasons: decision.reasons,
+        decision_id,
+        request_id: request.request_id.clone().unwrap_or_default(),
+        policy_revision: match decision.stage {
+            crate::decision::Stage::Policy => generation.policy.revision.clone(),
+            crate::decision::Stage::Staleness => String::new(),
+        },
+        snapshot_versions: generation.snapshot_versions().into_iter().collect(),
+        kill_switch: None,
+    }
+}
+
+#[tonic::async_trait]
+impl DecisionService for DecisionApi {
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let request =
+            validate(request.get_ref(), &self.limits).map_err(|e| invalid_argument(&e))?;
+        let generation = self.generations.current();
+        Ok(Response::new(self.answer(&request, &generation)))
+    }
+
+    async fn batch_check(
+        &self,
+        request: Request<pb::BatchCheckRequest>,
+    ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let items = &request.get_ref().items;
+        if items.is_empty() {
+            return Err(invalid_field(
+                "items",
+                "invalid items: at least one item is required",
+                "is empty",
+            ));
+        }
+        if items.len() > self.limits.max_batch_items {
+            let reason = format!(
+                "has {} items, more than the limit of {}",
+                items.len(),
+                self.limits.max_batch_items
+            );
+            return Err(invalid_field(
+                "items",
+                &format!("invalid items: {reason}"),
+                &reason,
+            ));
+        }
+        // One generation for the whole batch: every item sees the same
+        // bundle and snapshots.
+        let generation = self.generations.current();
+        let results = items
+            .iter()
+            .map(|item| match validate(item, &self.limits) {
+                Ok(valid) => {
+                    pb::batch_check_result::Result::Response(self.answer(&valid, &generation))
+                }
+                Err(invalid) => pb::batch_check_result::Result::Error(pb::BatchItemError {
+                    code: Code::InvalidArgument as i32,
+                    message: invalid.to_string(),
+                    field: invalid.field,
+                }),
+            })
+            .map(|result| pb::BatchCheckResult {
+                result: Some(result),
+            })
+            .collect();
+        Ok(Response::new(pb::BatchCheckResponse { results }))
+    }
+}

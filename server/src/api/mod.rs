@@ -1,0 +1,6 @@
+//! gRPC services: thin adapters between the wire types and the core.
+
+pub mod decision;
+mod status;
+
+pub use decision::DecisionApi;

@@ -1,0 +1,254 @@
+//! Policy bundles in OPA's bundle format: Rego modules, `data.json` files, an
+//! optional `.manifest`, optionally a `policy.wasm`.
+//!
+//! Loading checks everything that does not need a compiler: safe paths and
+//! sizes, the manifest, data placement and roots. Compiling the modules is
+//! the engine's job.
+
+mod archive;
+mod manifest;
+
+use std::path::Path;
+
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+pub use archive::{ArchiveLimits, Files, read_dir, read_tar_gz};
+pub use manifest::Manifest;
+
+/// The entrypoint a bundle gets unless its manifest names another.
+pub const DEFAULT_ENTRYPOINT: &str = "warden/authz/decision";
+
+/// Top-level data paths that Warden fills itself; a bundle may not write
+/// there, so no bundle can replace the identities or entitlements that bind
+/// the agents.
+pub const RESERVED_ROOTS: [&str; 2] = ["identity", "entitlements"];
+
+/// Why a bundle was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot read bundle: {0}")]
+    Io(String),
+    #[error("bundle archive {0}")]
+    Archive(String),
+    #[error("bundle manifest: {0}")]
+    Manifest(String),
+    #[error("bundle data `{path}`: {reason}")]
+    Data { path: String, reason: String },
+    #[error("bundle roots: {0}")]
+    Roots(String),
+    #[error("bundle module `{path}`: {message}")]
+    Module { path: String, message: String },
+    #[error("bundle has no policy: it holds no `.rego` module and no `policy.wasm`")]
+    Empty,
+}
+
+impl BundleError {
+    pub(crate) fn archive(reason: impl Into<String>) -> Self {
+        BundleError::Archive(reason.into())
+    }
+}
+
+/// One Rego module of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegoModule {
+    /// Path inside the bundle, used in compiler messages.
+    pub path: String,
+    pub source: String,
+    /// Whether the module is in Rego v0 syntax (manifest `rego_version: 0`).
+    pub rego_v0: bool,
+}
+
+/// A compiled Wasm module shipped in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmModule {
+    /// Path inside the bundle.
+    pub path: String,
+    /// The entrypoint the manifest pairs with this module.
+    pub entrypoint: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A loaded, checked bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The manifest's revision, or `sha256:<digest prefix>` when it has none.
+    pub revision: String,
+    /// SHA-256 over every file's path and content, hex.
+    pub digest: String,
+    /// Slash-separated path of the decision rule (`warden/authz/decision`).
+    pub entrypoint: String,
+    pub manifest: Manifest,
+    pub modules: Vec<RegoModule>,
+    pub wasm: Vec<WasmModule>,
+    /// All `data.json` files merged into one document.
+    pub data: Json,
+}
+
+impl Bundle {
+    /// Loads a bundle from a directory or a `.tar.gz` file.
+    pub fn load(path: &Path, limits: &ArchiveLimits) -> Result<Self, BundleError> {
+        let files = if path.is_dir() {
+            read_dir(path, limits)?
+        } else {
+            let bytes = std::fs::read(path)
+                .map_err(|e| BundleError::Io(format!("`{}`: {e}", path.display())))?;
+            read_tar_gz(&bytes, limits)?
+        };
+        Self::from_files(files)
+    }
+
+    /// Builds a bundle from its files.
+    pub fn from_files(files: Files) -> Result<Self, BundleError> {
+        let manifest = match files.get(".manifest") {
+            Some(bytes) => Manifest::parse(bytes)?,
+            None => Manifest::default(),
+        };
+        manifest.check_reserved_roots()?;
+
+        let mut modules = Vec::new();
+        let mut data = Json::Object(Map::new());
+        for (path, content) in &files {
+            let name = path.rsplit('/').next().unwrap_or(path);
+            if path.ends_with(".rego") {
+                let source =
+                    String::from_utf8(content.clone()).map_err(|_| BundleError::Module {
+                        path: path.clone(),
+                        message: "is not UTF-8".into(),
+                    })?;
+                modules.push(RegoModule {
+                    path: path.clone(),
+                    source,
+                    rego_v0: manifest.rego_v0(path),
+                });
+            } else if name == "data.json" {
+                let document: Json =
+                    serde_json::from_slice(content).map_err(|e| BundleError::Data {
+                        path: path.clone(),
+                        reason: format!("is not valid JSON: {e}"),
+                    })?;
+                let at: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+                let at = &at[..at.len().saturating_sub(1)];
+                manifest.check_data(at, &document, path)?;
+                merge_at(&mut data, at, document, path)?;
+            } else if name == "data.yaml" || name == "data.yml" {
+                return Err(BundleError::Data {
+                    path: path.clone(),
+                    reason: "YAML data is not supported; use data.json".into(),
+                });
+            }
+        }
+
+        let mut wasm = Vec::new();
+        for entry in &manifest.wasm {
+            let path = entry.module.trim_start_matches('/');
+            let bytes = files.get(path).ok_or_else(|| {
+                BundleError::Manifest(format!(
+                    "wasm module `{}` for entrypoint `{}` is not in the bundle",
+                    entry.module, entry.entrypoint
+                ))
+            })?;
+            wasm.push(WasmModule {
+                path: path.to_owned(),
+                entrypoint: entry.entrypoint.clone(),
+                bytes: bytes.clone(),
+            });
+        }
+        if modules.is_empty() && wasm.is_empty() {
+            return Err(BundleError::Empty);
+        }
+
+        let digest = digest(&files);
+        let revision = match &manifest.revision {
+            Some(revision) if !revision.is_empty() => revision.clone(),
+            _ => format!("sha256:{}", &digest[..16]),
+        };
+        let entrypoint = manifest
+            .entrypoint()
+            .unwrap_or(DEFAULT_ENTRYPOINT)
+            .trim_matches('/')
+            .to_owned();
+        Ok(Bundle {
+            revision,
+            digest,
+            entrypoint,
+            manifest,
+            modules,
+            wasm,
+            data,
+        })
+    }
+
+    /// The entrypoint as a Rego reference (`data.warden.authz.decision`).
+    pub fn entrypoint_ref(&self) -> String {
+        format!("data.{}", self.entrypoint.replace('/', "."))
+    }
+
+    /// Checks that a package (by its path components) lies inside the
+    /// bundle's roots and outside Warden's reserved paths.
+    pub fn check_package(&self, module: &str, package: &[String]) -> Result<(), BundleError> {
+        let package: Vec<&str> = package.iter().map(String::as_str).collect();
+        self.manifest
+            .check_package(&package)
+            .map_err(|reason| BundleError::Module {
+                path: module.to_owned(),
+                message: reason,
+            })
+    }
+}
+
+/// Content digest: path and content of every file, in path order, each
+/// length-prefixed so that no two different bundles hash alike.
+fn digest(files: &Files) -> String {
+    let mut hasher = Sha256::new();
+    for (path, content) in files {
+        hasher.update((path.len() as u64).to_be_bytes());
+        hasher.update(path.as_bytes());
+        hasher.update((content.len() as u64).to_be_bytes());
+        hasher.update(content);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Places `document` at `at` inside `data`, merging objects; two files that
+/// set the same non-object value conflict.
+fn merge_at(data: &mut Json, at: &[&str], document: Json, file: &str) -> Result<(), BundleError> {
+    let mut target = data;
+    for segment in at {
+        let Json::Object(map) = target else {
+            return Err(conflict(file));
+        };
+        target = map
+            .entry((*segment).to_owned())
+            .or_insert_with(|| Json::Object(Map::new()));
+    }
+    merge(target, document).map_err(|()| conflict(file))
+}
+
+fn merge(target: &mut Json, document: Json) -> Result<(), ()> {
+    match (target, document) {
+        (Json::Object(existing), Json::Object(incoming)) => {
+            for (key, value) in incoming {
+                match existing.get_mut(&key) {
+                    Some(slot) => merge(slot, value)?,
+                    None => {
+                        existing.insert(key, value);
+                    }
+                }
+            }
+            Ok(())
+        }
+        (target @ Json::Object(_), value) if target.as_object().is_some_and(Map::is_empty) => {
+            *target = value;
+            Ok(())
+        }
+        _ => Err(()),
+    }
+}
+
+fn conflict(file: &str) -> BundleError {
+    BundleError::Data {
+        path: file.to_owned(),
+        reason: "overlaps data set by another file".into(),
+    }
+}

@@ -1,0 +1,433 @@
+//! Configuration: a TOML file, then `WARDEN_<SECTION>_<KEY>` environment
+//! variables, then command-line flags, each overriding the one before.
+//!
+//! Every key has a default. The raw form mirrors the file; `Config` is the
+//! validated form the server runs with. Invalid configuration stops the
+//! server before any listener opens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::ArchiveLimits;
+use crate::engine::{EngineKind, EvalLimits};
+use crate::generation::MaxAge;
+use crate::request::Limits;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{path}`: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("config file `{path}`: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable `{name}`: {message}")]
+    Env { name: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The configuration file's shape. Unknown keys are refused so that a typo
+/// cannot silently leave a default in place.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub policy: RawPolicy,
+    pub snapshots: RawSnapshots,
+    pub limits: RawLimits,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub decision_addr: String,
+    pub ops_addr: String,
+    pub data_dir: String,
+    /// How long in-flight checks get to finish after SIGTERM.
+    pub shutdown_grace: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    pub bundle: String,
+    pub engine: String,
+    pub eval_timeout_ms: u64,
+    pub max_instructions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSnapshots {
+    pub identity: String,
+    pub entitlements: String,
+    pub max_age: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    pub max_request_bytes: u64,
+    pub max_id_bytes: u64,
+    pub max_batch_items: u64,
+    pub max_delegation_chain: u64,
+    pub max_attribute_depth: u64,
+    pub max_bundle_files: u64,
+    pub max_bundle_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// A `tracing` filter, e.g. `info` or `warden=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            decision_addr: "127.0.0.1:50051".into(),
+            ops_addr: "127.0.0.1:9090".into(),
+            data_dir: "./warden-data".into(),
+            shutdown_grace: "10s".into(),
+        }
+    }
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        let limits = EvalLimits::default();
+        Self {
+            bundle: "policies".into(),
+            engine: "native".into(),
+            eval_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(50),
+            max_instructions: limits.max_instructions as u64,
+        }
+    }
+}
+
+impl Default for RawSnapshots {
+    fn default() -> Self {
+        Self {
+            identity: "policies/demo/identity.json".into(),
+            entitlements: "policies/demo/entitlements.json".into(),
+            max_age: "0s".into(),
+        }
+    }
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        let request = Limits::default();
+        let archive = ArchiveLimits::default();
+        Self {
+            max_request_bytes: request.max_request_bytes as u64,
+            max_id_bytes: request.max_id_bytes as u64,
+            max_batch_items: request.max_batch_items as u64,
+            max_delegation_chain: request.max_delegation_chain as u64,
+            max_attribute_depth: request.max_attribute_depth as u64,
+            max_bundle_files: archive.max_files as u64,
+            max_bundle_bytes: archive.max_total_bytes,
+        }
+    }
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl RawConfig {
+    /// Reads `path` (when given) and applies `WARDEN_<SECTION>_<KEY>`
+    /// variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.map_or_else(|| PathBuf::from("(environment)"), Path::to_owned),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Overlays every `WARDEN_<SECTION>_<KEY>` that is set. The keys are the
+/// defaults' keys, so the list can never drift from the structs above.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let defaults =
+        toml::Table::try_from(RawConfig::default()).map_err(|e| ConfigError::Invalid {
+            key: "(defaults)",
+            message: e.to_string(),
+        })?;
+    for (section, keys) in &defaults {
+        let Some(keys) = keys.as_table() else {
+            continue;
+        };
+        for (key, default) in keys {
+            let name = format!("WARDEN_{}_{}", section.to_uppercase(), key.to_uppercase());
+            let Some(raw) = env(&name) else { continue };
+            let value = if default.is_str() {
+                toml::Value::String(raw)
+            } else {
+                // Numbers, booleans and lists are written as in TOML.
+                let parsed: toml::Table =
+                    format!("v = {raw}").parse().map_err(|e: toml::de::Error| {
+                        ConfigError::Env {
+                            name: name.clone(),
+                            message: e.message().to_owned(),
+                        }
+                    })?;
+                parsed.get("v").cloned().ok_or_else(|| ConfigError::Env {
+                    name: name.clone(),
+                    message: "has no value".into(),
+                })?
+            };
+            let section_table = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = section_table.as_table_mut() else {
+                return Err(ConfigError::Env {
+                    name,
+                    message: format!("`{section}` in the config file is not a table"),
+                });
+            };
+            section_table.insert(key.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub decision_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub shutdown_grace: Duration,
+    pub bundle: PathBuf,
+    pub engine: EngineKind,
+    pub eval: EvalLimits,
+    pub identity: PathBuf,
+    pub entitlements: PathBuf,
+    pub max_age: MaxAge,
+    pub limits: Limits,
+    pub archive: ArchiveLimits,
+    pub log_level: String,
+    pub log_json: bool,
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let max_age = duration("snapshots.max_age", &raw.snapshots.max_age)?;
+        let max_age = (!max_age.is_zero()).then_some(max_age);
+        let engine = match raw.policy.engine.as_str() {
+            "native" => EngineKind::Native,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "policy.engine",
+                    message: format!("`{other}` is not an engine; expected `native`"),
+                });
+            }
+        };
+        let log_json = match raw.log.format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "log.format",
+                    message: format!("`{other}` is not a format; expected `text` or `json`"),
+                });
+            }
+        };
+        let eval_timeout_ms = positive("policy.eval_timeout_ms", raw.policy.eval_timeout_ms)?;
+        Ok(Config {
+            decision_addr: addr("server.decision_addr", &raw.server.decision_addr)?,
+            ops_addr: addr("server.ops_addr", &raw.server.ops_addr)?,
+            data_dir: nonempty_path("server.data_dir", &raw.server.data_dir)?,
+            shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
+            bundle: nonempty_path("policy.bundle", &raw.policy.bundle)?,
+            engine,
+            eval: EvalLimits {
+                timeout: Duration::from_millis(eval_timeout_ms as u64),
+                max_instructions: positive("policy.max_instructions", raw.policy.max_instructions)?,
+            },
+            identity: nonempty_path("snapshots.identity", &raw.snapshots.identity)?,
+            entitlements: nonempty_path("snapshots.entitlements", &raw.snapshots.entitlements)?,
+            max_age: MaxAge {
+                identity: max_age,
+                entitlements: max_age,
+            },
+            limits: Limits {
+                max_request_bytes: positive(
+                    "limits.max_request_bytes",
+                    raw.limits.max_request_bytes,
+                )?,
+                max_id_bytes: positive("limits.max_id_bytes", raw.limits.max_id_bytes)?,
+                max_batch_items: positive("limits.max_batch_items", raw.limits.max_batch_items)?,
+                max_delegation_chain: positive(
+                    "limits.max_delegation_chain",
+                    raw.limits.max_delegation_chain,
+                )?,
+                max_attribute_depth: positive(
+                    "limits.max_attribute_depth",
+                    raw.limits.max_attribute_depth,
+                )?,
+            },
+            archive: ArchiveLimits {
+                max_files: positive("limits.max_bundle_files", raw.limits.max_bundle_files)?,
+                max_file_bytes: raw.limits.max_bundle_bytes,
+                max_total_bytes: raw.limits.max_bundle_bytes,
+            },
+            log_level: raw.log.level,
+            log_json,
+        })
+    }
+}
+
+fn addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|e| ConfigError::Invalid {
+        key,
+        message: format!("`{value}` is not HOST:PORT: {e}"),
+    })
+}
+
+fn duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(value).map_err(|e| ConfigError::Invalid {
+        key,
+        message: format!("`{value}` is not a duration such as `30s` or `15m`: {e}"),
+    })
+}
+
+fn nonempty_path(key: &'static str, value: &str) -> Result<PathBuf, ConfigError> {
+    if value.is_empty() {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must not be empty".into(),
+        });
+    }
+    Ok(PathBuf::from(value))
+}
+
+fn positive(key: &'static str, value: u64) -> Result<usize, ConfigError> {
+    match usize::try_from(value) {
+        Ok(0) | Err(_) => Err(ConfigError::Invalid {
+            key,
+            message: format!("{value} is out of range; expected a positive number"),
+        }),
+        Ok(value) => Ok(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        move |name| vars.get(name).cloned()
+    }
+
+    #[test]
+    fn defaults_are_design_defaults() -> Result<(), ConfigError> {
+        let config = Config::try_from(RawConfig::load(None, env(&[]))?)?;
+        assert_eq!(config.decision_addr.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.ops_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(config.data_dir, PathBuf::from("./warden-data"));
+        assert_eq!(config.bundle, PathBuf::from("policies"));
+        assert_eq!(config.engine, EngineKind::Native);
+        assert_eq!(config.eval.timeout, Duration::from_millis(50));
+        assert_eq!(config.max_age, MaxAge::default());
+        assert_eq!(config.limits, Limits::default());
+        Ok(())
+    }
+
+    #[test]
+    fn env_overrides_file_and_is_typed_by_the_default() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("warden.toml");
+        std::fs::write(
+            &path,
+            "[server]\ndecision_addr = \"127.0.0.1:1\"\n[policy]\neval_timeout_ms = 7\n",
+        )?;
+        let raw = RawConfig::load(
+            Some(&path),
+            env(&[
+                ("WARDEN_SERVER_DECISION_ADDR", "127.0.0.1:2"),
+                ("WARDEN_LIMITS_MAX_BATCH_ITEMS", "9"),
+            ]),
+        )?;
+        let config = Config::try_from(raw)?;
+        assert_eq!(config.decision_addr.to_string(), "127.0.0.1:2");
+        assert_eq!(config.eval.timeout, Duration::from_millis(7));
+        assert_eq!(config.limits.max_batch_items, 9);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("warden.toml");
+        std::fs::write(&path, "[server]\ndecision_adr = \"127.0.0.1:1\"\n")?;
+        let err = RawConfig::load(Some(&path), env(&[]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("decision_adr"), "{err}");
+
+        let err = RawConfig::load(None, env(&[("WARDEN_LIMITS_MAX_ID_BYTES", "lots")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("WARDEN_LIMITS_MAX_ID_BYTES"), "{err}");
+
+        let raw = RawConfig::load(None, env(&[("WARDEN_POLICY_ENGINE", "quantum")]))?;
+        let err = Config::try_from(raw)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("policy.engine") && err.contains("quantum"),
+            "{err}"
+        );
+
+        let raw = RawConfig::load(None, env(&[("WARDEN_SNAPSHOTS_MAX_AGE", "soon")]))?;
+        assert!(Config::try_from(raw).is_err());
+        Ok(())
+    }
+}

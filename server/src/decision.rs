@@ -1,0 +1,217 @@
+//! The decision core: a synchronous function of a validated request and one
+//! generation. No I/O, no async, no locks; the server wraps it, and tests and
+//! benches call it directly.
+
+use std::time::SystemTime;
+
+use serde_json::Value as Json;
+
+use crate::engine::EvalError;
+use crate::generation::Generation;
+use crate::request::CheckRequest;
+use crate::snapshot::SnapshotKind;
+
+/// The three answers a check can get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Allow,
+    Deny,
+    RequireApproval,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::RequireApproval => "require_approval",
+        }
+    }
+}
+
+/// Which stage settled the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// A snapshot was older than its `max_age`; the policy was not consulted.
+    Staleness,
+    /// The policy decided (or failed, and the check was denied).
+    Policy,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// Machine-readable reasons; never empty for a DENY.
+    pub reasons: Vec<String>,
+    pub stage: Stage,
+}
+
+impl Decision {
+    fn deny(reason: impl Into<String>, stage: Stage) -> Self {
+        Self {
+            verdict: Verdict::Deny,
+            reasons: vec![reason.into()],
+            stage,
+        }
+    }
+}
+
+/// Decides `request` against `generation` at time `now`, in DESIGN's order:
+/// stale data, then the policy. Anything but a clear ALLOW or
+/// REQUIRE_APPROVAL from the policy is a DENY.
+pub fn decide(request: &CheckRequest, generation: &Generation, now: SystemTime) -> Decision {
+    for kind in SnapshotKind::ALL {
+        if let Some(max_age) = generation.max_age.of(kind)
+            && generation.snapshot(kind).age(now) > max_age
+        {
+            return Decision::deny(format!("stale_snapshot:{kind}"), Stage::Staleness);
+        }
+    }
+    match generation.policy().evaluate(request) {
+        Ok(value) => interpret(value.as_ref()),
+        Err(EvalError::Timeout(_)) => Decision::deny("evaluation_timeout", Stage::Policy),
+        Err(EvalError::Failed(message)) => {
+            Decision::deny(format!("evaluation_error: {message}"), Stage::Policy)
+        }
+    }
+}
+
+/// Reads the entrypoint's value as DESIGN defines it:
+/// - `true`, or an object with `allow: true` and no `require_approval: true`: ALLOW;
+/// - an object with `require_approval: true` (and `allow` not `false`): REQUIRE_APPROVAL;
+/// - anything else, including undefined and malformed objects: DENY.
+///
+/// An explicit `allow: false` wins over `require_approval: true`: asking a
+/// person to approve what the policy refused would weaken it.
+pub fn interpret(value: Option<&Json>) -> Decision {
+    let deny = |reason: &str| Decision::deny(reason, Stage::Policy);
+    let Some(value) = value else {
+        return deny("undefined_decision");
+    };
+    let object = match value {
+        Json::Bool(true) => {
+            return Decision {
+                verdict: Verdict::Allow,
+                reasons: Vec::new(),
+                stage: Stage::Policy,
+            };
+        }
+        Json::Bool(false) => return deny("denied_by_policy"),
+        Json::Object(object) => object,
+        _ => return deny("invalid_decision: expected a boolean or an object"),
+    };
+
+    let flag = |name: &str| match object.get(name) {
+        None => Ok(None),
+        Some(Json::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(format!("invalid_decision: `{name}` is not a boolean")),
+    };
+    let allow = match flag("allow") {
+        Ok(allow) => allow,
+        Err(reason) => return deny(&reason),
+    };
+    let require_approval = match flag("require_approval") {
+        Ok(flag) => flag,
+        Err(reason) => return deny(&reason),
+    };
+    let reasons = match object.get("reasons") {
+        None => Vec::new(),
+        Some(Json::Array(items)) => {
+            let mut reasons = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Json::String(reason) => reasons.push(reason.clone()),
+                    _ => {
+                        return deny(
+                            "invalid_decision: `reasons` holds a value that is not a string",
+                        );
+                    }
+                }
+            }
+            reasons
+        }
+        Some(_) => return deny("invalid_decision: `reasons` is not a list"),
+    };
+
+    let verdict = match (allow, require_approval) {
+        (Some(false), _) => Verdict::Deny,
+        (_, Some(true)) => Verdict::RequireApproval,
+        (Some(true), _) => Verdict::Allow,
+        (None, _) => Verdict::Deny,
+    };
+    let mut decision = Decision {
+        verdict,
+        reasons,
+        stage: Stage::Policy,
+    };
+    if verdict == Verdict::Deny && decision.reasons.is_empty() {
+        decision.reasons.push("denied_by_policy".into());
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn verdict(value: Json) -> (Verdict, Vec<String>) {
+        let d = interpret(Some(&value));
+        (d.verdict, d.reasons)
+    }
+
+    #[test]
+    fn reads_every_shape_design_defines() {
+        assert_eq!(verdict(json!(true)), (Verdict::Allow, vec![]));
+        assert_eq!(verdict(json!({"allow": true})), (Verdict::Allow, vec![]));
+        assert_eq!(
+            verdict(json!({"allow": true, "require_approval": false, "reasons": ["ok"]})),
+            (Verdict::Allow, vec!["ok".into()])
+        );
+        assert_eq!(
+            verdict(json!({"require_approval": true})).0,
+            Verdict::RequireApproval
+        );
+        assert_eq!(
+            verdict(
+                json!({"allow": true, "require_approval": true, "reasons": ["sensitive_action"]})
+            ),
+            (Verdict::RequireApproval, vec!["sensitive_action".into()])
+        );
+    }
+
+    #[test]
+    fn everything_else_denies_with_a_reason() {
+        assert_eq!(
+            verdict(json!(false)),
+            (Verdict::Deny, vec!["denied_by_policy".into()])
+        );
+        assert_eq!(
+            verdict(json!({})),
+            (Verdict::Deny, vec!["denied_by_policy".into()])
+        );
+        assert_eq!(
+            verdict(json!({"allow": false, "require_approval": true, "reasons": ["x"]})),
+            (Verdict::Deny, vec!["x".into()])
+        );
+        assert_eq!(verdict(json!({"allow": "yes"})).0, Verdict::Deny);
+        assert_eq!(
+            verdict(json!({"allow": true, "reasons": "x"})).0,
+            Verdict::Deny
+        );
+        assert_eq!(
+            verdict(json!({"allow": true, "reasons": [1]})).0,
+            Verdict::Deny
+        );
+        assert_eq!(verdict(json!({"allow": 1})).0, Verdict::Deny);
+        assert_eq!(verdict(json!("allow")).0, Verdict::Deny);
+        assert_eq!(verdict(json!(null)).0, Verdict::Deny);
+        assert_eq!(verdict(json!([true])).0, Verdict::Deny);
+        let undefined = interpret(None);
+        assert_eq!(
+            (undefined.verdict, undefined.reasons),
+            (Verdict::Deny, vec!["undefined_decision".into()])
+        );
+    }
+}

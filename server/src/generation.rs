@@ -1,0 +1,182 @@
+//! Generations: one policy bundle and one snapshot of each kind, bound
+//! together and published atomically.
+//!
+//! Every check loads the current generation once and uses only it, so no
+//! check ever sees a new bundle with old snapshots or the reverse.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use regorus::Value;
+
+use crate::bundle::{Bundle, BundleError};
+use crate::engine::native::NativePolicy;
+use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EvalLimits};
+use crate::input::json_to_rego;
+use crate::snapshot::{Snapshot, SnapshotKind};
+
+/// A bundle compiled for one engine, independent of any snapshot.
+#[derive(Debug)]
+pub struct LoadedPolicy {
+    pub revision: String,
+    pub digest: String,
+    pub entrypoint: String,
+    compiled: Box<dyn CompiledPolicy>,
+    /// The bundle's own data, ready to merge with snapshots.
+    data: Value,
+}
+
+impl LoadedPolicy {
+    /// Compiles `bundle` with the engine `kind`.
+    pub fn compile(
+        bundle: &Bundle,
+        kind: EngineKind,
+        limits: EvalLimits,
+    ) -> Result<Self, BundleError> {
+        let compiled: Box<dyn CompiledPolicy> = match kind {
+            EngineKind::Native => Box::new(NativePolicy::compile(bundle, limits)?),
+        };
+        Ok(Self {
+            revision: bundle.revision.clone(),
+            digest: bundle.digest.clone(),
+            entrypoint: bundle.entrypoint.clone(),
+            compiled,
+            data: json_to_rego(&bundle.data),
+        })
+    }
+
+    pub fn engine(&self) -> EngineKind {
+        self.compiled.kind()
+    }
+}
+
+/// How old each snapshot kind may be before checks deny.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaxAge {
+    pub identity: Option<Duration>,
+    pub entitlements: Option<Duration>,
+}
+
+impl MaxAge {
+    pub fn of(&self, kind: SnapshotKind) -> Option<Duration> {
+        match kind {
+            SnapshotKind::Identity => self.identity,
+            SnapshotKind::Entitlements => self.entitlements,
+        }
+    }
+}
+
+/// Everything one decision needs, immutable once built.
+#[derive(Debug)]
+pub struct Generation {
+    /// Increases with every publication; tells generations apart in logs.
+    pub id: u64,
+    pub policy: Arc<LoadedPolicy>,
+    pub identity: Arc<Snapshot>,
+    pub entitlements: Arc<Snapshot>,
+    pub max_age: MaxAge,
+    bound: Arc<dyn BoundPolicy>,
+}
+
+impl Generation {
+    /// Binds `policy` to the snapshots. Fails when the data cannot be loaded
+    /// into the policy (a rule and a data value at the same path).
+    pub fn build(
+        id: u64,
+        policy: Arc<LoadedPolicy>,
+        identity: Arc<Snapshot>,
+        entitlements: Arc<Snapshot>,
+        max_age: MaxAge,
+    ) -> Result<Self, BindError> {
+        let data = data_document(&policy.data, &identity, &entitlements)?;
+        let bound = policy.compiled.bind(&data)?;
+        Ok(Self {
+            id,
+            policy,
+            identity,
+            entitlements,
+            max_age,
+            bound,
+        })
+    }
+
+    pub fn snapshot(&self, kind: SnapshotKind) -> &Snapshot {
+        match kind {
+            SnapshotKind::Identity => &self.identity,
+            SnapshotKind::Entitlements => &self.entitlements,
+        }
+    }
+
+    pub fn policy(&self) -> &dyn BoundPolicy {
+        self.bound.as_ref()
+    }
+
+    /// Snapshot versions by kind, as responses report them.
+    pub fn snapshot_versions(&self) -> BTreeMap<String, String> {
+        SnapshotKind::ALL
+            .into_iter()
+            .map(|kind| {
+                (
+                    kind.as_str().to_owned(),
+                    self.snapshot(kind).version.clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The data document: the bundle's data with each snapshot at `data.<kind>`.
+/// Bundles cannot write to those paths (see `bundle::RESERVED_ROOTS`).
+fn data_document(
+    bundle_data: &Value,
+    identity: &Snapshot,
+    entitlements: &Snapshot,
+) -> Result<Value, BindError> {
+    let mut data = match bundle_data {
+        Value::Object(_) => bundle_data.clone(),
+        _ => Value::new_object(),
+    };
+    let object = data
+        .as_object_mut()
+        .map_err(|e| BindError(format!("bundle data is not an object: {e}")))?;
+    object.insert(Value::from("identity"), identity.document.clone());
+    object.insert(Value::from("entitlements"), entitlements.document.clone());
+    Ok(data)
+}
+
+/// The published generation. Readers don't take a lock — they load the
+/// `ArcSwap`; a publication is one pointer swap.
+#[derive(Debug)]
+pub struct Generations {
+    current: ArcSwap<Generation>,
+    next_id: AtomicU64,
+}
+
+impl Generations {
+    pub fn new(first: Generation) -> Self {
+        let next_id = first.id + 1;
+        Self {
+            current: ArcSwap::from_pointee(first),
+            next_id: AtomicU64::new(next_id),
+        }
+    }
+
+    /// The generation new checks use.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// An id for the next generation to build.
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Makes `generation` the one new checks use; checks in flight finish on
+    /// the one they loaded.
+    pub fn publish(&self, generation: Generation) {
+        self.current.store(Arc::new(generation));
+    }
+}

@@ -1,0 +1,192 @@
+//! The policy's `input` document, built from a validated request.
+//!
+//! Two builders produce the same document: `to_json` for the audit hash and
+//! the Wasm engine, which take bytes, and `to_rego` for the native engine,
+//! which takes values directly and so skips a JSON round trip per check.
+//! A property test holds them equal.
+
+use std::collections::BTreeMap;
+
+use regorus::Value;
+use serde_json::{Map, Value as Json};
+
+use crate::request::{Attributes, CheckRequest};
+
+/// The input document as JSON. Absent optional fields are omitted;
+/// attributes and context are always objects, empty when the caller sent none.
+pub fn to_json(request: &CheckRequest) -> Json {
+    let mut input = Map::new();
+    input.insert("platform".into(), Json::String(request.platform.clone()));
+    input.insert(
+        "agent".into(),
+        json_object([
+            ("id", Some(Json::String(request.agent.id.clone()))),
+            (
+                "attributes",
+                Some(Json::Object(request.agent.attributes.clone())),
+            ),
+        ]),
+    );
+    input.insert(
+        "principal".into(),
+        json_object([
+            ("type", request.principal.kind.clone().map(Json::String)),
+            ("id", Some(Json::String(request.principal.id.clone()))),
+            (
+                "attributes",
+                Some(Json::Object(request.principal.attributes.clone())),
+            ),
+        ]),
+    );
+    if !request.delegation_chain.is_empty() {
+        input.insert(
+            "delegation_chain".into(),
+            Json::Array(
+                request
+                    .delegation_chain
+                    .iter()
+                    .cloned()
+                    .map(Json::String)
+                    .collect(),
+            ),
+        );
+    }
+    input.insert(
+        "action".into(),
+        json_object([
+            ("name", Some(Json::String(request.action.name.clone()))),
+            (
+                "attributes",
+                Some(Json::Object(request.action.attributes.clone())),
+            ),
+        ]),
+    );
+    input.insert(
+        "resource".into(),
+        json_object([
+            ("type", Some(Json::String(request.resource.kind.clone()))),
+            ("id", request.resource.id.clone().map(Json::String)),
+            (
+                "attributes",
+                Some(Json::Object(request.resource.attributes.clone())),
+            ),
+        ]),
+    );
+    input.insert("context".into(), Json::Object(request.context.clone()));
+    if let Some(request_id) = &request.request_id {
+        input.insert("request_id".into(), Json::String(request_id.clone()));
+    }
+    Json::Object(input)
+}
+
+fn json_object<const N: usize>(fields: [(&str, Option<Json>); N]) -> Json {
+    Json::Object(
+        fields
+            .into_iter()
+            .filter_map(|(key, value)| value.map(|value| (key.to_owned(), value)))
+            .collect(),
+    )
+}
+
+/// The input document as a regorus value; equal to `to_json`'s document.
+pub fn to_rego(request: &CheckRequest) -> Value {
+    let mut input = BTreeMap::new();
+    input.insert(key("platform"), string(&request.platform));
+    input.insert(
+        key("agent"),
+        rego_object([
+            ("id", Some(string(&request.agent.id))),
+            ("attributes", Some(attributes(&request.agent.attributes))),
+        ]),
+    );
+    input.insert(
+        key("principal"),
+        rego_object([
+            ("type", request.principal.kind.as_deref().map(string)),
+            ("id", Some(string(&request.principal.id))),
+            (
+                "attributes",
+                Some(attributes(&request.principal.attributes)),
+            ),
+        ]),
+    );
+    if !request.delegation_chain.is_empty() {
+        input.insert(
+            key("delegation_chain"),
+            Value::from(
+                request
+                    .delegation_chain
+                    .iter()
+                    .map(|a| string(a))
+                    .collect::<Vec<_>>(),
+            ),
+        );
+    }
+    input.insert(
+        key("action"),
+        rego_object([
+            ("name", Some(string(&request.action.name))),
+            ("attributes", Some(attributes(&request.action.attributes))),
+        ]),
+    );
+    input.insert(
+        key("resource"),
+        rego_object([
+            ("type", Some(string(&request.resource.kind))),
+            ("id", request.resource.id.as_deref().map(string)),
+            ("attributes", Some(attributes(&request.resource.attributes))),
+        ]),
+    );
+    input.insert(key("context"), attributes(&request.context));
+    if let Some(request_id) = &request.request_id {
+        input.insert(key("request_id"), string(request_id));
+    }
+    Value::from(input)
+}
+
+fn key(name: &str) -> Value {
+    Value::from(name)
+}
+
+fn string(value: &str) -> Value {
+    Value::from(value)
+}
+
+fn rego_object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
+    Value::from(
+        fields
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| (key(name), value)))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+fn attributes(attributes: &Attributes) -> Value {
+    Value::from(
+        attributes
+            .iter()
+            .map(|(name, value)| (key(name), json_to_rego(value)))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+/// Converts any JSON value into the equal regorus value.
+pub fn json_to_rego(value: &Json) -> Value {
+    match value {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::from(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                // serde_json numbers are i64, u64 or finite f64.
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Array(items) => Value::from(items.iter().map(json_to_rego).collect::<Vec<_>>()),
+        Json::Object(fields) => attributes(fields),
+    }
+}

@@ -1,0 +1,19 @@
+//! Warden: a policy decision point for AI agents.
+//!
+//! The core (`decision::decide`) is a pure function of a validated request
+//! and one immutable `Generation`; everything else loads, publishes and
+//! serves generations.
+
+pub mod api;
+pub mod bundle;
+pub mod config;
+pub mod decision;
+pub mod engine;
+pub mod generation;
+pub mod input;
+pub mod ops;
+pub mod regotest;
+pub mod request;
+pub mod server;
+pub mod snapshot;
+pub mod store;

@@ -1,0 +1,174 @@
+//! The `warden` command: `serve` runs the decision point, `test` runs a
+//! bundle's Rego unit tests.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use warden::config::{Config, RawConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "warden",
+    version,
+    about = "A policy decision point for AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve decisions. With no flags: the bundle in `policies/`, the demo
+    /// snapshots there, state in `./warden-data`.
+    Serve(ServeArgs),
+    /// Run a bundle's Rego unit tests (`test_*` rules) and report each.
+    Test {
+        /// A directory of Rego and data, or a bundle `.tar.gz`.
+        #[arg(default_value = "policies")]
+        bundle: PathBuf,
+    },
+}
+
+/// Flags override the config file and `WARDEN_<SECTION>_<KEY>` variables.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "WARDEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Decision listener (gRPC), HOST:PORT.
+    #[arg(long, env = "WARDEN_DECISION_ADDR")]
+    decision_addr: Option<String>,
+    /// Ops listener (HTTP: /healthz, /readyz), HOST:PORT.
+    #[arg(long, env = "WARDEN_OPS_ADDR")]
+    ops_addr: Option<String>,
+    /// Directory for Warden's state (sled).
+    #[arg(long, env = "WARDEN_DATA_DIR")]
+    data_dir: Option<String>,
+    /// Policy bundle: a directory of Rego and data, or a bundle `.tar.gz`.
+    #[arg(long, env = "WARDEN_BUNDLE")]
+    bundle: Option<String>,
+    /// Identity snapshot (JSON).
+    #[arg(long, env = "WARDEN_IDENTITY")]
+    identity: Option<String>,
+    /// Entitlement snapshot (JSON).
+    #[arg(long, env = "WARDEN_ENTITLEMENTS")]
+    entitlements: Option<String>,
+}
+
+impl ServeArgs {
+    fn config(self) -> anyhow::Result<Config> {
+        let mut raw = RawConfig::load(self.config.as_deref(), |name| std::env::var(name).ok())?;
+        let overrides = [
+            (self.decision_addr, &mut raw.server.decision_addr),
+            (self.ops_addr, &mut raw.server.ops_addr),
+            (self.data_dir, &mut raw.server.data_dir),
+            (self.bundle, &mut raw.policy.bundle),
+            (self.identity, &mut raw.snapshots.identity),
+            (self.entitlements, &mut raw.snapshots.entitlements),
+        ];
+        for (flag, key) in overrides {
+            if let Some(value) = flag {
+                *key = value;
+            }
+        }
+        Ok(Config::try_from(raw)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Test { bundle } => test(&bundle),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(warden::server::serve(
+        config,
+        shutdown_signal(),
+        |listener, addr| {
+            // One JSON line per listener on stdout, so that scripts and tests
+            // started on port 0 learn the real port; logs go to stderr.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(
+                out,
+                r#"{{"event":"listening","listener":"{listener}","addr":"{addr}"}}"#
+            );
+            let _ = out.flush();
+        },
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(&config.log_level).with_context(|| {
+        format!(
+            "config key `log.level`: `{}` is not a filter",
+            config.log_level
+        )
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            // Without a SIGTERM handler, SIGINT still stops the server.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+fn test(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let bundle = warden::bundle::Bundle::load(path, &warden::bundle::ArchiveLimits::default())
+        .with_context(|| format!("cannot load `{}`", path.display()))?;
+    let outcomes = warden::regotest::run(&bundle)?;
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    for outcome in &outcomes {
+        match &outcome.failure {
+            None => println!("PASS {}", outcome.name),
+            Some(why) => println!("FAIL {}: {why}", outcome.name),
+        }
+    }
+    println!("{} passed, {failed} failed", outcomes.len() - failed);
+    Ok(if failed == 0 && !outcomes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

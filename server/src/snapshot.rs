@@ -1,0 +1,328 @@
+//! Identity and entitlement snapshots: parsed, schema-checked, ready to be
+//! placed in the data document at `data.identity` and `data.entitlements`.
+//!
+//! A snapshot is parsed straight into a regorus value and checked by walking
+//! it, so a snapshot of a million grants is held once, not once per layer.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use regorus::Value;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The two kinds of snapshot; each lives at `data.<kind>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SnapshotKind {
+    Identity,
+    Entitlements,
+}
+
+impl SnapshotKind {
+    pub const ALL: [SnapshotKind; 2] = [SnapshotKind::Identity, SnapshotKind::Entitlements];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Identity => "identity",
+            SnapshotKind::Entitlements => "entitlements",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
+    /// The keys the document may carry besides `version` and `generated_at`.
+    fn sections(self) -> &'static [&'static str] {
+        match self {
+            SnapshotKind::Identity => &["users", "agents", "groups"],
+            SnapshotKind::Entitlements => &["subjects"],
+        }
+    }
+}
+
+impl fmt::Display for SnapshotKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a snapshot was refused; `path` points into the document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{kind} snapshot is not valid JSON: {message}")]
+    Json { kind: SnapshotKind, message: String },
+    #[error("{kind} snapshot: `{path}` {reason}")]
+    Schema {
+        kind: SnapshotKind,
+        path: String,
+        reason: String,
+    },
+}
+
+/// A validated snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub kind: SnapshotKind,
+    pub version: String,
+    pub generated_at: OffsetDateTime,
+    /// What policies see at `data.<kind>`: the document without `version`
+    /// and `generated_at`.
+    pub document: Value,
+    /// SHA-256 of the bytes the snapshot was parsed from, hex.
+    pub sha256: String,
+    /// Size of those bytes.
+    pub size: usize,
+}
+
+impl Snapshot {
+    /// Parses and checks a snapshot document. `max_id_bytes` bounds every id
+    /// and key.
+    pub fn parse(
+        kind: SnapshotKind,
+        bytes: &[u8],
+        max_id_bytes: usize,
+    ) -> Result<Self, SnapshotError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| SnapshotError::Json {
+            kind,
+            message: e.to_string(),
+        })?;
+        let checker = Checker { kind, max_id_bytes };
+        let top = checker.object(&value, "")?;
+
+        for (key, _) in top.iter() {
+            let name = key.as_string().map(|s| s.as_ref()).unwrap_or_default();
+            if name != "version" && name != "generated_at" && !kind.sections().contains(&name) {
+                return Err(checker.error(
+                    name,
+                    format!(
+                        "is not a known key; expected `version`, `generated_at` or {}",
+                        kind.sections()
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+
+        let version = checker.required_string(&value, "version")?;
+        if version.is_empty() || version.len() > max_id_bytes {
+            return Err(checker.error("version", format!("must be 1 to {max_id_bytes} bytes")));
+        }
+        let generated_at = checker.required_string(&value, "generated_at")?;
+        let generated_at = OffsetDateTime::parse(&generated_at, &Rfc3339)
+            .map_err(|e| checker.error("generated_at", format!("is not an RFC 3339 time: {e}")))?;
+
+        let mut document = std::collections::BTreeMap::new();
+        for section in kind.sections() {
+            let item = &value[*section];
+            let item = match item {
+                Value::Undefined => Value::new_object(),
+                _ => item.clone(),
+            };
+            match kind {
+                SnapshotKind::Identity => checker.identity_section(section, &item)?,
+                SnapshotKind::Entitlements => checker.subjects(&item)?,
+            }
+            document.insert(Value::from(*section), item);
+        }
+
+        Ok(Snapshot {
+            kind,
+            version,
+            generated_at,
+            document: Value::from(document),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            size: bytes.len(),
+        })
+    }
+
+    /// How long ago the snapshot was generated; zero if it claims the future.
+    pub fn age(&self, now: SystemTime) -> Duration {
+        let now = OffsetDateTime::from(now);
+        (now - self.generated_at)
+            .try_into()
+            .unwrap_or(Duration::ZERO)
+    }
+}
+
+struct Checker {
+    kind: SnapshotKind,
+    max_id_bytes: usize,
+}
+
+impl Checker {
+    fn error(&self, path: &str, reason: impl Into<String>) -> SnapshotError {
+        SnapshotError::Schema {
+            kind: self.kind,
+            path: if path.is_empty() {
+                "(document)".into()
+            } else {
+                path.into()
+            },
+            reason: reason.into(),
+        }
+    }
+
+    fn object<'v>(
+        &self,
+        value: &'v Value,
+        path: &str,
+    ) -> Result<&'v regorus::value::Object, SnapshotError> {
+        value
+            .as_object()
+            .map_err(|_| self.error(path, "must be an object"))
+    }
+
+    fn required_string(&self, value: &Value, key: &str) -> Result<String, SnapshotError> {
+        match &value[key] {
+            Value::Undefined => Err(self.error(key, "is required")),
+            Value::String(s) => Ok(s.to_string()),
+            _ => Err(self.error(key, "must be a string")),
+        }
+    }
+
+    /// Checks an id used as a key or a reference: bounded and printable.
+    fn id<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str, SnapshotError> {
+        let Value::String(s) = value else {
+            return Err(self.error(path, "must be a string"));
+        };
+        if s.is_empty() || s.len() > self.max_id_bytes {
+            return Err(self.error(path, format!("must be 1 to {} bytes", self.max_id_bytes)));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(self.error(path, "must not contain control characters"));
+        }
+        Ok(s)
+    }
+
+    /// Walks an object whose keys are ids, checking each entry with `entry`.
+    fn keyed<F>(&self, value: &Value, path: &str, mut entry: F) -> Result<(), SnapshotError>
+    where
+        F: FnMut(&str, &Value) -> Result<(), SnapshotError>,
+    {
+        for (key, item) in self.object(value, path)?.iter() {
+            let id = self.id(key, path)?;
+            entry(&format!("{path}.{id}"), item)?;
+        }
+        Ok(())
+    }
+
+    /// Checks an object against its allowed keys; `required` must be present.
+    fn fields(
+        &self,
+        value: &Value,
+        path: &str,
+        allowed: &[&str],
+        required: &[&str],
+    ) -> Result<(), SnapshotError> {
+        let object = self.object(value, path)?;
+        for (key, _) in object.iter() {
+            let name = key.as_string().map(|s| s.as_ref()).unwrap_or_default();
+            if !allowed.contains(&name) {
+                return Err(self.error(
+                    &format!("{path}.{name}"),
+                    format!("is not a known key; expected one of {}", allowed.join(", ")),
+                ));
+            }
+        }
+        for name in required {
+            if matches!(value[*name], Value::Undefined) {
+                return Err(self.error(&format!("{path}.{name}"), "is required"));
+            }
+        }
+        if !matches!(value["attributes"], Value::Undefined | Value::Object(_)) {
+            return Err(self.error(&format!("{path}.attributes"), "must be an object"));
+        }
+        Ok(())
+    }
+
+    fn id_list(
+        &self,
+        value: &Value,
+        path: &str,
+        each: impl Fn(&str, &str) -> Result<(), SnapshotError>,
+    ) -> Result<(), SnapshotError> {
+        let items = value
+            .as_array()
+            .map_err(|_| self.error(path, "must be a list"))?;
+        for (i, item) in items.iter().enumerate() {
+            let item_path = format!("{path}[{i}]");
+            let id = self.id(item, &item_path)?;
+            each(id, &item_path)?;
+        }
+        Ok(())
+    }
+
+    fn identity_section(&self, section: &str, value: &Value) -> Result<(), SnapshotError> {
+        match section {
+            "users" => self.keyed(value, "users", |path, user| {
+                self.fields(user, path, &["groups", "attributes"], &[])?;
+                match &user["groups"] {
+                    Value::Undefined => Ok(()),
+                    groups => self.id_list(groups, &format!("{path}.groups"), |_, _| Ok(())),
+                }
+            }),
+            "agents" => self.keyed(value, "agents", |path, agent| {
+                self.fields(
+                    agent,
+                    path,
+                    &["owner", "platform", "grants", "attributes"],
+                    &["owner", "platform", "grants"],
+                )?;
+                self.id(&agent["owner"], &format!("{path}.owner"))?;
+                self.id(&agent["platform"], &format!("{path}.platform"))?;
+                self.id_list(&agent["grants"], &format!("{path}.grants"), |p, at| {
+                    self.pattern(p, at)
+                })
+            }),
+            _ => self.keyed(value, "groups", |path, group| {
+                self.fields(group, path, &["attributes"], &[])
+            }),
+        }
+    }
+
+    fn subjects(&self, value: &Value) -> Result<(), SnapshotError> {
+        self.keyed(value, "subjects", |path, by_type| {
+            let subject = path.trim_start_matches("subjects.");
+            match subject.split_once(':') {
+                Some((kind, id)) if !kind.is_empty() && !id.is_empty() => {}
+                _ => {
+                    return Err(
+                        self.error(path, "is not a subject; expected `user:ID` or `group:ID`")
+                    );
+                }
+            }
+            self.keyed(by_type, path, |path, by_id| {
+                self.keyed(by_id, path, |path, patterns| {
+                    self.id_list(patterns, path, |p, at| self.pattern(p, at))
+                })
+            })
+        })
+    }
+
+    /// Action patterns: `*`, or dotted names whose first or last segment may
+    /// be `*` (`documents.*`, `*.delete`).
+    fn pattern(&self, pattern: &str, path: &str) -> Result<(), SnapshotError> {
+        if pattern == "*" {
+            return Ok(());
+        }
+        let segments: Vec<&str> = pattern.split('.').collect();
+        let last = segments.len() - 1;
+        let well_formed = segments.iter().enumerate().all(|(i, segment)| {
+            (*segment == "*" && (i == 0 || i == last) && last > 0)
+                || (!segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        }) && !(last > 0 && segments[0] == "*" && segments[last] == "*");
+        if well_formed {
+            Ok(())
+        } else {
+            Err(self.error(path, format!("`{pattern}` is not an action pattern such as `documents.read`, `documents.*` or `*.delete`")))
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Starting the real `warden` binary on `127.0.0.1:0` and talking to it.
+//!
+//! The binaries are built once per test process with the same cargo and
+//! profile as the tests, so a test never runs a stale server.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use warden_client::{ClientOptions, WardenClient};
+
+use crate::repo_root;
+
+/// Paths of the freshly built binaries.
+#[derive(Debug)]
+pub struct Binaries {
+    pub warden: PathBuf,
+    pub wardenctl: PathBuf,
+}
+
+/// Builds `warden` and `wardenctl` (a no-op when up to date) and returns
+/// their paths.
+pub fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        // Tests run from target/<profile>/deps/; the binaries land in target/<profile>/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in target/<profile>/deps")
+            .to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.current_dir(repo_root()).args([
+            "build",
+            "--quiet",
+            "-p",
+            "warden",
+            "--bin",
+            "warden",
+            "-p",
+            "warden-client",
+            "--bin",
+            "wardenctl",
+        ]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build of warden and wardenctl failed"
+        );
+        Binaries {
+            warden: profile_dir.join("warden"),
+            wardenctl: profile_dir.join("wardenctl"),
+        }
+    })
+}
+
+/// How to start a server; defaults to the repository's policy and demo
+/// snapshots, ephemeral ports and a fresh data directory.
+#[derive(Debug, Default)]
+pub struct WardenBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
+}
+
+impl WardenBuilder {
+    /// Adds a flag to `warden serve` (they override the defaults set here).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// Uses `dir` as the data directory instead of a fresh temporary one.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Starts the server and waits until gRPC health reports SERVING.
+    pub async fn start(self) -> Warden {
+        match self.spawn() {
+            Ok(warden) => {
+                warden.wait_serving().await;
+                warden
+            }
+            Err(failure) => panic!("warden did not start: {failure}"),
+        }
+    }
+
+    /// Starts the server and expects it to exit before listening; returns
+    /// its exit status and standard error.
+    pub fn start_expecting_failure(self) -> (ExitStatus, String) {
+        match self.spawn() {
+            Ok(mut warden) => {
+                let _ = warden.child.kill();
+                panic!("warden started but was expected to fail");
+            }
+            Err(StartFailure { status, stderr }) => (status.expect("warden exited"), stderr),
+        }
+    }
+
+    fn spawn(self) -> Result<Warden, StartFailure> {
+        let temp = tempfile::tempdir().expect("temporary directory");
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| temp.path().join("data"));
+        let root = repo_root();
+        let mut command = Command::new(&binaries().warden);
+        command
+            .current_dir(&root)
+            .arg("serve")
+            .args([
+                "--decision-addr",
+                "127.0.0.1:0",
+                "--ops-addr",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&self.args)
+            .env_remove("WARDEN_CONFIG")
+            .env("WARDEN_LOG_LEVEL", "warden=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("spawn warden");
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut stderr_reader = None;
+        if let Some(mut pipe) = child.stderr.take() {
+            let stderr = stderr.clone();
+            stderr_reader = Some(std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    stderr
+                        .lock()
+                        .expect("stderr buffer")
+                        .push_str(&String::from_utf8_lossy(&buffer[..n]));
+                }
+            }));
+        }
+
+        let (tx, rx) = mpsc::channel();
+        if let Some(pipe) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut decision_addr = None;
+        let mut ops_addr = None;
+        while decision_addr.is_none() || ops_addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                        continue;
+                    };
+                    let addr = event["addr"]
+                        .as_str()
+                        .and_then(|a| a.parse::<SocketAddr>().ok());
+                    match event["listener"].as_str() {
+                        Some("decision") => decision_addr = addr,
+                        Some("ops") => ops_addr = addr,
+                        _ => {}
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        // The pipe closes with the process; read it to the end.
+                        if let Some(reader) = stderr_reader.take() {
+                            let _ = reader.join();
+                        }
+                        return Err(StartFailure {
+                            status: Some(status),
+                            stderr: stderr.lock().expect("stderr buffer").clone(),
+                        });
+                    }
+                    if left.is_zero() {
+                        let _ = child.kill();
+                        return Err(StartFailure {
+                            status: None,
+                            stderr: stderr.lock().expect("stderr buffer").clone(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Warden {
+            child,
+            decision_addr: decision_addr.expect("decision address"),
+            ops_addr: ops_addr.expect("ops address"),
+            data_dir,
+            stderr,
+            _temp: temp,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct StartFailure {
+    status: Option<ExitStatus>,
+    stderr: String,
+}
+
+impl std::fmt::Display for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit status {:?}\n--- stderr ---\n{}",
+            self.status, self.stderr
+        )
+    }
+}
+
+/// A running `warden serve`, killed when dropped.
+#[derive(Debug)]
+pub struct Warden {
+    child: Child,
+    pub decision_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    _temp: tempfile::TempDir,
+}
+
+impl Warden {
+    pub fn builder() -> WardenBuilder {
+        WardenBuilder::default()
+    }
+
+    /// A server with every default.
+    pub async fn start() -> Warden {
+        Warden::builder().start().await
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.decision_addr)
+    }
+
+    pub async fn client(&self) -> WardenClient {
+        WardenClient::connect(self.endpoint(), ClientOptions::default())
+            .await
+            .expect("connect to warden")
+    }
+
+    /// What the server has written to standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr buffer").clone()
+    }
+
+    /// Polls gRPC health until the decision service reports SERVING.
+    pub async fn wait_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut delay = Duration::from_millis(5);
+        loop {
+            if let Ok(channel) = tonic::transport::Endpoint::from_shared(self.endpoint())
+                .expect("endpoint")
+                .connect()
+                .await
+            {
+                let status = HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: "warden.v1.DecisionService".into(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().status);
+                if status.is_ok_and(|s| s == ServingStatus::Serving as i32) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warden never reported SERVING\n--- stderr ---\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Kills the process outright, as a crash would.
+    pub fn kill9(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.wait_exit(Duration::from_secs(30))
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for warden") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "warden did not exit in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Warden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- warden stderr ---\n{}", self.stderr());
+        }
+    }
+}
