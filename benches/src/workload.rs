@@ -6,6 +6,8 @@
 //! and the differential tests all come from here, so they agree on what a
 //! realistic request looks like.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value as Json, json};
 use warden_proto::convert::to_struct as prost_struct;
 use warden_proto::v1 as pb;
@@ -356,6 +358,9 @@ pub struct Workload {
     /// Resource ids each user owns, by type.
     owned: Vec<Vec<(&'static str, String)>>,
     agents: Vec<(String, &'static str, &'static [&'static str])>,
+    /// For each catalog action, the users whose groups entitle them to it on
+    /// every resource of its type.
+    entitled: BTreeMap<&'static str, Vec<usize>>,
 }
 
 impl Workload {
@@ -376,6 +381,7 @@ impl Workload {
         let mut user_docs = Map::new();
         let mut owned = Vec::with_capacity(spec.users);
         let mut subjects = Map::new();
+        let mut entitled: BTreeMap<&'static str, Vec<usize>> = BTreeMap::new();
         for i in 0..spec.users {
             let first = rng.pick(FIRST);
             let last = rng.pick(LAST);
@@ -395,6 +401,24 @@ impl Workload {
                 }
             }
             let department = DEPARTMENTS[home % DEPARTMENTS.len()].0;
+            for group in &member_of {
+                if let Some(g) = groups.iter().position(|x| x == group) {
+                    let (_, rights) = DEPARTMENTS[g % DEPARTMENTS.len()];
+                    for (kind, actions) in CATALOG {
+                        for action in *actions {
+                            let covered = rights.iter().any(|(k, patterns)| {
+                                k == kind && patterns.iter().any(|p| matches(p, action))
+                            });
+                            if covered {
+                                let users = entitled.entry(*action).or_default();
+                                if users.last() != Some(&i) {
+                                    users.push(i);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             user_docs.insert(
                 id.clone(),
                 json!({
@@ -490,6 +514,7 @@ impl Workload {
             users,
             owned,
             agents,
+            entitled,
         }
     }
 
@@ -503,22 +528,64 @@ impl Workload {
     }
 
     fn request(&self, rng: &mut Rng, i: usize) -> pb::CheckRequest {
-        let (agent, platform, grants) = self.agents[rng.below(self.agents.len())].clone();
-        let user = rng.below(self.users.len());
+        let roll = rng.below(20);
+        // Sensitive actions go through the agents that hold them.
+        let (agent, platform, grants) = if (8..10).contains(&roll) {
+            let sensitive = [
+                "permissions.grant",
+                "permissions.revoke",
+                "iam.roles.assign",
+            ];
+            let holders: Vec<_> = self
+                .agents
+                .iter()
+                .filter(|(_, _, grants)| {
+                    grants
+                        .iter()
+                        .any(|g| sensitive.iter().any(|a| matches(g, a)))
+                })
+                .collect();
+            match holders.len() {
+                0 => self.agents[rng.below(self.agents.len())].clone(),
+                n => holders[rng.below(n)].clone(),
+            }
+        } else {
+            self.agents[rng.below(self.agents.len())].clone()
+        };
         let mut platform = platform.to_owned();
         let mut agent = agent;
-        let mut principal_type = "user".to_owned();
-        let mut principal = self.users[user].clone();
 
-        // An action the agent holds a grant for, on a resource of its type.
+        // An action the agent holds a grant for, on a resource of its type,
+        // for a person entitled to it: what a well-behaved agent asks.
         let grant = grants[rng.below(grants.len())];
         let (mut kind, mut action) = concrete(grant, rng);
+        if (8..10).contains(&roll) {
+            let sensitive: Vec<_> = [
+                "permissions.grant",
+                "permissions.revoke",
+                "iam.roles.assign",
+            ]
+            .into_iter()
+            .filter(|a| grants.iter().any(|g| matches(g, a)))
+            .collect();
+            if !sensitive.is_empty() {
+                kind = "role";
+                action = sensitive[rng.below(sensitive.len())];
+            }
+        }
+        let user = match self.entitled.get(action) {
+            Some(users) if !users.is_empty() => users[rng.below(users.len())],
+            _ => rng.below(self.users.len()),
+        };
+        let mut principal_type = "user".to_owned();
+        let mut principal = self.users[user].clone();
         let mut resource_id = match self.owned[user].iter().find(|(k, _)| *k == kind) {
             Some((_, id)) if rng.chance(0.5) => Some(id.clone()),
             _ => Some(format!("{}-{}", short(kind), rng.below(5000))),
         };
 
-        match rng.below(12) {
+        // Half the requests stray in one way each.
+        match roll {
             0 => agent = format!("ghost-agent-{}", rng.below(100)),
             1 => {
                 platform = rng
@@ -539,15 +606,8 @@ impl Workload {
                 kind = k;
                 action = actions[rng.below(actions.len())];
             }
-            7 => {
-                // A sensitive action, through an agent that may hold it.
-                kind = "role";
-                action = rng.pick(&[
-                    "permissions.grant",
-                    "permissions.revoke",
-                    "iam.roles.assign",
-                ]);
-            }
+            // Anyone at all, most of them not entitled.
+            7 => principal = self.users[rng.below(self.users.len())].clone(),
             _ => {}
         }
 
@@ -597,19 +657,25 @@ impl Workload {
     }
 }
 
+/// Whether an action pattern matches an action, as the default policy reads
+/// patterns.
+fn matches(pattern: &str, action: &str) -> bool {
+    pattern == "*"
+        || pattern == action
+        || pattern
+            .strip_suffix('*')
+            .is_some_and(|prefix| prefix.ends_with('.') && action.starts_with(prefix))
+        || pattern
+            .strip_prefix('*')
+            .is_some_and(|suffix| suffix.starts_with('.') && action.ends_with(suffix))
+}
+
 /// A concrete action matching `grant`, and a resource type it applies to.
 fn concrete(grant: &str, rng: &mut Rng) -> (&'static str, &'static str) {
-    let prefix = grant.trim_end_matches('*');
     let matching: Vec<(&'static str, &'static str)> = CATALOG
         .iter()
         .flat_map(|(kind, actions)| actions.iter().map(move |a| (*kind, *a)))
-        .filter(|(_, action)| {
-            if grant.ends_with('*') {
-                action.starts_with(prefix)
-            } else {
-                *action == grant
-            }
-        })
+        .filter(|(_, action)| matches(grant, action))
         .collect();
     match matching.len() {
         0 => ("document", "documents.read"),

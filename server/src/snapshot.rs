@@ -326,3 +326,183 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(kind: SnapshotKind, document: serde_json::Value) -> Result<Snapshot, SnapshotError> {
+        Snapshot::parse(kind, document.to_string().as_bytes(), 64)
+    }
+
+    fn identity(extra: serde_json::Value) -> serde_json::Value {
+        let mut document = json!({
+            "version": "v1",
+            "generated_at": "2026-11-01T00:00:00Z",
+            "users": {"alice": {"groups": ["finance"], "attributes": {"email": "a@example.com"}}},
+            "agents": {"bot": {"owner": "alice", "platform": "p", "grants": ["documents.*", "*.read", "*"], "attributes": {}}},
+            "groups": {"finance": {"attributes": {}}}
+        });
+        if let (Some(target), Some(extra)) = (document.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+        document
+    }
+
+    fn refusal(kind: SnapshotKind, document: serde_json::Value) -> String {
+        parse(kind, document)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "accepted".into())
+    }
+
+    #[test]
+    fn accepts_design_shapes_and_strips_metadata() {
+        let snapshot = parse(SnapshotKind::Identity, identity(json!({}))).unwrap();
+        assert_eq!(snapshot.version, "v1");
+        assert_eq!(
+            snapshot.document["users"]["alice"]["groups"][0],
+            Value::from("finance")
+        );
+        assert_eq!(snapshot.document["version"], Value::Undefined);
+        let entitlements = parse(
+            SnapshotKind::Entitlements,
+            json!({"version": "e1", "generated_at": "2026-11-01T00:00:00+02:00",
+                   "subjects": {"user:alice": {"document": {"*": ["documents.read"], "d1": ["documents.*"]}}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            entitlements.document["subjects"]["user:alice"]["document"]["*"][0],
+            Value::from("documents.read")
+        );
+        // Missing sections are empty.
+        let empty = parse(
+            SnapshotKind::Identity,
+            json!({"version": "v", "generated_at": "2026-11-01T00:00:00Z"}),
+        )
+        .unwrap();
+        assert_eq!(empty.document["users"], Value::new_object());
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit_the_schema() {
+        use SnapshotKind::*;
+        for (kind, document, expected) in [
+            (
+                Identity,
+                identity(json!({"extra": 1})),
+                "`extra` is not a known key",
+            ),
+            (
+                Identity,
+                json!({"generated_at": "2026-11-01T00:00:00Z"}),
+                "`version` is required",
+            ),
+            (
+                Identity,
+                identity(json!({"version": ""})),
+                "`version` must be",
+            ),
+            (
+                Identity,
+                identity(json!({"generated_at": "yesterday"})),
+                "RFC 3339",
+            ),
+            (
+                Identity,
+                identity(json!({"users": {"bob": {"groups": "finance"}}})),
+                "`users.bob.groups` must be a list",
+            ),
+            (
+                Identity,
+                identity(json!({"users": {"bob": {"role": "x"}}})),
+                "`users.bob.role` is not a known key",
+            ),
+            (
+                Identity,
+                identity(json!({"users": {"b\u{7}": {}}})),
+                "control characters",
+            ),
+            (
+                Identity,
+                identity(json!({"users": {"x".repeat(65): {}}})),
+                "must be 1 to 64 bytes",
+            ),
+            (
+                Identity,
+                identity(json!({"agents": {"bot": {"owner": "a", "platform": "p"}}})),
+                "`agents.bot.grants` is required",
+            ),
+            (
+                Identity,
+                identity(
+                    json!({"agents": {"bot": {"owner": "a", "platform": "p", "grants": ["documents.**"]}}}),
+                ),
+                "not an action pattern",
+            ),
+            (
+                Identity,
+                identity(
+                    json!({"agents": {"bot": {"owner": "a", "platform": "p", "grants": ["a.*.b"]}}}),
+                ),
+                "not an action pattern",
+            ),
+            (
+                Identity,
+                identity(
+                    json!({"agents": {"bot": {"owner": "a", "platform": "p", "grants": ["*.*"]}}}),
+                ),
+                "not an action pattern",
+            ),
+            (
+                Identity,
+                identity(json!({"groups": {"g": {"attributes": []}}})),
+                "`groups.g.attributes` must be an object",
+            ),
+            (Identity, json!([1]), "must be an object"),
+            (
+                Entitlements,
+                json!({"version": "v", "generated_at": "2026-11-01T00:00:00Z", "subjects": {"alice": {}}}),
+                "not a subject",
+            ),
+            (
+                Entitlements,
+                json!({"version": "v", "generated_at": "2026-11-01T00:00:00Z", "subjects": {"user:a": {"doc": {"*": "documents.read"}}}}),
+                "must be a list",
+            ),
+            (
+                Entitlements,
+                json!({"version": "v", "generated_at": "2026-11-01T00:00:00Z", "users": {}}),
+                "`users` is not a known key",
+            ),
+        ] {
+            let message = refusal(kind, document);
+            assert!(
+                message.contains(expected),
+                "expected `{expected}`, got `{message}`"
+            );
+        }
+        let message = Snapshot::parse(Identity, b"{not json", 64)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("not valid JSON"), "{message}");
+    }
+
+    #[test]
+    fn age_counts_from_generated_at() {
+        let snapshot = parse(SnapshotKind::Identity, identity(json!({}))).unwrap();
+        let generated: SystemTime = snapshot.generated_at.into();
+        assert_eq!(
+            snapshot.age(generated + Duration::from_secs(90)),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            snapshot.age(generated - Duration::from_secs(90)),
+            Duration::ZERO
+        );
+    }
+}

@@ -252,3 +252,6 @@ fn conflict(file: &str) -> BundleError {
         reason: "overlaps data set by another file".into(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -88,3 +88,6 @@ pub struct CheckRequest {
     /// `None` when the caller sent none.
     pub request_id: Option<String>,
 }
+
+#[cfg(test)]
+mod tests;
