@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, criterion_group, criterion_main};
 use warden::bundle::{ArchiveLimits, Bundle};
 use warden::decision::{Verdict, decide};
-use warden::engine::{EngineKind, EvalLimits};
+use warden::engine::EngineOptions;
 use warden::generation::{Generation, LoadedPolicy, MaxAge};
 use warden::request::{Limits, validate};
 use warden::snapshot::{Snapshot, SnapshotKind};
@@ -27,8 +27,7 @@ const LARGE: Spec = Spec {
 fn generation(workload: &Workload) -> Generation {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     let bundle = Bundle::load(&root, &ArchiveLimits::default()).expect("default bundle");
-    let policy = LoadedPolicy::compile(&bundle, EngineKind::Native, EvalLimits::default())
-        .expect("compiles");
+    let policy = LoadedPolicy::compile(&bundle, &EngineOptions::default()).expect("compiles");
     let snapshot = |kind, document: &serde_json::Value| {
         Arc::new(
             Snapshot::parse(kind, document.to_string().as_bytes(), 256).expect("valid snapshot"),

@@ -1,5 +1,6 @@
 //! Shared pieces of Warden's benchmarks and tests: a deterministic workload
-//! generator.
+//! generator, and real OPA loaded as an oracle.
 
+pub mod oracle;
 pub mod rng;
 pub mod workload;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::ArchiveLimits;
-use crate::engine::{EngineKind, EvalLimits};
+use crate::engine::{EngineKind, EngineOptions, EvalLimits};
 use crate::generation::MaxAge;
 use crate::request::Limits;
 
@@ -58,6 +58,8 @@ pub struct RawPolicy {
     pub engine: String,
     pub eval_timeout_ms: u64,
     pub max_instructions: u64,
+    /// Memory cap of one Wasm instance, in MiB.
+    pub wasm_max_memory_mb: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +110,7 @@ impl Default for RawPolicy {
             engine: "native".into(),
             eval_timeout_ms: u64::try_from(limits.timeout.as_millis()).unwrap_or(50),
             max_instructions: limits.max_instructions as u64,
+            wasm_max_memory_mb: EngineOptions::default().wasm_max_memory_bytes / (1024 * 1024),
         }
     }
 }
@@ -235,8 +238,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub shutdown_grace: Duration,
     pub bundle: PathBuf,
-    pub engine: EngineKind,
-    pub eval: EvalLimits,
+    pub engine: EngineOptions,
     pub identity: PathBuf,
     pub entitlements: PathBuf,
     pub max_age: MaxAge,
@@ -252,15 +254,14 @@ impl TryFrom<RawConfig> for Config {
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let max_age = duration("snapshots.max_age", &raw.snapshots.max_age)?;
         let max_age = (!max_age.is_zero()).then_some(max_age);
-        let engine = match raw.policy.engine.as_str() {
-            "native" => EngineKind::Native,
-            other => {
-                return Err(ConfigError::Invalid {
+        let engine =
+            raw.policy
+                .engine
+                .parse::<EngineKind>()
+                .map_err(|message| ConfigError::Invalid {
                     key: "policy.engine",
-                    message: format!("`{other}` is not an engine; expected `native`"),
-                });
-            }
-        };
+                    message,
+                })?;
         let log_json = match raw.log.format.as_str() {
             "text" => false,
             "json" => true,
@@ -278,10 +279,20 @@ impl TryFrom<RawConfig> for Config {
             data_dir: nonempty_path("server.data_dir", &raw.server.data_dir)?,
             shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
             bundle: nonempty_path("policy.bundle", &raw.policy.bundle)?,
-            engine,
-            eval: EvalLimits {
-                timeout: Duration::from_millis(eval_timeout_ms as u64),
-                max_instructions: positive("policy.max_instructions", raw.policy.max_instructions)?,
+            engine: EngineOptions {
+                engine,
+                eval: EvalLimits {
+                    timeout: Duration::from_millis(eval_timeout_ms as u64),
+                    max_instructions: positive(
+                        "policy.max_instructions",
+                        raw.policy.max_instructions,
+                    )?,
+                },
+                wasm_max_memory_bytes: (positive(
+                    "policy.wasm_max_memory_mb",
+                    raw.policy.wasm_max_memory_mb,
+                )? as u64)
+                    .saturating_mul(1024 * 1024),
             },
             identity: nonempty_path("snapshots.identity", &raw.snapshots.identity)?,
             entitlements: nonempty_path("snapshots.entitlements", &raw.snapshots.entitlements)?,
@@ -370,8 +381,8 @@ mod tests {
         assert_eq!(config.ops_addr.to_string(), "127.0.0.1:9090");
         assert_eq!(config.data_dir, PathBuf::from("./warden-data"));
         assert_eq!(config.bundle, PathBuf::from("policies"));
-        assert_eq!(config.engine, EngineKind::Native);
-        assert_eq!(config.eval.timeout, Duration::from_millis(50));
+        assert_eq!(config.engine.engine, EngineKind::Native);
+        assert_eq!(config.engine.eval.timeout, Duration::from_millis(50));
         assert_eq!(config.max_age, MaxAge::default());
         assert_eq!(config.limits, Limits::default());
         Ok(())
@@ -394,7 +405,7 @@ mod tests {
         )?;
         let config = Config::try_from(raw)?;
         assert_eq!(config.decision_addr.to_string(), "127.0.0.1:2");
-        assert_eq!(config.eval.timeout, Duration::from_millis(7));
+        assert_eq!(config.engine.eval.timeout, Duration::from_millis(7));
         assert_eq!(config.limits.max_batch_items, 9);
         Ok(())
     }

@@ -12,11 +12,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use regorus::Value;
 
-use crate::bundle::{Bundle, BundleError};
+use crate::bundle::{Bundle, BundleError, WasmModule};
 use crate::engine::native::NativePolicy;
-use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EvalLimits};
+use crate::engine::wasm::{WasmLimits, WasmPolicy};
+use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EngineOptions};
 use crate::input::json_to_rego;
 use crate::snapshot::{Snapshot, SnapshotKind};
+use crate::wasm::{BuildError, build_module};
 
 /// A bundle compiled for one engine, independent of any snapshot.
 #[derive(Debug)]
@@ -30,14 +32,59 @@ pub struct LoadedPolicy {
 }
 
 impl LoadedPolicy {
-    /// Compiles `bundle` with the engine `kind`.
-    pub fn compile(
-        bundle: &Bundle,
-        kind: EngineKind,
-        limits: EvalLimits,
-    ) -> Result<Self, BundleError> {
+    /// Compiles `bundle` for the engine it asks for (manifest
+    /// `metadata.engine`), else the configured one; a bundle that holds only
+    /// a `policy.wasm` runs on the Wasm engine.
+    pub fn compile(bundle: &Bundle, options: &EngineOptions) -> Result<Self, BundleError> {
+        let kind = match bundle.manifest.metadata.get("engine") {
+            Some(name) => name
+                .as_str()
+                .ok_or_else(|| BundleError::Manifest("metadata.engine must be a string".into()))?
+                .parse::<EngineKind>()
+                .map_err(|e| BundleError::Manifest(format!("metadata.engine: {e}")))?,
+            None if bundle.modules.is_empty() => EngineKind::Wasm,
+            None => options.engine,
+        };
         let compiled: Box<dyn CompiledPolicy> = match kind {
-            EngineKind::Native => Box::new(NativePolicy::compile(bundle, limits)?),
+            EngineKind::Native => {
+                if bundle.modules.is_empty() {
+                    return Err(BundleError::Manifest(
+                        "the native engine needs Rego modules, and this bundle holds only Wasm"
+                            .into(),
+                    ));
+                }
+                Box::new(NativePolicy::compile(bundle, options.eval)?)
+            }
+            EngineKind::Wasm => {
+                let shipped = bundle
+                    .wasm
+                    .iter()
+                    .find(|w| w.entrypoint.trim_matches('/') == bundle.entrypoint);
+                let module = match shipped {
+                    Some(module) => module.clone(),
+                    // A Rego-only bundle: compile it to Wasm here, as
+                    // `warden build` would.
+                    None => WasmModule {
+                        path: "policy.wasm".into(),
+                        entrypoint: bundle.entrypoint.clone(),
+                        bytes: build_module(bundle).map_err(|e| match e {
+                            BuildError::Bundle(e) => e,
+                            other => BundleError::Module {
+                                path: "policy.wasm".into(),
+                                message: other.to_string(),
+                            },
+                        })?,
+                    },
+                };
+                Box::new(WasmPolicy::load(
+                    &module,
+                    &bundle.entrypoint,
+                    WasmLimits {
+                        eval: options.eval,
+                        max_memory_bytes: options.wasm_max_memory_bytes,
+                    },
+                )?)
+            }
         };
         Ok(Self {
             revision: bundle.revision.clone(),

@@ -17,3 +17,4 @@ pub mod request;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod wasm;

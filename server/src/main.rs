@@ -26,6 +26,15 @@ enum Command {
     /// Serve decisions. With no flags: the bundle in `policies/`, the demo
     /// snapshots there, state in `./warden-data`.
     Serve(ServeArgs),
+    /// Compile a directory of Rego and data (or a bundle) into an OPA bundle
+    /// whose `policy.wasm` implements OPA's Wasm ABI.
+    Build {
+        /// A directory of Rego and data, or a bundle `.tar.gz`.
+        bundle: PathBuf,
+        /// Where to write the bundle.
+        #[arg(short, long, default_value = "bundle.tar.gz")]
+        output: PathBuf,
+    },
     /// Run a bundle's Rego unit tests (`test_*` rules) and report each.
     Test {
         /// A directory of Rego and data, or a bundle `.tar.gz`.
@@ -85,6 +94,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Test { bundle } => test(&bundle),
+        Command::Build { bundle, output } => build(&bundle, &output),
     };
     match result {
         Ok(code) => code,
@@ -152,6 +162,21 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
+}
+
+fn build(path: &std::path::Path, output: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let bundle = warden::bundle::Bundle::load(path, &warden::bundle::ArchiveLimits::default())
+        .with_context(|| format!("cannot load `{}`", path.display()))?;
+    let bytes = warden::wasm::build_bundle(&bundle)?;
+    std::fs::write(output, &bytes)
+        .with_context(|| format!("cannot write `{}`", output.display()))?;
+    println!(
+        "wrote {} ({} bytes; entrypoint {})",
+        output.display(),
+        bytes.len(),
+        bundle.entrypoint
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test(path: &std::path::Path) -> anyhow::Result<ExitCode> {

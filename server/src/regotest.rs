@@ -1,13 +1,9 @@
 //! Running a bundle's own Rego unit tests (`test_*` rules), as `opa test`
 //! does: each test rule must evaluate to `true` against the bundle's data.
 
-use std::collections::BTreeSet;
-
 use regorus::Value;
-use regorus::unstable::{Expr, Rule, RuleHead};
 
 use crate::bundle::{Bundle, BundleError};
-use crate::engine::native::parse_modules;
 use crate::input::json_to_rego;
 
 /// The result of one test rule.
@@ -20,32 +16,21 @@ pub struct TestOutcome {
     pub failure: Option<String>,
 }
 
-/// Runs every `test_*` rule of every module in `bundle`.
+/// Runs every `test_*` rule of every module in `bundle`, on the interpreter
+/// (tests use `with`, which only the interpreter supports).
 pub fn run(bundle: &Bundle) -> Result<Vec<TestOutcome>, BundleError> {
-    let mut engine = parse_modules(bundle)?;
+    let mut parsed = bundle.parse_modules()?;
+    let names = parsed.test_rules().map_err(|e| BundleError::Module {
+        path: String::new(),
+        message: e.to_string(),
+    })?;
+    let mut engine = parsed.into_engine();
     engine
         .add_data(json_to_rego(&bundle.data))
         .map_err(|e| BundleError::Module {
             path: "data.json".into(),
             message: format!("cannot load bundle data for tests: {e}"),
         })?;
-    let packages = engine
-        .get_policy_package_components()
-        .map_err(|e| BundleError::Module {
-            path: String::new(),
-            message: e.to_string(),
-        })?;
-
-    // A rule with several bodies is one test; sets keep each name once.
-    let mut names = BTreeSet::new();
-    for (module, package) in engine.get_modules().iter().zip(&packages) {
-        for rule in &module.policy {
-            if let Some(name) = test_rule_name(rule) {
-                names.insert(format!("data.{}.{name}", package.components.join(".")));
-            }
-        }
-    }
-
     Ok(names
         .into_iter()
         .map(|name| {
@@ -62,22 +47,4 @@ pub fn run(bundle: &Bundle) -> Result<Vec<TestOutcome>, BundleError> {
             }
         })
         .collect())
-}
-
-fn test_rule_name(rule: &Rule) -> Option<String> {
-    let Rule::Spec {
-        head: RuleHead::Compr { refr, .. },
-        ..
-    } = rule
-    else {
-        return None;
-    };
-    let Expr::Var {
-        value: Value::String(name),
-        ..
-    } = refr.as_ref()
-    else {
-        return None;
-    };
-    name.starts_with("test_").then(|| name.to_string())
 }

@@ -53,8 +53,7 @@ pub fn initial_generation(config: &Config) -> Result<Generation, ServeError> {
         source,
     };
     let bundle = Bundle::load(&config.bundle, &config.archive).map_err(bundle_error)?;
-    let policy =
-        LoadedPolicy::compile(&bundle, config.engine, config.eval).map_err(bundle_error)?;
+    let policy = LoadedPolicy::compile(&bundle, &config.engine).map_err(bundle_error)?;
     let identity = read_snapshot(config, SnapshotKind::Identity, &config.identity)?;
     let entitlements = read_snapshot(config, SnapshotKind::Entitlements, &config.entitlements)?;
     let generation = Generation::build(

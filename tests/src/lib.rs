@@ -1,7 +1,6 @@
 //! Test support: the real `warden` binary started on loopback ports, and
 //! real OPA loaded as an oracle.
 
-pub mod oracle;
 pub mod process;
 
 use std::path::PathBuf;

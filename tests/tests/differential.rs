@@ -7,13 +7,13 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use warden::bundle::{ArchiveLimits, Bundle};
 use warden::decision::{Verdict, interpret};
-use warden::engine::{EngineKind, EvalLimits};
+use warden::engine::EngineOptions;
 use warden::generation::{Generation, LoadedPolicy, MaxAge};
 use warden::request::{Limits, validate};
 use warden::snapshot::{Snapshot, SnapshotKind};
+use warden_bench::oracle::Opa;
 use warden_bench::workload::{Spec, Workload};
 use warden_client::{Decision, batch_check_result};
-use warden_e2e::oracle::Opa;
 use warden_e2e::process::Warden;
 use warden_e2e::repo_root;
 
@@ -42,8 +42,7 @@ impl Setup {
     }
 
     fn generation(&self) -> Generation {
-        let policy =
-            LoadedPolicy::compile(&self.bundle, EngineKind::Native, EvalLimits::default()).unwrap();
+        let policy = LoadedPolicy::compile(&self.bundle, &EngineOptions::default()).unwrap();
         Generation::build(
             1,
             Arc::new(policy),

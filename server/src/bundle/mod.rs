@@ -184,16 +184,38 @@ impl Bundle {
         format!("data.{}", self.entrypoint.replace('/', "."))
     }
 
-    /// Checks that a package (by its path components) lies inside the
+    /// Parses the Rego modules, checking that every package lies inside the
     /// bundle's roots and outside Warden's reserved paths.
-    pub fn check_package(&self, module: &str, package: &[String]) -> Result<(), BundleError> {
-        let package: Vec<&str> = package.iter().map(String::as_str).collect();
-        self.manifest
-            .check_package(&package)
-            .map_err(|reason| BundleError::Module {
-                path: module.to_owned(),
-                message: reason,
+    pub fn parse_modules(&self) -> Result<warden_rego::Parsed, BundleError> {
+        let modules: Vec<warden_rego::Module> = self
+            .modules
+            .iter()
+            .map(|m| warden_rego::Module {
+                path: m.path.clone(),
+                source: m.source.clone(),
+                rego_v0: m.rego_v0,
             })
+            .collect();
+        let module_error = |e: warden_rego::RegoError| match e {
+            warden_rego::RegoError::Parse { path, message } => {
+                BundleError::Module { path, message }
+            }
+            other => BundleError::Module {
+                path: String::new(),
+                message: other.to_string(),
+            },
+        };
+        let parsed = warden_rego::parse(&modules).map_err(module_error)?;
+        for (module, package) in parsed.packages().map_err(module_error)? {
+            let package: Vec<&str> = package.iter().map(String::as_str).collect();
+            self.manifest
+                .check_package(&package)
+                .map_err(|reason| BundleError::Module {
+                    path: module,
+                    message: reason,
+                })?;
+        }
+        Ok(parsed)
     }
 }
 

@@ -5,6 +5,7 @@
 //! evaluates checks. Both are immutable and shared by every worker thread.
 
 pub mod native;
+pub mod wasm;
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,14 +18,32 @@ use crate::request::CheckRequest;
 /// Which engine evaluates a bundle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EngineKind {
-    /// Rego source, compiled by regorus to RVM bytecode.
+    /// Rego source, compiled by regorus to RVM bytecode (or interpreted where
+    /// the RVM compiler falls short).
     Native,
+    /// A `policy.wasm` implementing OPA's Wasm ABI, on wasmtime.
+    Wasm,
 }
 
 impl EngineKind {
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Native => "native",
+            EngineKind::Wasm => "wasm",
+        }
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "native" => Ok(EngineKind::Native),
+            "wasm" => Ok(EngineKind::Wasm),
+            other => Err(format!(
+                "`{other}` is not an engine; expected `native` or `wasm`"
+            )),
         }
     }
 }
@@ -50,6 +69,26 @@ impl Default for EvalLimits {
         Self {
             timeout: Duration::from_millis(50),
             max_instructions: 10_000_000,
+        }
+    }
+}
+
+/// How bundles are compiled and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// The engine for bundles that do not name one.
+    pub engine: EngineKind,
+    pub eval: EvalLimits,
+    /// Memory cap of one Wasm instance, data included.
+    pub wasm_max_memory_bytes: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            engine: EngineKind::Native,
+            eval: EvalLimits::default(),
+            wasm_max_memory_bytes: 1024 * 1024 * 1024,
         }
     }
 }

@@ -6,6 +6,10 @@
 //! instructions rather than pass vacuously.
 
 #![allow(unsafe_code)]
+#![allow(
+    clippy::expect_used,
+    reason = "a test oracle that cannot load must fail loudly"
+)]
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::path::PathBuf;
