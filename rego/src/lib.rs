@@ -132,7 +132,7 @@ impl Parsed {
             // The interpreter accepted the policy (above); only the bytecode
             // compiler could not, so the interpreter runs it.
             Err(e) => Inner::Interpreter {
-                engine: self.engine,
+                engine: Box::new(self.engine),
                 reason: e.to_string(),
             },
         };
@@ -173,7 +173,7 @@ pub enum Mode {
 #[derive(Debug, Clone)]
 enum Inner {
     Rvm(Arc<Program>),
-    Interpreter { engine: Engine, reason: String },
+    Interpreter { engine: Box<Engine>, reason: String },
 }
 
 /// A compiled policy; immutable, shared by every evaluator.
@@ -215,7 +215,7 @@ impl Policy {
                 Ok(Evaluator::Rvm(Box::new(vm)))
             }
             Inner::Interpreter { engine, .. } => {
-                let mut engine = engine.clone();
+                let mut engine = engine.as_ref().clone();
                 if let Some(timer) = timer {
                     engine.set_execution_timer_config(timer);
                 }

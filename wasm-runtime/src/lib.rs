@@ -69,12 +69,43 @@ fn reset_heap(address: usize) {
     unsafe {
         *HEAP.get() = address;
         *FLOOR.get() = address;
+        // Freed blocks above the new heap pointer are about to be
+        // overwritten; the lists must not hand them out.
+        *FREE.get() = [0; CLASSES];
     }
 }
 
 fn above_floor(address: usize) -> bool {
     // SAFETY: single-threaded (see `Global`).
     address >= unsafe { *FLOOR.get() }
+}
+
+/// Small blocks are recycled through per-size free lists (8 bytes to 4 KiB,
+/// powers of two), so an evaluation reuses warm memory instead of marching
+/// through fresh pages; each freed block stores the next one's address.
+const CLASSES: usize = 10;
+const SMALLEST: usize = 8;
+static FREE: Global<[usize; CLASSES]> = Global::new([0; CLASSES]);
+
+/// The size class of a layout, if it is small enough to recycle.
+fn class(layout: Layout) -> Option<usize> {
+    if layout.align() > 16 {
+        return None;
+    }
+    let size = layout
+        .size()
+        .max(layout.align())
+        .max(SMALLEST)
+        .next_power_of_two();
+    let index = (size.trailing_zeros() - SMALLEST.trailing_zeros()) as usize;
+    (index < CLASSES).then_some(index)
+}
+
+fn class_layout(index: usize) -> Layout {
+    let size = SMALLEST << index;
+    // INVARIANT: a class block is aligned to min(size, 16), which satisfies
+    // every layout `class` maps to it.
+    Layout::from_size_align(size, size.min(16)).unwrap_or(Layout::new::<u64>())
 }
 
 struct Bump;
@@ -98,66 +129,110 @@ fn heap_start() -> usize {
     }
 }
 
+/// Takes `layout` from the top of the heap, growing memory when needed.
+fn bump(layout: Layout) -> *mut u8 {
+    // SAFETY: single-threaded (see `Global`).
+    let heap = unsafe { &mut *HEAP.get() };
+    if *heap == 0 {
+        *heap = heap_start();
+    }
+    let start = (*heap + layout.align() - 1) & !(layout.align() - 1);
+    let Some(end) = start.checked_add(layout.size()) else {
+        return std::ptr::null_mut();
+    };
+    let available = core::arch::wasm32::memory_size(0) * PAGE;
+    if end > available {
+        let pages = (end - available).div_ceil(PAGE);
+        if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
+            return std::ptr::null_mut();
+        }
+    }
+    *heap = end;
+    start as *mut u8
+}
+
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: single-threaded (see `Global`).
-        let heap = unsafe { &mut *HEAP.get() };
-        if *heap == 0 {
-            *heap = heap_start();
-        }
-        let start = (*heap + layout.align() - 1) & !(layout.align() - 1);
-        let Some(end) = start.checked_add(layout.size()) else {
-            return std::ptr::null_mut();
+        let Some(index) = class(layout) else {
+            return bump(layout);
         };
-        let available = core::arch::wasm32::memory_size(0) * PAGE;
-        if end > available {
-            let pages = (end - available).div_ceil(PAGE);
-            if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
-                return std::ptr::null_mut();
-            }
+        // SAFETY: single-threaded (see `Global`).
+        let free = unsafe { &mut *FREE.get() };
+        if free[index] != 0 {
+            let block = free[index];
+            // SAFETY: a freed block of this class holds the next block's
+            // address in its first word.
+            free[index] = unsafe { *(block as *const usize) };
+            return block as *mut u8;
         }
-        *heap = end;
-        start as *mut u8
+        bump(class_layout(index))
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Freeing the most recent allocation gives its space back, which
-        // makes short-lived buffers and vector growth cheap; everything else
-        // is reclaimed when the host resets the heap pointer.
-        // SAFETY: single-threaded (see `Global`).
-        let heap = unsafe { &mut *HEAP.get() };
-        if ptr as usize + layout.size() == *heap && above_floor(ptr as usize) {
-            *heap = ptr as usize;
+        let address = ptr as usize;
+        // Blocks below the floor belong to data and the compiled policy:
+        // never recycled. Everything else is reclaimed when the host resets
+        // the heap pointer, if not before.
+        if !above_floor(address) {
+            return;
+        }
+        match class(layout) {
+            Some(index) => {
+                // SAFETY: single-threaded; the block is at least a word long
+                // and no longer used by its owner.
+                unsafe {
+                    let free = &mut *FREE.get();
+                    *(address as *mut usize) = free[index];
+                    free[index] = address;
+                }
+            }
+            None => {
+                // The most recent large allocation gives its space back.
+                // SAFETY: single-threaded (see `Global`).
+                let heap = unsafe { &mut *HEAP.get() };
+                if address + layout.size() == *heap {
+                    *heap = address;
+                }
+            }
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: single-threaded (see `Global`).
-        let heap = unsafe { &mut *HEAP.get() };
-        let old_end = ptr as usize + layout.size();
-        if old_end == *heap && above_floor(ptr as usize) {
-            // The last allocation grows (or shrinks) in place.
-            let Some(end) = (ptr as usize).checked_add(new_size) else {
-                return std::ptr::null_mut();
-            };
-            let available = core::arch::wasm32::memory_size(0) * PAGE;
-            if end > available
-                && core::arch::wasm32::memory_grow(0, (end - available).div_ceil(PAGE)) == usize::MAX
-            {
-                return std::ptr::null_mut();
-            }
-            *heap = end;
-            return ptr;
-        }
         // SAFETY: `layout` is the block's layout and `new_size` is non-zero,
         // as GlobalAlloc::realloc requires of its caller.
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        let old_class = class(layout);
+        if old_class.is_some() && old_class == class(new_layout) {
+            return ptr;
+        }
+        if old_class.is_none() && class(new_layout).is_none() && above_floor(ptr as usize) {
+            // SAFETY: single-threaded (see `Global`).
+            let heap = unsafe { &mut *HEAP.get() };
+            if ptr as usize + layout.size() == *heap {
+                // The last large allocation grows (or shrinks) in place.
+                let Some(end) = (ptr as usize).checked_add(new_size) else {
+                    return std::ptr::null_mut();
+                };
+                let available = core::arch::wasm32::memory_size(0) * PAGE;
+                if end > available
+                    && core::arch::wasm32::memory_grow(0, (end - available).div_ceil(PAGE))
+                        == usize::MAX
+                {
+                    return std::ptr::null_mut();
+                }
+                *heap = end;
+                return ptr;
+            }
+        }
         // SAFETY: a fresh block of `new_size` bytes.
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
             // SAFETY: both blocks are valid for the smaller of the two sizes
-            // and do not overlap (the new one lies above the heap pointer).
-            unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            // and do not overlap (the new one was free).
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
         }
         new
     }
@@ -227,7 +302,8 @@ fn init() -> Result<State, String> {
     // SAFETY: `warden build` placed `length` bytes at `address` in a data
     // segment that lies inside the module's initial memory.
     let bytes = unsafe { std::slice::from_raw_parts(address as *const u8, length) };
-    let blob: Blob = serde_json::from_slice(bytes).map_err(|e| format!("corrupt policy blob: {e}"))?;
+    let blob: Blob =
+        serde_json::from_slice(bytes).map_err(|e| format!("corrupt policy blob: {e}"))?;
     let modules: Vec<warden_rego::Module> = blob
         .modules
         .into_iter()
@@ -330,7 +406,8 @@ fn dump(address: i32) -> i32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn opa_malloc(size: i32) -> i32 {
     state();
-    let layout = Layout::from_size_align(size.max(0) as usize, 8).unwrap_or_else(|_| abort("opa_malloc: bad size"));
+    let layout = Layout::from_size_align(size.max(0) as usize, 8)
+        .unwrap_or_else(|_| abort("opa_malloc: bad size"));
     // SAFETY: any layout is acceptable to the bump allocator.
     let pointer = unsafe { ALLOCATOR.alloc(layout) };
     if pointer.is_null() {
@@ -537,7 +614,9 @@ pub extern "C" fn opa_eval(
     };
     let data = value(data).cloned().unwrap_or_else(Value::new_object);
     let results = result_set(evaluate(entrypoint, &data, input));
-    c_string(serde_json::to_vec(&results).unwrap_or_else(|e| abort(&format!("result is not JSON: {e}"))))
+    c_string(
+        serde_json::to_vec(&results).unwrap_or_else(|e| abort(&format!("result is not JSON: {e}"))),
+    )
 }
 
 /// Evaluates the entrypoint; an evaluation error aborts, as in modules that
@@ -551,7 +630,9 @@ fn evaluate(entrypoint: i32, data: &Value, input: Value) -> Value {
         .policy
         .evaluator(data, limits())
         .unwrap_or_else(|e| abort(&e.to_string()));
-    evaluator.eval(input).unwrap_or_else(|e| abort(&e.to_string()))
+    evaluator
+        .eval(input)
+        .unwrap_or_else(|e| abort(&e.to_string()))
 }
 
 /// `[{"result": value}]`, or `[]` when the entrypoint is undefined.

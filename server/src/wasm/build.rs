@@ -267,11 +267,16 @@ fn keep_only_abi_exports(module: &mut walrus::Module, extra: &[&str]) {
 /// gives the same bytes.
 pub fn build_bundle(bundle: &Bundle) -> Result<Vec<u8>, BuildError> {
     let wasm = build_module(bundle)?;
+    let pages = crate::wasm::inspect(&wasm, u64::from(u32::MAX))
+        .map_err(|e| runtime_error(e.to_string()))?
+        .initial_pages;
     let mut manifest = json!({
         "revision": bundle.manifest.revision.clone().unwrap_or_default(),
         "roots": bundle.manifest.roots.clone().unwrap_or_else(|| vec![String::new()]),
         "wasm": [{"entrypoint": bundle.entrypoint, "module": "/policy.wasm"}],
-        "metadata": {"entrypoint": bundle.entrypoint},
+        // Hosts that create the memory themselves (OPA's JavaScript SDK
+        // defaults to 5 pages) need at least this many.
+        "metadata": {"entrypoint": bundle.entrypoint, "wasm_memory_pages": pages},
     });
     if let (Some(object), Some(version)) = (manifest.as_object_mut(), bundle.manifest.rego_version)
     {
