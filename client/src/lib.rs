@@ -14,10 +14,12 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod builder;
 
 use std::time::Duration;
 
+pub use admin::AdminClient;
 pub use builder::CheckBuilder;
 use tonic::transport::{Channel, Endpoint};
 use warden_proto::v1::decision_service_client::DecisionServiceClient;
@@ -35,6 +37,8 @@ pub enum ClientError {
     Connect { endpoint: String, message: String },
     #[error("{}", describe(.0))]
     Status(#[from] tonic::Status),
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
 }
 
 /// A status as people read it: code, message, and the field a
@@ -144,6 +148,27 @@ impl WardenClient {
             .into_inner()
             .results)
     }
+}
+
+/// A channel to `endpoint` with the connection settings applied.
+pub(crate) async fn connect_channel(
+    endpoint: String,
+    options: &ClientOptions,
+) -> Result<Channel, ClientError> {
+    Endpoint::from_shared(endpoint.clone())
+        .map_err(|e| ClientError::Endpoint {
+            endpoint: endpoint.clone(),
+            message: e.to_string(),
+        })?
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.request_timeout)
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|e| ClientError::Connect {
+            endpoint,
+            message: source_chain(&e),
+        })
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {

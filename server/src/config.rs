@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::ArchiveLimits;
+use crate::bundle::signature::{self, VerificationKey};
 use crate::engine::{EngineKind, EngineOptions, EvalLimits};
 use crate::generation::MaxAge;
 use crate::request::Limits;
@@ -38,6 +39,7 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     pub snapshots: RawSnapshots,
     pub limits: RawLimits,
+    pub bundles: RawBundles,
     pub log: RawLog,
 }
 
@@ -45,6 +47,7 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     pub decision_addr: String,
+    pub admin_addr: String,
     pub ops_addr: String,
     pub data_dir: String,
     /// How long in-flight checks get to finish after SIGTERM.
@@ -68,6 +71,42 @@ pub struct RawSnapshots {
     pub identity: String,
     pub entitlements: String,
     pub max_age: String,
+    /// Overrides `max_age` for the identity snapshot; empty = `max_age`.
+    pub identity_max_age: String,
+    /// Overrides `max_age` for the entitlement snapshot; empty = `max_age`.
+    pub entitlements_max_age: String,
+    /// How many snapshots of each kind the store keeps.
+    pub keep: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBundles {
+    /// Largest pushed bundle archive, compressed.
+    pub max_push_bytes: u64,
+    /// How many pushed bundles the store keeps (active, shadow and rollback
+    /// targets are always kept).
+    pub keep: u64,
+    /// Run a pushed bundle's own `test_*` rules and refuse it if one fails.
+    pub run_tests: bool,
+    /// `auto` (required when keys are configured), `true` or `false`.
+    pub require_signed: String,
+    /// Keys that may sign bundles.
+    pub keys: Vec<RawKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// The key id signatures name (`keyid`).
+    pub id: String,
+    /// `RS256`, `ES256` or `HS256`.
+    pub algorithm: String,
+    /// PEM public key (RS256, ES256) or file holding the shared secret (HS256).
+    pub key_file: String,
+    /// When set, signatures must carry this scope.
+    #[serde(default)]
+    pub scope: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +134,7 @@ impl Default for RawServer {
     fn default() -> Self {
         Self {
             decision_addr: "127.0.0.1:50051".into(),
+            admin_addr: "127.0.0.1:50052".into(),
             ops_addr: "127.0.0.1:9090".into(),
             data_dir: "./warden-data".into(),
             shutdown_grace: "10s".into(),
@@ -121,6 +161,21 @@ impl Default for RawSnapshots {
             identity: "policies/demo/identity.json".into(),
             entitlements: "policies/demo/entitlements.json".into(),
             max_age: "0s".into(),
+            identity_max_age: String::new(),
+            entitlements_max_age: String::new(),
+            keep: 10,
+        }
+    }
+}
+
+impl Default for RawBundles {
+    fn default() -> Self {
+        Self {
+            max_push_bytes: 64 * 1024 * 1024,
+            keep: 10,
+            run_tests: true,
+            require_signed: "auto".into(),
+            keys: Vec::new(),
         }
     }
 }
@@ -234,6 +289,7 @@ fn apply_env(
 #[derive(Debug, Clone)]
 pub struct Config {
     pub decision_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub ops_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub shutdown_grace: Duration,
@@ -242,8 +298,14 @@ pub struct Config {
     pub identity: PathBuf,
     pub entitlements: PathBuf,
     pub max_age: MaxAge,
+    pub snapshot_keep: usize,
     pub limits: Limits,
     pub archive: ArchiveLimits,
+    pub max_push_bytes: usize,
+    pub bundle_keep: usize,
+    pub run_tests: bool,
+    pub keys: Vec<VerificationKey>,
+    pub require_signed: bool,
     pub log_level: String,
     pub log_json: bool,
 }
@@ -253,7 +315,67 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let max_age = duration("snapshots.max_age", &raw.snapshots.max_age)?;
-        let max_age = (!max_age.is_zero()).then_some(max_age);
+        let per_kind = |key: &'static str, value: &str| -> Result<Option<Duration>, ConfigError> {
+            let age = if value.is_empty() {
+                max_age
+            } else {
+                duration(key, value)?
+            };
+            Ok((!age.is_zero()).then_some(age))
+        };
+        let max_age = MaxAge {
+            identity: per_kind(
+                "snapshots.identity_max_age",
+                &raw.snapshots.identity_max_age,
+            )?,
+            entitlements: per_kind(
+                "snapshots.entitlements_max_age",
+                &raw.snapshots.entitlements_max_age,
+            )?,
+        };
+        let keys = raw
+            .bundles
+            .keys
+            .iter()
+            .map(|key| {
+                let algorithm =
+                    signature::algorithm(&key.algorithm).ok_or_else(|| ConfigError::Invalid {
+                        key: "bundles.keys.algorithm",
+                        message: format!(
+                            "`{}` is not supported; expected RS256, ES256 or HS256",
+                            key.algorithm
+                        ),
+                    })?;
+                let material = std::fs::read(&key.key_file).map_err(|e| ConfigError::Invalid {
+                    key: "bundles.keys.key_file",
+                    message: format!("cannot read `{}`: {e}", key.key_file),
+                })?;
+                let scope = (!key.scope.is_empty()).then(|| key.scope.clone());
+                VerificationKey::new(&key.id, algorithm, &material, scope).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "bundles.keys",
+                        message: e.to_string(),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let require_signed = match raw.bundles.require_signed.as_str() {
+            "auto" => !keys.is_empty(),
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "bundles.require_signed",
+                    message: format!("`{other}` is not `auto`, `true` or `false`"),
+                });
+            }
+        };
+        if require_signed && keys.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "bundles.require_signed",
+                message: "signatures are required but no keys are configured".into(),
+            });
+        }
         let engine =
             raw.policy
                 .engine
@@ -275,6 +397,7 @@ impl TryFrom<RawConfig> for Config {
         let eval_timeout_ms = positive("policy.eval_timeout_ms", raw.policy.eval_timeout_ms)?;
         Ok(Config {
             decision_addr: addr("server.decision_addr", &raw.server.decision_addr)?,
+            admin_addr: addr("server.admin_addr", &raw.server.admin_addr)?,
             ops_addr: addr("server.ops_addr", &raw.server.ops_addr)?,
             data_dir: nonempty_path("server.data_dir", &raw.server.data_dir)?,
             shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
@@ -296,10 +419,13 @@ impl TryFrom<RawConfig> for Config {
             },
             identity: nonempty_path("snapshots.identity", &raw.snapshots.identity)?,
             entitlements: nonempty_path("snapshots.entitlements", &raw.snapshots.entitlements)?,
-            max_age: MaxAge {
-                identity: max_age,
-                entitlements: max_age,
-            },
+            max_age,
+            snapshot_keep: positive("snapshots.keep", raw.snapshots.keep)?,
+            max_push_bytes: positive("bundles.max_push_bytes", raw.bundles.max_push_bytes)?,
+            bundle_keep: positive("bundles.keep", raw.bundles.keep)?,
+            run_tests: raw.bundles.run_tests,
+            keys,
+            require_signed,
             limits: Limits {
                 max_request_bytes: positive(
                     "limits.max_request_bytes",

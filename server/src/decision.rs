@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::Value as Json;
 
-use crate::engine::EvalError;
+use crate::engine::{BoundPolicy, EvalError};
 use crate::generation::Generation;
 use crate::request::CheckRequest;
 use crate::snapshot::SnapshotKind;
@@ -45,6 +45,18 @@ pub struct Decision {
     /// Machine-readable reasons; never empty for a DENY.
     pub reasons: Vec<String>,
     pub stage: Stage,
+    /// What the shadow bundle said, when one is set and the policy ran.
+    pub shadow: Option<ShadowOutcome>,
+}
+
+/// The shadow bundle's answer to the same check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowOutcome {
+    pub revision: String,
+    pub verdict: Verdict,
+    pub reasons: Vec<String>,
+    /// Whether it differs from the active bundle's verdict or reasons.
+    pub diverged: bool,
 }
 
 impl Decision {
@@ -53,6 +65,7 @@ impl Decision {
             verdict: Verdict::Deny,
             reasons: vec![reason.into()],
             stage,
+            shadow: None,
         }
     }
 }
@@ -68,7 +81,21 @@ pub fn decide(request: &CheckRequest, generation: &Generation, now: SystemTime) 
             return Decision::deny(format!("stale_snapshot:{kind}"), Stage::Staleness);
         }
     }
-    match generation.policy().evaluate(request) {
+    let mut decision = evaluate(generation.policy(), request);
+    if let Some((policy, bound)) = generation.shadow() {
+        let shadow = evaluate(bound, request);
+        decision.shadow = Some(ShadowOutcome {
+            revision: policy.revision.clone(),
+            diverged: shadow.verdict != decision.verdict || shadow.reasons != decision.reasons,
+            verdict: shadow.verdict,
+            reasons: shadow.reasons,
+        });
+    }
+    decision
+}
+
+fn evaluate(policy: &dyn BoundPolicy, request: &CheckRequest) -> Decision {
+    match policy.evaluate(request) {
         Ok(value) => interpret(value.as_ref()),
         Err(EvalError::Timeout(_)) => Decision::deny("evaluation_timeout", Stage::Policy),
         Err(EvalError::Failed(message)) => {
@@ -95,6 +122,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
                 verdict: Verdict::Allow,
                 reasons: Vec::new(),
                 stage: Stage::Policy,
+                shadow: None,
             };
         }
         Json::Bool(false) => return deny("denied_by_policy"),
@@ -144,6 +172,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
         verdict,
         reasons,
         stage: Stage::Policy,
+        shadow: None,
     };
     if verdict == Verdict::Deny && decision.reasons.is_empty() {
         decision.reasons.push("denied_by_policy".into());

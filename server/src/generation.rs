@@ -126,6 +126,9 @@ pub struct Generation {
     pub entitlements: Arc<Snapshot>,
     pub max_age: MaxAge,
     bound: Arc<dyn BoundPolicy>,
+    /// A bundle evaluated beside the active one, whose answers are only
+    /// compared, never returned.
+    shadow: Option<(Arc<LoadedPolicy>, Arc<dyn BoundPolicy>)>,
 }
 
 impl Generation {
@@ -147,7 +150,34 @@ impl Generation {
             entitlements,
             max_age,
             bound,
+            shadow: None,
         })
+    }
+
+    /// The same generation with `shadow` evaluated beside the active policy,
+    /// on the same snapshots.
+    pub fn with_shadow(mut self, shadow: Option<Arc<LoadedPolicy>>) -> Result<Self, BindError> {
+        self.shadow = match shadow {
+            None => None,
+            Some(policy) => {
+                let data = data_document(&policy.data, &self.identity, &self.entitlements)?;
+                let bound = policy.compiled.bind(&data)?;
+                Some((policy, bound))
+            }
+        };
+        Ok(self)
+    }
+
+    /// The shadow's compiled policy, shared.
+    pub fn shadow_policy(&self) -> Option<Arc<LoadedPolicy>> {
+        self.shadow.as_ref().map(|(policy, _)| policy.clone())
+    }
+
+    /// The shadow policy, if one is set.
+    pub fn shadow(&self) -> Option<(&LoadedPolicy, &dyn BoundPolicy)> {
+        self.shadow
+            .as_ref()
+            .map(|(policy, bound)| (policy.as_ref(), bound.as_ref()))
     }
 
     pub fn snapshot(&self, kind: SnapshotKind) -> &Snapshot {

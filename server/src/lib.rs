@@ -7,6 +7,7 @@
 pub mod api;
 pub mod bundle;
 pub mod config;
+pub mod control;
 pub mod decision;
 pub mod engine;
 pub mod generation;
@@ -16,5 +17,6 @@ pub mod regotest;
 pub mod request;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 pub mod store;
 pub mod wasm;

@@ -52,6 +52,9 @@ struct ServeArgs {
     /// Decision listener (gRPC), HOST:PORT.
     #[arg(long, env = "WARDEN_DECISION_ADDR")]
     decision_addr: Option<String>,
+    /// Admin listener (gRPC: bundles, snapshots, status), HOST:PORT.
+    #[arg(long, env = "WARDEN_ADMIN_ADDR")]
+    admin_addr: Option<String>,
     /// Ops listener (HTTP: /healthz, /readyz), HOST:PORT.
     #[arg(long, env = "WARDEN_OPS_ADDR")]
     ops_addr: Option<String>,
@@ -74,6 +77,7 @@ impl ServeArgs {
         let mut raw = RawConfig::load(self.config.as_deref(), |name| std::env::var(name).ok())?;
         let overrides = [
             (self.decision_addr, &mut raw.server.decision_addr),
+            (self.admin_addr, &mut raw.server.admin_addr),
             (self.ops_addr, &mut raw.server.ops_addr),
             (self.data_dir, &mut raw.server.data_dir),
             (self.bundle, &mut raw.policy.bundle),

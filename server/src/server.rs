@@ -10,13 +10,13 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 use warden_proto::v1::decision_service_server::DecisionServiceServer;
 
-use crate::api::DecisionApi;
-use crate::bundle::{Bundle, BundleError};
+use warden_proto::v1::admin_service_server::AdminServiceServer;
+
+use crate::api::{AdminApi, DecisionApi};
 use crate::config::Config;
-use crate::engine::BindError;
-use crate::generation::{Generation, Generations, LoadedPolicy};
+use crate::control::{Control, ControlConfig, ControlError, Seed};
 use crate::ops::{self, Readiness};
-use crate::snapshot::{Snapshot, SnapshotError, SnapshotKind};
+use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start or stopped abnormally.
@@ -24,14 +24,8 @@ use crate::store::{Store, StoreError};
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("policy bundle `{path}`: {source}")]
-    Bundle { path: String, source: BundleError },
-    #[error("cannot read snapshot `{path}`: {message}")]
-    SnapshotFile { path: String, message: String },
-    #[error(transparent)]
-    Snapshot(#[from] SnapshotError),
-    #[error(transparent)]
-    Bind(#[from] BindError),
+    #[error("cannot load the policy and snapshots: {0}")]
+    Load(#[from] ControlError),
     #[error("cannot listen on {addr} ({listener}): {message}")]
     Listen {
         listener: &'static str,
@@ -45,45 +39,19 @@ pub enum ServeError {
     },
 }
 
-/// Loads the configured bundle and snapshots into the first generation.
-pub fn initial_generation(config: &Config) -> Result<Generation, ServeError> {
-    let started = Instant::now();
-    let bundle_error = |source| ServeError::Bundle {
-        path: config.bundle.display().to_string(),
-        source,
-    };
-    let bundle = Bundle::load(&config.bundle, &config.archive).map_err(bundle_error)?;
-    let policy = LoadedPolicy::compile(&bundle, &config.engine).map_err(bundle_error)?;
-    let identity = read_snapshot(config, SnapshotKind::Identity, &config.identity)?;
-    let entitlements = read_snapshot(config, SnapshotKind::Entitlements, &config.entitlements)?;
-    let generation = Generation::build(
-        1,
-        Arc::new(policy),
-        Arc::new(identity),
-        Arc::new(entitlements),
-        config.max_age,
-    )?;
-    info!(
-        revision = generation.policy.revision,
-        engine = %generation.policy.engine(),
-        identity_version = generation.identity.version,
-        entitlements_version = generation.entitlements.version,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "policy and snapshots loaded"
-    );
-    Ok(generation)
-}
-
-fn read_snapshot(
-    config: &Config,
-    kind: SnapshotKind,
-    path: &std::path::Path,
-) -> Result<Snapshot, ServeError> {
-    let bytes = std::fs::read(path).map_err(|e| ServeError::SnapshotFile {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(Snapshot::parse(kind, &bytes, config.limits.max_id_bytes)?)
+/// How the control plane accepts changes, from the configuration.
+pub fn control_config(config: &Config) -> ControlConfig {
+    ControlConfig {
+        engine: config.engine,
+        archive: config.archive.clone(),
+        max_push_bytes: config.max_push_bytes,
+        run_tests: config.run_tests,
+        keys: config.keys.clone(),
+        require_signed: config.require_signed,
+        keep: config.bundle_keep,
+        max_age: config.max_age,
+        max_id_bytes: config.limits.max_id_bytes,
+    }
 }
 
 /// Runs the server until `shutdown` resolves, then drains: the listeners stop
@@ -97,27 +65,45 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     announce: impl Fn(&'static str, SocketAddr),
 ) -> Result<(), ServeError> {
+    let started = Instant::now();
     let store = Store::open(&config.data_dir)?;
     info!(data_dir = %config.data_dir.display(), instance_id = store.instance_id(), "store opened");
-    let generations = Arc::new(Generations::new(initial_generation(&config)?));
+    let seed = Seed {
+        bundle: config.bundle.clone(),
+        identity: config.identity.clone(),
+        entitlements: config.entitlements.clone(),
+    };
+    let control = Arc::new(Control::start(
+        control_config(&config),
+        store.clone(),
+        &seed,
+    )?);
+    let generations = control.generations();
+    {
+        let current = generations.current();
+        info!(
+            revision = current.policy.revision,
+            engine = %current.policy.engine(),
+            identity_version = current.identity.version,
+            entitlements_version = current.entitlements.version,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "policy and snapshots loaded"
+        );
+    }
+    let stats = Arc::new(Stats::default());
 
     let decision_listener = listen("decision", config.decision_addr).await?;
+    let admin_listener = listen("admin", config.admin_addr).await?;
     let ops_listener = listen("ops", config.ops_addr).await?;
     let decision_addr = local_addr("decision", config.decision_addr, &decision_listener)?;
+    let admin_addr = local_addr("admin", config.admin_addr, &admin_listener)?;
     let ops_addr = local_addr("ops", config.ops_addr, &ops_listener)?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<DecisionServiceServer<DecisionApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(warden_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServeError::Serve {
-            listener: "decision",
-            message: format!("reflection: {e}"),
-        })?;
+    health.set_serving::<AdminServiceServer<AdminApi>>().await;
 
     let limits = config.limits.clone();
     // A batch may carry `max_batch_items` items of `max_request_bytes` each;
@@ -126,8 +112,12 @@ pub async fn serve(
         .max_request_bytes
         .saturating_mul(limits.max_batch_items)
         .saturating_add(64 * 1024);
-    let decision = DecisionServiceServer::new(DecisionApi::new(generations.clone(), limits))
-        .max_decoding_message_size(max_message);
+    let decision =
+        DecisionServiceServer::new(DecisionApi::new(generations.clone(), limits, stats.clone()))
+            .max_decoding_message_size(max_message);
+    // Room for the largest bundle push plus the envelope.
+    let admin = AdminServiceServer::new(AdminApi::new(control.clone(), stats.clone(), started))
+        .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
 
     let readiness = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -135,10 +125,20 @@ pub async fn serve(
     let mut stop = stop_rx.clone();
     let decision_server = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
+            .add_service(health_service.clone())
+            .add_service(reflection("decision")?)
             .add_service(decision)
             .serve_with_incoming_shutdown(TcpListenerStream::new(decision_listener), async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            }),
+    );
+    let mut stop = stop_rx.clone();
+    let admin_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection("admin")?)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(admin_listener), async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }),
     );
@@ -153,8 +153,9 @@ pub async fn serve(
 
     readiness.set(true);
     announce("decision", decision_addr);
+    announce("admin", admin_addr);
     announce("ops", ops_addr);
-    info!(%decision_addr, %ops_addr, "serving");
+    info!(%decision_addr, %admin_addr, %ops_addr, "serving");
 
     shutdown.await;
     info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight requests");
@@ -162,17 +163,27 @@ pub async fn serve(
     health
         .set_not_serving::<DecisionServiceServer<DecisionApi>>()
         .await;
+    health
+        .set_not_serving::<AdminServiceServer<AdminApi>>()
+        .await;
     let _ = stop_tx.send(true);
 
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         let decision = decision_server.await;
+        let admin = admin_server.await;
         let ops = ops_server.await;
-        (decision, ops)
+        (decision, admin, ops)
     })
     .await;
     let result = match drained {
-        Ok((decision, ops)) => flatten("decision", decision.map(|r| r.map_err(|e| e.to_string())))
-            .and(flatten("ops", ops.map(|r| r.map_err(|e| e.to_string())))),
+        Ok((decision, admin, ops)) => {
+            flatten("decision", decision.map(|r| r.map_err(|e| e.to_string())))
+                .and(flatten(
+                    "admin",
+                    admin.map(|r| r.map_err(|e| e.to_string())),
+                ))
+                .and(flatten("ops", ops.map(|r| r.map_err(|e| e.to_string()))))
+        }
         Err(_) => {
             warn!("shutdown grace period over; closing remaining connections");
             Ok(())
@@ -181,6 +192,25 @@ pub async fn serve(
     store.flush()?;
     info!("stopped");
     result
+}
+
+/// gRPC reflection for Warden's services and health.
+fn reflection(
+    listener: &'static str,
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    ServeError,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(warden_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Serve {
+            listener,
+            message: format!("reflection: {e}"),
+        })
 }
 
 async fn listen(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {

@@ -1,9 +1,15 @@
-//! The embedded store (sled) under the data directory.
+//! The embedded store (sled) under the data directory: pushed bundles,
+//! snapshots, and which bundle is active.
 //!
 //! Opening it also takes sled's lock on the directory, so two servers can
-//! never share one data directory by mistake.
+//! never share one data directory by mistake. Every write that a client is
+//! told about is flushed first.
 
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::snapshot::SnapshotKind;
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +18,12 @@ pub enum StoreError {
     Open { dir: String, message: String },
     #[error("store: {0}")]
     Io(String),
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("no stored bundle has a digest starting with `{0}`")]
+    NotFound(String),
+    #[error("several stored bundles have digests starting with `{0}`; give more digits")]
+    Ambiguous(String),
 }
 
 impl From<sled::Error> for StoreError {
@@ -20,14 +32,45 @@ impl From<sled::Error> for StoreError {
     }
 }
 
+/// What is known about a stored bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRecord {
+    pub revision: String,
+    pub digest: String,
+    pub entrypoint: String,
+    pub engine: String,
+    /// RFC 3339.
+    pub pushed_at: String,
+    pub size_bytes: u64,
+    pub signed_by: Option<String>,
+    pub tests_passed: u32,
+    /// Push order; larger is newer.
+    pub seq: u64,
+}
+
+/// Which bundles are serving.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServingState {
+    pub active: Option<String>,
+    pub shadow: Option<String>,
+    /// Previously active digests, most recent last: where rollback goes.
+    pub history: Vec<String>,
+}
+
 /// The open store.
 #[derive(Debug, Clone)]
 pub struct Store {
     db: sled::Db,
+    meta: sled::Tree,
+    bundles: sled::Tree,
+    archives: sled::Tree,
+    snapshots: sled::Tree,
     instance_id: String,
 }
 
 const INSTANCE_ID: &[u8] = b"instance_id";
+const SERVING: &[u8] = b"serving";
+const SEQ: &[u8] = b"seq";
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
@@ -41,9 +84,10 @@ impl Store {
             .path(dir.join("db"))
             .open()
             .map_err(|e| open_error(e.to_string()))?;
-        let meta = db.open_tree("meta")?;
-        // The instance id names this server's state in logs and, later, in
-        // audit records; it survives restarts.
+        let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(e.to_string()));
+        let meta = tree("meta")?;
+        // The instance id names this server's state in logs and audit
+        // records; it survives restarts.
         let fresh = uuid::Uuid::now_v7().to_string();
         let instance_id = match meta.compare_and_swap(
             INSTANCE_ID,
@@ -56,17 +100,167 @@ impl Store {
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or(fresh),
         };
-        db.flush()?;
-        Ok(Self { db, instance_id })
+        let store = Self {
+            bundles: tree("bundles")?,
+            archives: tree("bundle_archives")?,
+            snapshots: tree("snapshots")?,
+            meta,
+            db,
+            instance_id,
+        };
+        store.flush()?;
+        Ok(store)
     }
 
     pub fn instance_id(&self) -> &str {
         &self.instance_id
     }
 
-    /// Writes everything to disk; called on shutdown.
+    /// The underlying database, for other parts of the server that keep
+    /// their own trees (kill switches, audit).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Writes everything to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
     }
+
+    /// A number that increases with every call, persisted.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        let next = self.meta.update_and_fetch(SEQ, |old| {
+            let current = old
+                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                .map_or(0, u64::from_be_bytes);
+            Some(current.saturating_add(1).to_be_bytes().to_vec())
+        })?;
+        next.and_then(|bytes| <[u8; 8]>::try_from(bytes.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| StoreError::Corrupt("sequence counter".into()))
+    }
+
+    pub fn serving(&self) -> Result<ServingState, StoreError> {
+        match self.meta.get(SERVING)? {
+            None => Ok(ServingState::default()),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("serving state: {e}"))),
+        }
+    }
+
+    /// Records which bundles serve; durable when this returns.
+    pub fn set_serving(&self, state: &ServingState) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(state).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.meta.insert(SERVING, bytes)?;
+        self.flush()
+    }
+
+    /// Stores a bundle's archive and record (not yet flushed: the serving
+    /// state written after it is).
+    pub fn put_bundle(&self, record: &BundleRecord, archive: &[u8]) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Io(e.to_string()))?;
+        self.archives.insert(record.digest.as_bytes(), archive)?;
+        self.bundles.insert(record.digest.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    pub fn bundle_record(&self, digest: &str) -> Result<Option<BundleRecord>, StoreError> {
+        match self.bundles.get(digest.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("bundle record `{digest}`: {e}"))),
+        }
+    }
+
+    pub fn bundle_archive(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.archives.get(digest.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Every stored bundle, newest first.
+    pub fn bundles(&self) -> Result<Vec<BundleRecord>, StoreError> {
+        let mut records = Vec::new();
+        for entry in self.bundles.iter() {
+            let (key, bytes) = entry?;
+            let record: BundleRecord = serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "bundle record `{}`: {e}",
+                    String::from_utf8_lossy(&key)
+                ))
+            })?;
+            records.push(record);
+        }
+        records.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        Ok(records)
+    }
+
+    /// The stored bundle whose digest starts with `prefix`.
+    pub fn find_bundle(&self, prefix: &str) -> Result<BundleRecord, StoreError> {
+        let mut found = self
+            .bundles()?
+            .into_iter()
+            .filter(|r| r.digest.starts_with(prefix));
+        match (found.next(), found.next()) {
+            (Some(record), None) => Ok(record),
+            (None, _) => Err(StoreError::NotFound(prefix.to_owned())),
+            (Some(_), Some(_)) => Err(StoreError::Ambiguous(prefix.to_owned())),
+        }
+    }
+
+    /// Deletes all but the newest `keep` bundles, never one in `protected`.
+    pub fn prune_bundles(&self, keep: usize, protected: &[&str]) -> Result<(), StoreError> {
+        for record in self.bundles()?.into_iter().skip(keep) {
+            if !protected.contains(&record.digest.as_str()) {
+                self.bundles.remove(record.digest.as_bytes())?;
+                self.archives.remove(record.digest.as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a snapshot document as the newest of its kind and keeps the
+    /// last `keep`; durable when this returns.
+    pub fn put_snapshot(
+        &self,
+        kind: SnapshotKind,
+        seq: u64,
+        document: &[u8],
+        keep: usize,
+    ) -> Result<(), StoreError> {
+        self.snapshots.insert(snapshot_key(kind, seq), document)?;
+        let keys: Vec<_> = self
+            .snapshots
+            .scan_prefix(snapshot_prefix(kind))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for key in keys.iter().rev().skip(keep.max(1)) {
+            self.snapshots.remove(key)?;
+        }
+        self.flush()
+    }
+
+    /// The newest stored snapshot of `kind`.
+    pub fn snapshot(&self, kind: SnapshotKind) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .snapshots
+            .scan_prefix(snapshot_prefix(kind))
+            .values()
+            .next_back()
+            .transpose()?
+            .map(|v| v.to_vec()))
+    }
+}
+
+fn snapshot_prefix(kind: SnapshotKind) -> Vec<u8> {
+    let mut prefix = kind.as_str().as_bytes().to_vec();
+    prefix.push(b'/');
+    prefix
+}
+
+/// `<kind>/<seq, big-endian>`: keys of one kind sort by push order.
+fn snapshot_key(kind: SnapshotKind, seq: u64) -> Vec<u8> {
+    let mut key = snapshot_prefix(kind);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
 }

@@ -14,56 +14,41 @@ use std::time::{Duration, Instant};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use warden_client::{ClientOptions, WardenClient};
+use warden_client::{AdminClient, ClientOptions, WardenClient};
 
 use crate::repo_root;
 
-/// Paths of the freshly built binaries.
+/// Paths of the binaries under test.
 #[derive(Debug)]
 pub struct Binaries {
     pub warden: PathBuf,
     pub wardenctl: PathBuf,
 }
 
-/// Builds `warden` and `wardenctl` (a no-op when up to date) and returns
-/// their paths.
+/// The `warden` and `wardenctl` binaries cargo built for these tests: this
+/// package's `e2e-*` targets, which cargo builds before running its
+/// integration tests, next to them in `target/<profile>/`.
 pub fn binaries() -> &'static Binaries {
     static BINARIES: OnceLock<Binaries> = OnceLock::new();
     BINARIES.get_or_init(|| {
-        // Tests run from target/<profile>/deps/; the binaries land in target/<profile>/.
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
+        let dir = exe
             .parent()
             .and_then(Path::parent)
-            .expect("test executable lives in target/<profile>/deps")
+            .expect("test executables live in target/<profile>/deps")
             .to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.current_dir(repo_root()).args([
-            "build",
-            "--quiet",
-            "-p",
-            "warden",
-            "--bin",
-            "warden",
-            "-p",
-            "warden-client",
-            "--bin",
-            "wardenctl",
-        ]);
-        if release {
-            build.arg("--release");
+        let binaries = Binaries {
+            warden: dir.join("e2e-warden"),
+            wardenctl: dir.join("e2e-wardenctl"),
+        };
+        for binary in [&binaries.warden, &binaries.wardenctl] {
+            assert!(
+                binary.exists(),
+                "{} is missing; run the tests with `cargo test`",
+                binary.display()
+            );
         }
-        let status = build.status().expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build of warden and wardenctl failed"
-        );
-        Binaries {
-            warden: profile_dir.join("warden"),
-            wardenctl: profile_dir.join("wardenctl"),
-        }
+        binaries
     })
 }
 
@@ -131,6 +116,8 @@ impl WardenBuilder {
             .args([
                 "--decision-addr",
                 "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
                 "--ops-addr",
                 "127.0.0.1:0",
             ])
@@ -176,8 +163,9 @@ impl WardenBuilder {
 
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut decision_addr = None;
+        let mut admin_addr = None;
         let mut ops_addr = None;
-        while decision_addr.is_none() || ops_addr.is_none() {
+        while decision_addr.is_none() || admin_addr.is_none() || ops_addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(200))) {
                 Ok(line) => {
@@ -189,6 +177,7 @@ impl WardenBuilder {
                         .and_then(|a| a.parse::<SocketAddr>().ok());
                     match event["listener"].as_str() {
                         Some("decision") => decision_addr = addr,
+                        Some("admin") => admin_addr = addr,
                         Some("ops") => ops_addr = addr,
                         _ => {}
                     }
@@ -217,6 +206,7 @@ impl WardenBuilder {
         Ok(Warden {
             child,
             decision_addr: decision_addr.expect("decision address"),
+            admin_addr: admin_addr.expect("admin address"),
             ops_addr: ops_addr.expect("ops address"),
             data_dir,
             stderr,
@@ -246,6 +236,7 @@ impl std::fmt::Display for StartFailure {
 pub struct Warden {
     child: Child,
     pub decision_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub ops_addr: SocketAddr,
     pub data_dir: PathBuf,
     stderr: Arc<Mutex<String>>,
@@ -264,6 +255,16 @@ impl Warden {
 
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.decision_addr)
+    }
+
+    pub fn admin_endpoint(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    pub async fn admin(&self) -> AdminClient {
+        AdminClient::connect(self.admin_endpoint(), ClientOptions::default())
+            .await
+            .expect("connect to warden's admin listener")
     }
 
     pub async fn client(&self) -> WardenClient {

@@ -12,19 +12,22 @@ use super::status::{invalid_argument, invalid_field};
 use crate::decision::{Decision, Verdict, decide};
 use crate::generation::{Generation, Generations};
 use crate::request::{CheckRequest, Limits, validate};
+use crate::stats::Stats;
 
 /// Serves checks from the published generation.
 #[derive(Debug, Clone)]
 pub struct DecisionApi {
     generations: Arc<Generations>,
     limits: Arc<Limits>,
+    stats: Arc<Stats>,
 }
 
 impl DecisionApi {
-    pub fn new(generations: Arc<Generations>, limits: Limits) -> Self {
+    pub fn new(generations: Arc<Generations>, limits: Limits, stats: Arc<Stats>) -> Self {
         Self {
             generations,
             limits: Arc::new(limits),
+            stats,
         }
     }
 
@@ -33,6 +36,9 @@ impl DecisionApi {
         let started = Instant::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
         let decision = decide(request, generation, SystemTime::now());
+        if decision.shadow.as_ref().is_some_and(|s| s.diverged) {
+            self.stats.shadow_diverged();
+        }
         debug!(
             decision_id,
             generation = generation.id,

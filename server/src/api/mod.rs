@@ -1,6 +1,8 @@
 //! gRPC services: thin adapters between the wire types and the core.
 
+pub mod admin;
 pub mod decision;
 mod status;
 
+pub use admin::AdminApi;
 pub use decision::DecisionApi;

@@ -5,7 +5,6 @@
 //! sizes, the manifest, data placement and roots. Compiling the modules is
 //! the engine's job.
 
-mod archive;
 mod manifest;
 
 use std::path::Path;
@@ -13,7 +12,17 @@ use std::path::Path;
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
 
-pub use archive::{ArchiveLimits, Files, read_dir, read_tar_gz};
+pub use warden_bundle::{ArchiveLimits, Files, signature, write_tar_gz};
+
+/// Reads every regular file of a bundle archive (see `warden_bundle`).
+pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, BundleError> {
+    warden_bundle::read_tar_gz(bytes, limits).map_err(|e| BundleError::Archive(e.0))
+}
+
+/// Reads every file under a bundle directory (see `warden_bundle`).
+pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, BundleError> {
+    warden_bundle::read_dir(root, limits).map_err(|e| BundleError::Archive(e.0))
+}
 pub use manifest::Manifest;
 
 /// The entrypoint a bundle gets unless its manifest names another.
@@ -41,12 +50,6 @@ pub enum BundleError {
     Module { path: String, message: String },
     #[error("bundle has no policy: it holds no `.rego` module and no `policy.wasm`")]
     Empty,
-}
-
-impl BundleError {
-    pub(crate) fn archive(reason: impl Into<String>) -> Self {
-        BundleError::Archive(reason.into())
-    }
 }
 
 /// One Rego module of a bundle.

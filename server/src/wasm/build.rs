@@ -8,12 +8,10 @@
 //! globals; and the full set of ABI imports. The runtime compiles the policy
 //! the first time the host calls in.
 
-use std::io::Write;
-
 use serde_json::json;
 use walrus::{ConstExpr, ExportItem, FunctionKind, GlobalKind, ValType, ir::Value as WasmValue};
 
-use crate::bundle::{Bundle, BundleError};
+use crate::bundle::{Bundle, BundleError, Files, write_tar_gz};
 
 /// The runtime every module starts from; `scripts/build-wasm-runtime`
 /// rebuilds it from `wasm-runtime/`, and CI checks the two agree.
@@ -261,10 +259,10 @@ fn keep_only_abi_exports(module: &mut walrus::Module, extra: &[&str]) {
     }
 }
 
-/// Builds the OPA bundle `warden build` writes: `/.manifest` (naming the
-/// Wasm entrypoint), `/policy.wasm`, `/data.json` and the Rego sources, as
-/// a gzip-compressed tar with fixed timestamps, so the same input always
-/// gives the same bytes.
+/// Builds the OPA bundle `warden build` writes: `.manifest` (naming the
+/// Wasm entrypoint), `policy.wasm`, `data.json` and the Rego sources, as a
+/// gzip-compressed tar with fixed metadata, so the same input always gives
+/// the same bytes.
 pub fn build_bundle(bundle: &Bundle) -> Result<Vec<u8>, BuildError> {
     let wasm = build_module(bundle)?;
     let pages = crate::wasm::inspect(&wasm, u64::from(u32::MAX))
@@ -282,51 +280,15 @@ pub fn build_bundle(bundle: &Bundle) -> Result<Vec<u8>, BuildError> {
     {
         object.insert("rego_version".into(), json!(version));
     }
-    let write_error = |e: std::io::Error| BuildError::Write(e.to_string());
-    let mut files: Vec<(String, Vec<u8>)> = vec![
-        (
-            "/.manifest".into(),
-            serde_json::to_vec(&manifest).map_err(|e| BuildError::Write(e.to_string()))?,
-        ),
-        (
-            "/data.json".into(),
-            serde_json::to_vec(&bundle.data).map_err(|e| BuildError::Write(e.to_string()))?,
-        ),
-        ("/policy.wasm".into(), wasm),
-    ];
+    let json = |value: &serde_json::Value| {
+        serde_json::to_vec(value).map_err(|e| BuildError::Write(e.to_string()))
+    };
+    let mut files = Files::new();
+    files.insert(".manifest".into(), json(&manifest)?);
+    files.insert("data.json".into(), json(&bundle.data)?);
+    files.insert("policy.wasm".into(), wasm);
     for module in &bundle.modules {
-        files.push((
-            format!("/{}", module.path),
-            module.source.clone().into_bytes(),
-        ));
+        files.insert(module.path.clone(), module.source.clone().into_bytes());
     }
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, content) in &files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        // OPA writes absolute names; the tar crate refuses them through
-        // `append_data`, so the name goes in the header directly.
-        let name = path.as_bytes();
-        let field = &mut header.as_old_mut().name;
-        if name.len() > field.len() {
-            tar.append_data(
-                &mut header,
-                path.trim_start_matches('/'),
-                content.as_slice(),
-            )
-            .map_err(write_error)?;
-            continue;
-        }
-        field[..name.len()].copy_from_slice(name);
-        header.set_cksum();
-        tar.append(&header, content.as_slice())
-            .map_err(write_error)?;
-    }
-    let tar = tar.into_inner().map_err(write_error)?;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&tar).map_err(write_error)?;
-    gz.finish().map_err(write_error)
+    write_tar_gz(&files).map_err(|e| BuildError::Write(e.to_string()))
 }

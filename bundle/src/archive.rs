@@ -9,7 +9,16 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Component, Path};
 
-use super::BundleError;
+/// Why an archive or directory could not be read as a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ArchiveError(pub String);
+
+impl ArchiveError {
+    pub fn new(reason: impl Into<String>) -> Self {
+        ArchiveError(reason.into())
+    }
+}
 
 /// Bounds on what a bundle may contain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +46,7 @@ impl Default for ArchiveLimits {
 pub type Files = BTreeMap<String, Vec<u8>>;
 
 /// Reads every regular file of a gzip-compressed tar archive.
-pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, BundleError> {
+pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, ArchiveError> {
     // The decoder can produce at most this much, whatever the headers claim.
     let decoded = flate2::read::GzDecoder::new(bytes)
         .take(limits.max_total_bytes.saturating_add(64 * 1024 * 1024));
@@ -47,20 +56,20 @@ pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, Bundle
     let mut entries_seen = 0usize;
     let entries = archive
         .entries()
-        .map_err(|e| BundleError::archive(format!("cannot read tar: {e}")))?;
+        .map_err(|e| ArchiveError::new(format!("cannot read tar: {e}")))?;
     for entry in entries {
         let mut entry =
-            entry.map_err(|e| BundleError::archive(format!("cannot read tar entry: {e}")))?;
+            entry.map_err(|e| ArchiveError::new(format!("cannot read tar entry: {e}")))?;
         entries_seen += 1;
         if entries_seen > limits.max_files {
-            return Err(BundleError::archive(format!(
+            return Err(ArchiveError::new(format!(
                 "has more than {} entries",
                 limits.max_files
             )));
         }
         let raw_path = entry
             .path()
-            .map_err(|e| BundleError::archive(format!("entry has an unreadable path: {e}")))?
+            .map_err(|e| ArchiveError::new(format!("entry has an unreadable path: {e}")))?
             .into_owned();
         let path = clean_path(&raw_path)?;
         let kind = entry.header().entry_type();
@@ -69,23 +78,23 @@ pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, Bundle
             continue;
         }
         if !kind.is_file() {
-            return Err(BundleError::archive(format!(
+            return Err(ArchiveError::new(format!(
                 "`{path}` is a {kind:?} entry; bundles may contain only regular files and directories"
             )));
         }
         let size = entry
             .header()
             .size()
-            .map_err(|e| BundleError::archive(format!("`{path}` has a bad size: {e}")))?;
+            .map_err(|e| ArchiveError::new(format!("`{path}` has a bad size: {e}")))?;
         if size > limits.max_file_bytes {
-            return Err(BundleError::archive(format!(
+            return Err(ArchiveError::new(format!(
                 "`{path}` is {size} bytes, more than the limit of {} bytes",
                 limits.max_file_bytes
             )));
         }
         total = total.saturating_add(size);
         if total > limits.max_total_bytes {
-            return Err(BundleError::archive(format!(
+            return Err(ArchiveError::new(format!(
                 "holds more than {} bytes decompressed",
                 limits.max_total_bytes
             )));
@@ -96,9 +105,9 @@ pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, Bundle
         (&mut entry)
             .take(size)
             .read_to_end(&mut content)
-            .map_err(|e| BundleError::archive(format!("cannot read `{path}`: {e}")))?;
+            .map_err(|e| ArchiveError::new(format!("cannot read `{path}`: {e}")))?;
         if files.insert(path.clone(), content).is_some() {
-            return Err(BundleError::archive(format!("`{path}` appears twice")));
+            return Err(ArchiveError::new(format!("`{path}` appears twice")));
         }
     }
     Ok(files)
@@ -106,22 +115,21 @@ pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, Bundle
 
 /// Reads every file under a directory, refusing symbolic links and anything
 /// that is not a regular file or a directory.
-pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, BundleError> {
+pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, ArchiveError> {
     let mut files = Files::new();
     let mut total: u64 = 0;
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| {
-            BundleError::archive(format!("cannot read directory `{}`: {e}", dir.display()))
+            ArchiveError::new(format!("cannot read directory `{}`: {e}", dir.display()))
         })?;
         for entry in entries {
-            let entry = entry.map_err(|e| {
-                BundleError::archive(format!("cannot read `{}`: {e}", dir.display()))
-            })?;
+            let entry = entry
+                .map_err(|e| ArchiveError::new(format!("cannot read `{}`: {e}", dir.display())))?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(|e| {
-                BundleError::archive(format!("cannot stat `{}`: {e}", path.display()))
-            })?;
+            let kind = entry
+                .file_type()
+                .map_err(|e| ArchiveError::new(format!("cannot stat `{}`: {e}", path.display())))?;
             if kind.is_dir() {
                 pending.push(path);
                 continue;
@@ -129,35 +137,35 @@ pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, BundleErro
             let relative = path.strip_prefix(root).unwrap_or(&path);
             let name = clean_path(relative)?;
             if !kind.is_file() {
-                return Err(BundleError::archive(format!(
+                return Err(ArchiveError::new(format!(
                     "`{name}` is not a regular file; bundles may contain only regular files and directories"
                 )));
             }
             if files.len() >= limits.max_files {
-                return Err(BundleError::archive(format!(
+                return Err(ArchiveError::new(format!(
                     "has more than {} files",
                     limits.max_files
                 )));
             }
             let size = entry
                 .metadata()
-                .map_err(|e| BundleError::archive(format!("cannot stat `{name}`: {e}")))?
+                .map_err(|e| ArchiveError::new(format!("cannot stat `{name}`: {e}")))?
                 .len();
             if size > limits.max_file_bytes {
-                return Err(BundleError::archive(format!(
+                return Err(ArchiveError::new(format!(
                     "`{name}` is {size} bytes, more than the limit of {} bytes",
                     limits.max_file_bytes
                 )));
             }
             total = total.saturating_add(size);
             if total > limits.max_total_bytes {
-                return Err(BundleError::archive(format!(
+                return Err(ArchiveError::new(format!(
                     "holds more than {} bytes",
                     limits.max_total_bytes
                 )));
             }
             let content = std::fs::read(&path)
-                .map_err(|e| BundleError::archive(format!("cannot read `{name}`: {e}")))?;
+                .map_err(|e| ArchiveError::new(format!("cannot read `{name}`: {e}")))?;
             files.insert(name, content);
         }
     }
@@ -166,13 +174,13 @@ pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, BundleErro
 
 /// Normalises a path inside a bundle, refusing anything that could point
 /// outside it.
-fn clean_path(path: &Path) -> Result<String, BundleError> {
+fn clean_path(path: &Path) -> Result<String, ArchiveError> {
     let mut parts = Vec::new();
     for component in path.components() {
         match component {
             Component::Normal(part) => {
                 let part = part.to_str().ok_or_else(|| {
-                    BundleError::archive(format!("`{}` is not a UTF-8 path", path.display()))
+                    ArchiveError::new(format!("`{}` is not a UTF-8 path", path.display()))
                 })?;
                 parts.push(part);
             }
@@ -180,7 +188,7 @@ fn clean_path(path: &Path) -> Result<String, BundleError> {
             // meaning the bundle's root; nothing is ever extracted to disk.
             Component::CurDir | Component::RootDir => {}
             Component::ParentDir | Component::Prefix(_) => {
-                return Err(BundleError::archive(format!(
+                return Err(ArchiveError::new(format!(
                     "`{}` points outside the bundle; paths must be relative and free of `..`",
                     path.display()
                 )));
@@ -188,7 +196,28 @@ fn clean_path(path: &Path) -> Result<String, BundleError> {
         }
     }
     if parts.is_empty() {
-        return Err(BundleError::archive("an entry has an empty path"));
+        return Err(ArchiveError::new("an entry has an empty path"));
     }
     Ok(parts.join("/"))
+}
+
+/// Writes `files` as a gzip-compressed tar with fixed metadata (mode 0644,
+/// time 0, owner 0), in path order, so equal files give equal bytes.
+pub fn write_tar_gz(files: &Files) -> Result<Vec<u8>, std::io::Error> {
+    use std::io::Write;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, path, content.as_slice())?;
+    }
+    let tar = tar.into_inner()?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar)?;
+    gz.finish()
 }

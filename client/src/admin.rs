@@ -1,0 +1,117 @@
+//! The admin plane: bundles, snapshots, status.
+
+use tonic::transport::Channel;
+use warden_proto::v1 as pb;
+use warden_proto::v1::admin_service_client::AdminServiceClient;
+
+use crate::{ClientError, ClientOptions, connect_channel};
+
+pub use warden_proto::v1::{BundleInfo, BundleTarget, GetStatusResponse, SnapshotInfo};
+
+/// A connection to Warden's admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    inner: AdminServiceClient<Channel>,
+}
+
+impl AdminClient {
+    /// Connects to `endpoint` (e.g. `http://127.0.0.1:50052`).
+    pub async fn connect(
+        endpoint: impl Into<String>,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let channel = connect_channel(endpoint.into(), &options).await?;
+        // Bundles can be large; the server enforces its own limit.
+        Ok(Self {
+            inner: AdminServiceClient::new(channel)
+                .max_encoding_message_size(usize::MAX)
+                .max_decoding_message_size(64 * 1024 * 1024),
+        })
+    }
+
+    /// Pushes an OPA bundle (`.tar.gz` bytes).
+    pub async fn put_bundle(
+        &mut self,
+        bundle: Vec<u8>,
+        target: BundleTarget,
+    ) -> Result<BundleInfo, ClientError> {
+        let response = self
+            .inner
+            .put_bundle(pb::PutBundleRequest {
+                bundle,
+                target: target as i32,
+            })
+            .await?
+            .into_inner();
+        response
+            .bundle
+            .ok_or_else(|| ClientError::Protocol("PutBundle answered without a bundle".into()))
+    }
+
+    pub async fn list_bundles(&mut self) -> Result<Vec<BundleInfo>, ClientError> {
+        Ok(self
+            .inner
+            .list_bundles(pb::ListBundlesRequest {})
+            .await?
+            .into_inner()
+            .bundles)
+    }
+
+    /// Serves a stored bundle, by digest (or a unique prefix of 8+ digits).
+    pub async fn activate(
+        &mut self,
+        digest: &str,
+        target: BundleTarget,
+    ) -> Result<BundleInfo, ClientError> {
+        let response = self
+            .inner
+            .activate_bundle(pb::ActivateBundleRequest {
+                digest: digest.to_owned(),
+                target: target as i32,
+            })
+            .await?
+            .into_inner();
+        response
+            .bundle
+            .ok_or_else(|| ClientError::Protocol("ActivateBundle answered without a bundle".into()))
+    }
+
+    /// Serves the previously active bundle again.
+    pub async fn rollback(&mut self) -> Result<BundleInfo, ClientError> {
+        let response = self
+            .inner
+            .rollback(pb::RollbackRequest {})
+            .await?
+            .into_inner();
+        response
+            .bundle
+            .ok_or_else(|| ClientError::Protocol("Rollback answered without a bundle".into()))
+    }
+
+    /// Replaces the `identity` or `entitlements` snapshot.
+    pub async fn put_snapshot(
+        &mut self,
+        kind: &str,
+        document: Vec<u8>,
+    ) -> Result<SnapshotInfo, ClientError> {
+        let response = self
+            .inner
+            .put_snapshot(pb::PutSnapshotRequest {
+                kind: kind.to_owned(),
+                document,
+            })
+            .await?
+            .into_inner();
+        response
+            .snapshot
+            .ok_or_else(|| ClientError::Protocol("PutSnapshot answered without a snapshot".into()))
+    }
+
+    pub async fn status(&mut self) -> Result<GetStatusResponse, ClientError> {
+        Ok(self
+            .inner
+            .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner())
+    }
+}

@@ -1,0 +1,209 @@
+//! `warden.v1.AdminService`: bundles, snapshots, status.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use tonic::{Request, Response, Status};
+use warden_proto::v1 as pb;
+use warden_proto::v1::admin_service_server::AdminService;
+
+use super::status::invalid_field;
+use crate::control::{Control, ControlError, Target};
+use crate::generation::LoadedPolicy;
+use crate::snapshot::{Snapshot, SnapshotKind};
+use crate::stats::Stats;
+use crate::store::BundleRecord;
+
+/// Serves admin calls; changes run on blocking threads (compiling a bundle
+/// takes a while) and never hold up checks.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    control: Arc<Control>,
+    stats: Arc<Stats>,
+    started: Instant,
+}
+
+impl AdminApi {
+    pub fn new(control: Arc<Control>, stats: Arc<Stats>, started: Instant) -> Self {
+        Self {
+            control,
+            stats,
+            started,
+        }
+    }
+
+    async fn blocking<T, F>(&self, work: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
+    {
+        let control = self.control.clone();
+        tokio::task::spawn_blocking(move || work(&control))
+            .await
+            .map_err(|e| Status::internal(format!("admin task failed: {e}")))?
+            .map_err(|e| status(&e))
+    }
+
+    fn bundle_info(&self, record: &BundleRecord) -> pb::BundleInfo {
+        let current = self.control.generations().current();
+        pb::BundleInfo {
+            revision: record.revision.clone(),
+            digest: record.digest.clone(),
+            entrypoint: record.entrypoint.clone(),
+            engine: record.engine.clone(),
+            pushed_at: record.pushed_at.clone(),
+            size_bytes: record.size_bytes,
+            signed_by: record.signed_by.clone().unwrap_or_default(),
+            active: current.policy.digest == record.digest,
+            shadow: current
+                .shadow()
+                .is_some_and(|(p, _)| p.digest == record.digest),
+            tests_passed: record.tests_passed,
+        }
+    }
+
+    /// Info for a serving policy; its record may have been pruned only if
+    /// the store was damaged, in which case the policy itself still answers.
+    fn serving_info(&self, policy: &LoadedPolicy) -> pb::BundleInfo {
+        match self.control.store().bundle_record(&policy.digest) {
+            Ok(Some(record)) => self.bundle_info(&record),
+            _ => pb::BundleInfo {
+                revision: policy.revision.clone(),
+                digest: policy.digest.clone(),
+                entrypoint: policy.entrypoint.clone(),
+                engine: policy.engine().as_str().to_owned(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Maps a refused change to the status that says why.
+fn status(error: &ControlError) -> Status {
+    match error {
+        ControlError::Invalid { field, reason } => invalid_field(field, &error.to_string(), reason),
+        ControlError::FailedPrecondition(message) => Status::failed_precondition(message),
+        ControlError::NotFound(message) => Status::not_found(message),
+        ControlError::Store(e) => Status::unavailable(e.to_string()),
+    }
+}
+
+fn target(value: i32, allow_stored: bool) -> Result<Target, Status> {
+    match pb::BundleTarget::try_from(value) {
+        Ok(pb::BundleTarget::Unspecified | pb::BundleTarget::Active) => Ok(Target::Active),
+        Ok(pb::BundleTarget::Shadow) => Ok(Target::Shadow),
+        Ok(pb::BundleTarget::Stored) if allow_stored => Ok(Target::Stored),
+        _ => Err(invalid_field(
+            "target",
+            "invalid target: not a valid bundle target here",
+            "not a valid bundle target here",
+        )),
+    }
+}
+
+pub fn snapshot_info(
+    snapshot: &Snapshot,
+    max_age: Option<std::time::Duration>,
+) -> pb::SnapshotInfo {
+    let age = snapshot.age(SystemTime::now());
+    pb::SnapshotInfo {
+        kind: snapshot.kind.as_str().to_owned(),
+        version: snapshot.version.clone(),
+        generated_at: snapshot
+            .generated_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        age_seconds: age.as_secs(),
+        stale: max_age.is_some_and(|max| age > max),
+        sha256: snapshot.sha256.clone(),
+        size_bytes: snapshot.size as u64,
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn put_bundle(
+        &self,
+        request: Request<pb::PutBundleRequest>,
+    ) -> Result<Response<pb::PutBundleResponse>, Status> {
+        let request = request.into_inner();
+        let target = target(request.target, true)?;
+        let record = self
+            .blocking(move |c| c.put_bundle(request.bundle, target))
+            .await?;
+        Ok(Response::new(pb::PutBundleResponse {
+            bundle: Some(self.bundle_info(&record)),
+        }))
+    }
+
+    async fn list_bundles(
+        &self,
+        _: Request<pb::ListBundlesRequest>,
+    ) -> Result<Response<pb::ListBundlesResponse>, Status> {
+        let records = self.blocking(|c| Ok(c.store().bundles()?)).await?;
+        Ok(Response::new(pb::ListBundlesResponse {
+            bundles: records.iter().map(|r| self.bundle_info(r)).collect(),
+        }))
+    }
+
+    async fn activate_bundle(
+        &self,
+        request: Request<pb::ActivateBundleRequest>,
+    ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
+        let request = request.into_inner();
+        let target = target(request.target, false)?;
+        let record = self
+            .blocking(move |c| c.activate(&request.digest, target))
+            .await?;
+        Ok(Response::new(pb::ActivateBundleResponse {
+            bundle: Some(self.bundle_info(&record)),
+        }))
+    }
+
+    async fn rollback(
+        &self,
+        _: Request<pb::RollbackRequest>,
+    ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
+        let record = self.blocking(|c| c.rollback()).await?;
+        Ok(Response::new(pb::ActivateBundleResponse {
+            bundle: Some(self.bundle_info(&record)),
+        }))
+    }
+
+    async fn put_snapshot(
+        &self,
+        request: Request<pb::PutSnapshotRequest>,
+    ) -> Result<Response<pb::PutSnapshotResponse>, Status> {
+        let request = request.into_inner();
+        let snapshot = self
+            .blocking(move |c| c.put_snapshot(&request.kind, request.document))
+            .await?;
+        let max_age = self.control.config().max_age.of(snapshot.kind);
+        Ok(Response::new(pb::PutSnapshotResponse {
+            snapshot: Some(snapshot_info(&snapshot, max_age)),
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::GetStatusResponse>, Status> {
+        let current = self.control.generations().current();
+        Ok(Response::new(pb::GetStatusResponse {
+            active: Some(self.serving_info(&current.policy)),
+            shadow: current
+                .shadow()
+                .map(|(policy, _)| self.serving_info(policy)),
+            snapshots: SnapshotKind::ALL
+                .into_iter()
+                .map(|kind| snapshot_info(current.snapshot(kind), current.max_age.of(kind)))
+                .collect(),
+            generation: current.id,
+            shadow_divergences: self.stats.shadow_divergences(),
+            active_kill_switches: 0,
+            audit_records: 0,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            instance_id: self.control.store().instance_id().to_owned(),
+        }))
+    }
+}
