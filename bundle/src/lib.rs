@@ -5,3 +5,6 @@ pub mod archive;
 pub mod signature;
 
 pub use archive::{ArchiveError, ArchiveLimits, Files, read_dir, read_tar_gz, write_tar_gz};
+
+#[cfg(feature = "test-util")]
+pub mod testing;

@@ -1,17 +1,30 @@
 //! The admin plane: bundles, snapshots, status.
 
-use tonic::transport::Channel;
+use std::sync::Arc;
+
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_client::AdminServiceClient;
 
+use crate::progress::Counting;
 use crate::{ClientError, ClientOptions, connect_channel};
+
+/// Called with the size of each chunk of a request body as it is sent.
+pub type UploadProgress = Arc<dyn Fn(usize) + Send + Sync>;
+
+type Transport = BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    tonic::transport::Error,
+>;
 
 pub use warden_proto::v1::{BundleInfo, BundleTarget, GetStatusResponse, SnapshotInfo};
 
 /// A connection to Warden's admin listener.
 #[derive(Debug, Clone)]
 pub struct AdminClient {
-    inner: AdminServiceClient<Channel>,
+    inner: AdminServiceClient<Transport>,
 }
 
 impl AdminClient {
@@ -20,10 +33,33 @@ impl AdminClient {
         endpoint: impl Into<String>,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
+        Self::connect_with_progress(endpoint, options, None).await
+    }
+
+    /// Connects, reporting the bytes of every request as they are sent
+    /// (for progress bars on large bundle pushes).
+    pub async fn connect_with_progress(
+        endpoint: impl Into<String>,
+        options: ClientOptions,
+        progress: Option<UploadProgress>,
+    ) -> Result<Self, ClientError> {
         let channel = connect_channel(endpoint.into(), &options).await?;
+        let transport = ServiceBuilder::new()
+            .map_request(
+                move |request: http::Request<tonic::body::Body>| match &progress {
+                    None => request,
+                    Some(progress) => {
+                        let progress = progress.clone();
+                        request.map(|body| {
+                            tonic::body::Body::new(Counting::new(body, move |n| progress(n)))
+                        })
+                    }
+                },
+            )
+            .service(channel);
         // Bundles can be large; the server enforces its own limit.
         Ok(Self {
-            inner: AdminServiceClient::new(channel)
+            inner: AdminServiceClient::new(BoxCloneSyncService::new(transport))
                 .max_encoding_message_size(usize::MAX)
                 .max_decoding_message_size(64 * 1024 * 1024),
         })

@@ -16,6 +16,7 @@
 
 pub mod admin;
 mod builder;
+mod progress;
 
 use std::time::Duration;
 

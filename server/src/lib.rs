@@ -12,6 +12,7 @@ pub mod decision;
 pub mod engine;
 pub mod generation;
 pub mod input;
+pub mod intern;
 pub mod ops;
 pub mod regotest;
 pub mod request;

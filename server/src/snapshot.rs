@@ -84,7 +84,7 @@ impl Snapshot {
         bytes: &[u8],
         max_id_bytes: usize,
     ) -> Result<Self, SnapshotError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| SnapshotError::Json {
+        let value: Value = crate::intern::parse(bytes).map_err(|e| SnapshotError::Json {
             kind,
             message: e.to_string(),
         })?;

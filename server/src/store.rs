@@ -80,8 +80,11 @@ impl Store {
             message,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_error(e.to_string()))?;
+        // sled caches 1 GiB by default; Warden reads its store only at
+        // start-up and on admin calls, so a small cache is enough.
         let db = sled::Config::new()
             .path(dir.join("db"))
+            .cache_capacity(8 * 1024 * 1024)
             .open()
             .map_err(|e| open_error(e.to_string()))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(e.to_string()));

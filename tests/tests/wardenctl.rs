@@ -153,3 +153,109 @@ fn unreachable_server_is_its_own_exit_code() {
         .unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
 }
+
+fn admin_cli(warden: &Warden, args: &[&str]) -> Output {
+    Command::new(&binaries().wardenctl)
+        .arg("--admin-addr")
+        .arg(warden.admin_endpoint())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json_out(output: &Output) -> serde_json::Value {
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&output.stdout)))
+}
+
+#[tokio::test]
+async fn operators_manage_bundles_and_snapshots_from_the_command_line() {
+    let warden = Warden::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("frozen");
+    std::fs::create_dir_all(source.join("warden/authz")).unwrap();
+    std::fs::write(
+        source.join(".manifest"),
+        r#"{"revision": "cli-1", "roots": ["warden"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        source.join("warden/authz/p.rego"),
+        "package warden.authz\n\ndecision := {\"allow\": false, \"reasons\": [\"frozen\"]}\n",
+    )
+    .unwrap();
+    let archive = dir.path().join("frozen.tar.gz");
+
+    let built = admin_cli(
+        &warden,
+        &[
+            "bundle",
+            "build",
+            source.to_str().unwrap(),
+            "-o",
+            archive.to_str().unwrap(),
+        ],
+    );
+    assert!(built.status.success(), "{}", text(&built.stderr));
+
+    let pushed = json_out(&admin_cli(
+        &warden,
+        &["bundle", "push", archive.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(pushed[0]["revision"], "cli-1");
+    assert_eq!(pushed[0]["active"], true);
+    let digest = pushed[0]["digest"].as_str().unwrap().to_owned();
+
+    let table = admin_cli(&warden, &["bundle", "list"]);
+    let listing = text(&table.stdout);
+    assert!(
+        listing.starts_with("STATE")
+            && listing.contains("cli-1")
+            && listing.contains(&digest[..12]),
+        "{listing}"
+    );
+
+    let rolled = json_out(&admin_cli(&warden, &["bundle", "rollback", "--json"]));
+    assert_ne!(rolled[0]["revision"], "cli-1");
+    let activated = json_out(&admin_cli(
+        &warden,
+        &["bundle", "activate", &digest[..10], "--json"],
+    ));
+    assert_eq!(activated[0]["revision"], "cli-1");
+    let serving = json_out(&admin_cli(&warden, &["bundle", "status", "--json"]));
+    assert_eq!(serving[0]["revision"], "cli-1");
+
+    let mut identity = Demo::load().identity;
+    identity["version"] = serde_json::json!("identity-7-999");
+    let snapshot = dir.path().join("identity.json");
+    std::fs::write(&snapshot, serde_json::to_vec(&identity).unwrap()).unwrap();
+    let pushed = json_out(&admin_cli(
+        &warden,
+        &[
+            "snapshot",
+            "push",
+            "identity",
+            snapshot.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(pushed[0]["version"], "identity-7-999");
+    let status = json_out(&admin_cli(&warden, &["status", "--json"]));
+    assert_eq!(status["active"]["revision"], "cli-1");
+    assert_eq!(status["snapshots"][0]["version"], "identity-7-999");
+
+    // A refused push exits 3 and says why.
+    let again = admin_cli(
+        &warden,
+        &["snapshot", "push", "identity", snapshot.to_str().unwrap()],
+    );
+    assert_eq!(again.status.code(), Some(3));
+    assert!(
+        text(&again.stderr).contains("is not newer"),
+        "{}",
+        text(&again.stderr)
+    );
+    let human = admin_cli(&warden, &["snapshot", "status"]);
+    assert!(text(&human.stdout).contains("identity-7-999"));
+}

@@ -3,13 +3,16 @@
 //! Exit codes for `check`, for scripts: 0 ALLOW, 1 DENY, 2 REQUIRE_APPROVAL,
 //! 3 or more an error (3: bad arguments or request, 4: cannot reach Warden).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value as Json, json};
+use warden_bundle::signature;
+use warden_client::admin::{BundleInfo, BundleTarget, SnapshotInfo};
 use warden_client::{
-    CheckBuilder, CheckResponse, ClientError, ClientOptions, Decision, WardenClient,
+    AdminClient, CheckBuilder, CheckResponse, ClientError, ClientOptions, Decision, WardenClient,
 };
 
 #[derive(Debug, Parser)]
@@ -23,7 +26,15 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     addr: String,
-    /// Per-call deadline, e.g. `5s`.
+    /// Warden's admin listener.
+    #[arg(
+        long,
+        global = true,
+        env = "WARDEN_ADMIN_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    admin_addr: String,
+    /// Per-call deadline, e.g. `5s` (bundle pushes get at least 5 minutes).
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
     #[command(subcommand)]
@@ -35,6 +46,97 @@ enum Command {
     /// Ask whether an agent may take an action; prints the decision and its
     /// reasons. Exit code: 0 allow, 1 deny, 2 require approval.
     Check(CheckArgs),
+    /// Policy bundles: build, push, list, activate, roll back.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Identity and entitlement snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// What Warden is serving: bundles, snapshots, counters.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BundleCommand {
+    /// Pack a directory of Rego and data into an OPA bundle `.tar.gz`,
+    /// optionally signed (`.signatures.json`, OPA's format).
+    Build {
+        /// The bundle directory.
+        dir: PathBuf,
+        /// Output file.
+        #[arg(short, long, default_value = "bundle.tar.gz")]
+        output: PathBuf,
+        /// Private key (PEM) for RS256/ES256, or a file holding the HS256 secret.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+        /// RS256, ES256 or HS256.
+        #[arg(long, default_value = "RS256")]
+        signing_alg: String,
+        /// The key id Warden's configuration knows the key by.
+        #[arg(long, default_value = "default")]
+        key_id: String,
+        /// Scope claim, when the verifying key requires one.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// Push a bundle `.tar.gz`; it becomes active unless told otherwise.
+    Push {
+        file: PathBuf,
+        /// Evaluate it beside the active bundle instead (answers still come
+        /// from the active one).
+        #[arg(long, conflicts_with = "store_only")]
+        shadow: bool,
+        /// Store it without serving it.
+        #[arg(long)]
+        store_only: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The stored bundles, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve a stored bundle (by digest or a unique prefix of 8+ digits).
+    Activate {
+        digest: String,
+        /// As the shadow instead of the active bundle.
+        #[arg(long)]
+        shadow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the previously active bundle again.
+    Rollback {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The active and shadow bundles.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Replace a snapshot; its version must be newer than the current one.
+    Push {
+        /// `identity` or `entitlements`.
+        kind: String,
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Versions and ages of the loaded snapshots.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +218,352 @@ async fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check(&cli.addr, options, args).await,
+        Command::Bundle(command) => report(bundle(&cli.admin_addr, options, command).await),
+        Command::Snapshot(command) => report(snapshot(&cli.admin_addr, options, command).await),
+        Command::Status { json } => report(status(&cli.admin_addr, options, json).await),
+    }
+}
+
+/// Exit code for operator commands: 0 done, 3 refused, 4 unreachable or
+/// failed locally.
+fn report(result: Result<(), CtlError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CtlError::Client(e)) => {
+            eprintln!("wardenctl: {e}");
+            ExitCode::from(match e {
+                ClientError::Status(_) => EXIT_BAD_REQUEST,
+                _ => EXIT_UNREACHABLE,
+            })
+        }
+        Err(CtlError::Local(message)) => {
+            eprintln!("wardenctl: {message}");
+            ExitCode::from(EXIT_UNREACHABLE)
+        }
+    }
+}
+
+enum CtlError {
+    Client(ClientError),
+    Local(String),
+}
+
+impl From<ClientError> for CtlError {
+    fn from(e: ClientError) -> Self {
+        CtlError::Client(e)
+    }
+}
+
+fn local(message: impl std::fmt::Display) -> CtlError {
+    CtlError::Local(message.to_string())
+}
+
+async fn admin(addr: &str, options: ClientOptions) -> Result<AdminClient, CtlError> {
+    Ok(AdminClient::connect(addr, options).await?)
+}
+
+async fn bundle(
+    addr: &str,
+    options: ClientOptions,
+    command: BundleCommand,
+) -> Result<(), CtlError> {
+    match command {
+        BundleCommand::Build {
+            dir,
+            output,
+            signing_key,
+            signing_alg,
+            key_id,
+            scope,
+        } => {
+            let limits = warden_bundle::ArchiveLimits::default();
+            let mut files = warden_bundle::read_dir(&dir, &limits)
+                .map_err(|e| local(format!("`{}`: {e}", dir.display())))?;
+            files.remove(signature::SIGNATURES_FILE);
+            if let Some(path) = signing_key {
+                let algorithm = signature::algorithm(&signing_alg).ok_or_else(|| {
+                    local(format!("`{signing_alg}` is not RS256, ES256 or HS256"))
+                })?;
+                let material = std::fs::read(&path)
+                    .map_err(|e| local(format!("`{}`: {e}", path.display())))?;
+                let key =
+                    signature::SigningKey::new(&key_id, algorithm, &material).map_err(local)?;
+                let signatures = signature::sign(&files, &key, scope.as_deref()).map_err(local)?;
+                files.insert(signature::SIGNATURES_FILE.to_owned(), signatures);
+            }
+            let archive = warden_bundle::write_tar_gz(&files).map_err(local)?;
+            std::fs::write(&output, &archive)
+                .map_err(|e| local(format!("`{}`: {e}", output.display())))?;
+            println!(
+                "wrote {} ({} files, {} bytes)",
+                output.display(),
+                files.len(),
+                archive.len()
+            );
+            Ok(())
+        }
+        BundleCommand::Push {
+            file,
+            shadow,
+            store_only,
+            json,
+        } => {
+            let archive =
+                std::fs::read(&file).map_err(|e| local(format!("`{}`: {e}", file.display())))?;
+            let bar = indicatif::ProgressBar::new(archive.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar.set_message("uploading");
+            // Only worth drawing for a push that takes a moment, and only
+            // for people.
+            if json
+                || archive.len() < 1024 * 1024
+                || !std::io::IsTerminal::is_terminal(&std::io::stderr())
+            {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let progress_bar = bar.clone();
+            let progress: warden_client::admin::UploadProgress =
+                std::sync::Arc::new(move |n| progress_bar.inc(n as u64));
+            let options = ClientOptions {
+                request_timeout: options.request_timeout.max(Duration::from_secs(300)),
+                ..options
+            };
+            let mut client =
+                AdminClient::connect_with_progress(addr, options, Some(progress)).await?;
+            let target = if shadow {
+                BundleTarget::Shadow
+            } else if store_only {
+                BundleTarget::Stored
+            } else {
+                BundleTarget::Active
+            };
+            bar.set_message("uploading");
+            let result = client.put_bundle(archive, target).await;
+            bar.finish_and_clear();
+            print_bundles(&[result?], json);
+            Ok(())
+        }
+        BundleCommand::List { json } => {
+            print_bundles(&admin(addr, options).await?.list_bundles().await?, json);
+            Ok(())
+        }
+        BundleCommand::Activate {
+            digest,
+            shadow,
+            json,
+        } => {
+            let target = if shadow {
+                BundleTarget::Shadow
+            } else {
+                BundleTarget::Active
+            };
+            print_bundles(
+                &[admin(addr, options)
+                    .await?
+                    .activate(&digest, target)
+                    .await?],
+                json,
+            );
+            Ok(())
+        }
+        BundleCommand::Rollback { json } => {
+            print_bundles(&[admin(addr, options).await?.rollback().await?], json);
+            Ok(())
+        }
+        BundleCommand::Status { json } => {
+            let status = admin(addr, options).await?.status().await?;
+            let serving: Vec<BundleInfo> = status.active.into_iter().chain(status.shadow).collect();
+            print_bundles(&serving, json);
+            Ok(())
+        }
+    }
+}
+
+async fn snapshot(
+    addr: &str,
+    options: ClientOptions,
+    command: SnapshotCommand,
+) -> Result<(), CtlError> {
+    match command {
+        SnapshotCommand::Push { kind, file, json } => {
+            let document =
+                std::fs::read(&file).map_err(|e| local(format!("`{}`: {e}", file.display())))?;
+            let snapshot = admin(addr, options)
+                .await?
+                .put_snapshot(&kind, document)
+                .await?;
+            print_snapshots(&[snapshot], json);
+            Ok(())
+        }
+        SnapshotCommand::Status { json } => {
+            print_snapshots(&admin(addr, options).await?.status().await?.snapshots, json);
+            Ok(())
+        }
+    }
+}
+
+async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), CtlError> {
+    let status = admin(addr, options).await?.status().await?;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "active": status.active.as_ref().map(bundle_json),
+                "shadow": status.shadow.as_ref().map(bundle_json),
+                "snapshots": status.snapshots.iter().map(snapshot_json).collect::<Vec<_>>(),
+                "generation": status.generation,
+                "shadow_divergences": status.shadow_divergences,
+                "active_kill_switches": status.active_kill_switches,
+                "audit_records": status.audit_records,
+                "uptime_seconds": status.uptime_seconds,
+                "instance_id": status.instance_id,
+            })
+        );
+        return Ok(());
+    }
+    let serving: Vec<BundleInfo> = status
+        .active
+        .iter()
+        .chain(&status.shadow)
+        .cloned()
+        .collect();
+    print_bundles(&serving, false);
+    println!();
+    print_snapshots(&status.snapshots, false);
+    println!();
+    println!(
+        "generation {}  uptime {}s  instance {}",
+        status.generation, status.uptime_seconds, status.instance_id
+    );
+    println!(
+        "kill switches {}  audit records {}  shadow divergences {}",
+        status.active_kill_switches, status.audit_records, status.shadow_divergences
+    );
+    Ok(())
+}
+
+fn bundle_json(bundle: &BundleInfo) -> Json {
+    json!({
+        "revision": bundle.revision,
+        "digest": bundle.digest,
+        "entrypoint": bundle.entrypoint,
+        "engine": bundle.engine,
+        "pushed_at": bundle.pushed_at,
+        "size_bytes": bundle.size_bytes,
+        "signed_by": bundle.signed_by,
+        "active": bundle.active,
+        "shadow": bundle.shadow,
+        "tests_passed": bundle.tests_passed,
+    })
+}
+
+fn snapshot_json(snapshot: &SnapshotInfo) -> Json {
+    json!({
+        "kind": snapshot.kind,
+        "version": snapshot.version,
+        "generated_at": snapshot.generated_at,
+        "age_seconds": snapshot.age_seconds,
+        "stale": snapshot.stale,
+        "sha256": snapshot.sha256,
+        "size_bytes": snapshot.size_bytes,
+    })
+}
+
+fn print_bundles(bundles: &[BundleInfo], json: bool) {
+    if json {
+        println!("{}", Json::Array(bundles.iter().map(bundle_json).collect()));
+        return;
+    }
+    let rows: Vec<Vec<String>> = bundles
+        .iter()
+        .map(|b| {
+            vec![
+                if b.active {
+                    "active"
+                } else if b.shadow {
+                    "shadow"
+                } else {
+                    ""
+                }
+                .to_owned(),
+                b.revision.clone(),
+                b.digest.chars().take(12).collect(),
+                b.engine.clone(),
+                if b.signed_by.is_empty() {
+                    "-".to_owned()
+                } else {
+                    b.signed_by.clone()
+                },
+                b.tests_passed.to_string(),
+                b.pushed_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "STATE",
+            "REVISION",
+            "DIGEST",
+            "ENGINE",
+            "SIGNED BY",
+            "TESTS",
+            "PUSHED",
+        ],
+        &rows,
+    );
+}
+
+fn print_snapshots(snapshots: &[SnapshotInfo], json: bool) {
+    if json {
+        println!(
+            "{}",
+            Json::Array(snapshots.iter().map(snapshot_json).collect())
+        );
+        return;
+    }
+    let rows: Vec<Vec<String>> = snapshots
+        .iter()
+        .map(|s| {
+            vec![
+                s.kind.clone(),
+                s.version.clone(),
+                s.generated_at.clone(),
+                format!("{}s", s.age_seconds),
+                if s.stale { "STALE" } else { "fresh" }.to_owned(),
+                s.size_bytes.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["KIND", "VERSION", "GENERATED", "AGE", "STATE", "BYTES"],
+        &rows,
+    );
+}
+
+/// A plain aligned table for people; `--json` is for scripts.
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| (*h).to_owned()).collect());
+    for row in rows {
+        line(row.clone());
     }
 }
 

@@ -1,51 +1,10 @@
-use std::io::Write;
+use warden_bundle::testing::{Entry, tar_gz};
 
 use super::*;
 use crate::engine::EvalLimits;
 use crate::engine::native::NativePolicy;
 
 const POLICY: &str = "package warden.authz\n\ndecision := true\n";
-
-/// A tar entry as a test wants to write it, including shapes that the `tar`
-/// crate's safe API refuses to produce.
-enum Entry<'a> {
-    File(&'a str, &'a [u8]),
-    /// A regular file whose header claims `size` bytes of zeros.
-    Zeros(&'a str, u64),
-    Symlink(&'a str, &'a str),
-    HardLink(&'a str, &'a str),
-    CharDevice(&'a str),
-}
-
-fn tar_gz(entries: &[Entry<'_>]) -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for entry in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_mode(0o644);
-        let (path, kind, data): (&str, tar::EntryType, Vec<u8>) = match entry {
-            Entry::File(path, data) => (path, tar::EntryType::Regular, data.to_vec()),
-            Entry::Zeros(path, size) => (path, tar::EntryType::Regular, vec![0; *size as usize]),
-            Entry::Symlink(path, _) => (path, tar::EntryType::Symlink, Vec::new()),
-            Entry::HardLink(path, _) => (path, tar::EntryType::Link, Vec::new()),
-            Entry::CharDevice(path) => (path, tar::EntryType::Char, Vec::new()),
-        };
-        // Written byte by byte: `set_path` refuses `..`, which is the point.
-        let name = &mut header.as_old_mut().name;
-        name[..path.len()].copy_from_slice(path.as_bytes());
-        header.set_entry_type(kind);
-        if let Entry::Symlink(_, target) | Entry::HardLink(_, target) = entry {
-            let link = &mut header.as_old_mut().linkname;
-            link[..target.len()].copy_from_slice(target.as_bytes());
-        }
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        builder.append(&header, data.as_slice()).unwrap();
-    }
-    let tar = builder.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    gz.finish().unwrap()
-}
 
 fn load(entries: &[Entry<'_>]) -> Result<Bundle, BundleError> {
     Bundle::from_files(read_tar_gz(&tar_gz(entries), &ArchiveLimits::default())?)
