@@ -12,6 +12,7 @@ use warden::bundle::{ArchiveLimits, Bundle};
 use warden::decision::{Verdict, decide};
 use warden::engine::EngineOptions;
 use warden::generation::{Generation, LoadedPolicy, MaxAge};
+use warden::killswitch::{Mode, Scope, Switch, SwitchIndex};
 use warden::request::{Limits, validate};
 use warden::snapshot::{Snapshot, SnapshotKind};
 use warden_bench::workload::{Spec, Workload};
@@ -48,12 +49,13 @@ fn benches(c: &mut Criterion) {
     let generation = generation(&workload);
     let limits = Limits::default();
     let requests = workload.requests(2_000, 3);
+    let none = SwitchIndex::default();
     let first = |verdict: Verdict| {
         requests
             .iter()
             .find(|r| {
                 let valid = validate(r, &limits).expect("valid");
-                decide(&valid, &generation, SystemTime::now()).verdict == verdict
+                decide(&valid, &generation, &none, SystemTime::now()).verdict == verdict
             })
             .expect("the workload has every verdict")
             .clone()
@@ -92,10 +94,80 @@ fn benches(c: &mut Criterion) {
     group.bench_function("allow_from_wire", |b| {
         b.iter(|| {
             let valid = validate(black_box(&allow), &limits).expect("valid");
-            decide(&valid, &generation, SystemTime::now())
+            decide(&valid, &generation, &none, SystemTime::now())
         })
     });
     group.finish();
+
+    // The kill-switch stage with many engaged switches that do not match the
+    // check: its cost must not grow with their number.
+    let valid = validate(&allow, &limits).expect("valid");
+    let mut group = c.benchmark_group("killswitch");
+    for count in [0, 100, 10_000] {
+        let index = unrelated_switches(count);
+        group.bench_function(format!("match/{count}"), |b| {
+            b.iter(|| index.check(black_box(&valid), 0).is_some())
+        });
+        group.bench_function(format!("decide/{count}"), |b| {
+            b.iter(|| decide(black_box(&valid), &generation, &index, SystemTime::now()))
+        });
+    }
+    group.finish();
+}
+
+/// `count` switches spread over every scope dimension, none of which stops
+/// the workload's checks.
+fn unrelated_switches(count: usize) -> SwitchIndex {
+    let switches = (0..count).map(|i| {
+        let other = |what: &str| Some(format!("other-{what}-{i}"));
+        let scope = match i % 6 {
+            0 => Scope {
+                agent_id: other("agent"),
+                ..Scope::default()
+            },
+            1 => Scope {
+                principal_id: other("user"),
+                ..Scope::default()
+            },
+            2 => Scope {
+                platform: other("platform"),
+                resource_type: Some("document".into()),
+                ..Scope::default()
+            },
+            3 => Scope {
+                action: Some(format!("other{i}.*")),
+                ..Scope::default()
+            },
+            4 => Scope {
+                resource_type: other("type"),
+                ..Scope::default()
+            },
+            _ => Scope {
+                action: Some(format!("other{i}.write")),
+                platform: other("platform"),
+                ..Scope::default()
+            },
+        };
+        Arc::new(Switch {
+            id: format!("ks-{i:08}"),
+            scope,
+            mode: if i % 2 == 0 {
+                Mode::DenyAll
+            } else {
+                Mode::DenyMutating
+            },
+            reason: "benchmark".into(),
+            engaged_by: String::new(),
+            engaged_at_ms: 0,
+            expires_at_ms: None,
+            ended: None,
+        })
+    });
+    let verbs: Arc<[String]> = ["read", "get", "list", "search"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    SwitchIndex::build(switches, verbs)
 }
 
 criterion_group! {

@@ -1,4 +1,4 @@
-//! The admin plane: bundles, snapshots, status.
+//! The admin plane: bundles, snapshots, kill switches, status.
 
 use std::sync::Arc;
 
@@ -19,7 +19,10 @@ type Transport = BoxCloneSyncService<
     tonic::transport::Error,
 >;
 
-pub use warden_proto::v1::{BundleInfo, BundleTarget, GetStatusResponse, SnapshotInfo};
+pub use warden_proto::v1::{
+    BundleInfo, BundleTarget, EngageKillSwitchRequest, GetStatusResponse, KillSwitch,
+    KillSwitchMode, KillSwitchScope, KillSwitchState, ListKillSwitchesResponse, SnapshotInfo,
+};
 
 /// A connection to Warden's admin listener.
 #[derive(Debug, Clone)]
@@ -147,6 +150,51 @@ impl AdminClient {
         Ok(self
             .inner
             .get_status(pb::GetStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// Engages a kill switch; it is in force once this returns.
+    pub async fn engage_kill_switch(
+        &mut self,
+        request: EngageKillSwitchRequest,
+    ) -> Result<KillSwitch, ClientError> {
+        let response = self.inner.engage_kill_switch(request).await?.into_inner();
+        response.kill_switch.ok_or_else(|| {
+            ClientError::Protocol("EngageKillSwitch answered without a switch".into())
+        })
+    }
+
+    /// Releases an engaged kill switch.
+    pub async fn release_kill_switch(
+        &mut self,
+        id: &str,
+        reason: &str,
+        released_by: &str,
+    ) -> Result<KillSwitch, ClientError> {
+        let response = self
+            .inner
+            .release_kill_switch(pb::ReleaseKillSwitchRequest {
+                id: id.to_owned(),
+                reason: reason.to_owned(),
+                released_by: released_by.to_owned(),
+            })
+            .await?
+            .into_inner();
+        response.kill_switch.ok_or_else(|| {
+            ClientError::Protocol("ReleaseKillSwitch answered without a switch".into())
+        })
+    }
+
+    /// Engaged switches, and up to `ended_limit` released or expired ones
+    /// (0: the server's default).
+    pub async fn list_kill_switches(
+        &mut self,
+        ended_limit: u32,
+    ) -> Result<ListKillSwitchesResponse, ClientError> {
+        Ok(self
+            .inner
+            .list_kill_switches(pb::ListKillSwitchesRequest { ended_limit })
             .await?
             .into_inner())
     }

@@ -40,6 +40,7 @@ pub struct RawConfig {
     pub snapshots: RawSnapshots,
     pub limits: RawLimits,
     pub bundles: RawBundles,
+    pub killswitch: RawKillSwitch,
     pub log: RawLog,
 }
 
@@ -93,6 +94,25 @@ pub struct RawBundles {
     pub require_signed: String,
     /// Keys that may sign bundles.
     pub keys: Vec<RawKey>,
+}
+
+/// `[killswitch]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawKillSwitch {
+    /// Last action segments that `deny_mutating` switches let through.
+    pub read_verbs: Vec<String>,
+}
+
+impl Default for RawKillSwitch {
+    fn default() -> Self {
+        Self {
+            read_verbs: ["read", "get", "list", "search"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +326,7 @@ pub struct Config {
     pub run_tests: bool,
     pub keys: Vec<VerificationKey>,
     pub require_signed: bool,
+    pub read_verbs: Vec<String>,
     pub log_level: String,
     pub log_json: bool,
 }
@@ -395,6 +416,17 @@ impl TryFrom<RawConfig> for Config {
             }
         };
         let eval_timeout_ms = positive("policy.eval_timeout_ms", raw.policy.eval_timeout_ms)?;
+        if let Some(bad) = raw
+            .killswitch
+            .read_verbs
+            .iter()
+            .find(|v| v.is_empty() || v.contains('.') || v.contains('*'))
+        {
+            return Err(ConfigError::Invalid {
+                key: "killswitch.read_verbs",
+                message: format!("`{bad}` is not a verb: one action segment, without `.` or `*`"),
+            });
+        }
         Ok(Config {
             decision_addr: addr("server.decision_addr", &raw.server.decision_addr)?,
             admin_addr: addr("server.admin_addr", &raw.server.admin_addr)?,
@@ -426,6 +458,7 @@ impl TryFrom<RawConfig> for Config {
             run_tests: raw.bundles.run_tests,
             keys,
             require_signed,
+            read_verbs: raw.killswitch.read_verbs.clone(),
             limits: Limits {
                 max_request_bytes: positive(
                     "limits.max_request_bytes",

@@ -17,6 +17,7 @@ use crate::bundle::signature::{self, VerificationKey};
 use crate::bundle::{ArchiveLimits, Bundle, Files, read_dir, read_tar_gz, write_tar_gz};
 use crate::engine::EngineOptions;
 use crate::generation::{Generation, Generations, LoadedPolicy, MaxAge};
+use crate::killswitch::{KillSwitches, unix_ms};
 use crate::regotest;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::store::{BundleRecord, ServingState, Store, StoreError};
@@ -25,7 +26,7 @@ use crate::store::{BundleRecord, ServingState, Store, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("invalid {field}: {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid { field: String, reason: String },
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
@@ -47,7 +48,7 @@ impl From<StoreError> for ControlError {
 
 fn invalid(field: &'static str, reason: impl ToString) -> ControlError {
     ControlError::Invalid {
-        field,
+        field: field.to_owned(),
         reason: reason.to_string(),
     }
 }
@@ -67,6 +68,8 @@ pub struct ControlConfig {
     pub keep: usize,
     pub max_age: MaxAge,
     pub max_id_bytes: usize,
+    /// Verbs that `deny_mutating` kill switches let through.
+    pub read_verbs: Arc<[String]>,
 }
 
 /// Where the first generation comes from when the store is empty.
@@ -103,9 +106,15 @@ pub struct Control {
     writes: Mutex<()>,
     /// Recently compiled policies by digest, so a rollback is instant.
     compiled: Mutex<Vec<Arc<LoadedPolicy>>>,
+    /// The engaged kill switches, published apart from generations so that
+    /// an engage takes effect without rebinding the policy first.
+    switches: Arc<KillSwitches>,
 }
 
 const COMPILED_CACHE: usize = 4;
+
+mod switches;
+pub use switches::SwitchList;
 
 impl Control {
     /// Restores the generation that was active when the server last ran,
@@ -116,13 +125,24 @@ impl Control {
             Some(digest) => Self::restore(&config, &store, &serving, digest)?,
             None => Self::seed(&config, &store, seed)?,
         };
-        Ok(Self {
+        let switches = Arc::new(KillSwitches::new(switches::load(&store, &config)));
+        let control = Self {
             config,
             store,
             generations: Arc::new(Generations::new(first)),
             writes: Mutex::new(()),
             compiled: Mutex::new(Vec::new()),
-        })
+            switches,
+        };
+        let switches = control.switches.current();
+        if switches
+            .in_force(unix_ms(SystemTime::now()))
+            .next()
+            .is_some()
+        {
+            control.publish_switch_data(&switches, SystemTime::now());
+        }
+        Ok(control)
     }
 
     fn restore(
@@ -465,12 +485,13 @@ impl Control {
             SnapshotKind::Entitlements => (current.identity.clone(), snapshot.clone()),
         };
         let shadow = current.shadow_policy();
-        let next = Generation::build(
+        let next = Generation::build_with_switches(
             self.generations.next_id(),
             current.policy.clone(),
             identity,
             entitlements,
             current.max_age,
+            current.kill_switches.clone(),
         )
         .and_then(|g| g.with_shadow(shadow))
         .map_err(|e| invalid("document", e))?;
@@ -494,12 +515,13 @@ impl Control {
             Some(shadow) => shadow,
             None => current.shadow_policy(),
         };
-        Generation::build(
+        Generation::build_with_switches(
             self.generations.next_id(),
             policy,
             current.identity.clone(),
             current.entitlements.clone(),
             current.max_age,
+            current.kill_switches.clone(),
         )
         .and_then(|g| g.with_shadow(shadow))
         .map_err(|e| invalid("bundle", e))

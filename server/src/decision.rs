@@ -8,6 +8,7 @@ use serde_json::Value as Json;
 
 use crate::engine::{BoundPolicy, EvalError};
 use crate::generation::Generation;
+use crate::killswitch::{Hit, Scope, SwitchIndex, unix_ms};
 use crate::request::CheckRequest;
 use crate::snapshot::SnapshotKind;
 
@@ -32,6 +33,9 @@ impl Verdict {
 /// Which stage settled the decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// An engaged kill switch matched, or the switch state is unknown; the
+    /// policy was not consulted.
+    KillSwitch,
     /// A snapshot was older than its `max_age`; the policy was not consulted.
     Staleness,
     /// The policy decided (or failed, and the check was denied).
@@ -47,6 +51,15 @@ pub struct Decision {
     pub stage: Stage,
     /// What the shadow bundle said, when one is set and the policy ran.
     pub shadow: Option<ShadowOutcome>,
+    /// The switch that denied the check.
+    pub kill_switch: Option<SwitchMatch>,
+}
+
+/// The kill switch that decided a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchMatch {
+    pub id: String,
+    pub scope: Scope,
 }
 
 /// The shadow bundle's answer to the same check.
@@ -66,14 +79,38 @@ impl Decision {
             reasons: vec![reason.into()],
             stage,
             shadow: None,
+            kill_switch: None,
         }
     }
 }
 
 /// Decides `request` against `generation` at time `now`, in DESIGN's order:
-/// stale data, then the policy. Anything but a clear ALLOW or
+/// kill switches, stale data, then the policy. Anything but a clear ALLOW or
 /// REQUIRE_APPROVAL from the policy is a DENY.
-pub fn decide(request: &CheckRequest, generation: &Generation, now: SystemTime) -> Decision {
+pub fn decide(
+    request: &CheckRequest,
+    generation: &Generation,
+    switches: &SwitchIndex,
+    now: SystemTime,
+) -> Decision {
+    match switches.check(request, unix_ms(now)) {
+        None => {}
+        Some(Hit::Switch(switch)) => {
+            return Decision {
+                verdict: Verdict::Deny,
+                reasons: vec![format!("kill_switch:{}", switch.id), switch.reason.clone()],
+                stage: Stage::KillSwitch,
+                shadow: None,
+                kill_switch: Some(SwitchMatch {
+                    id: switch.id.clone(),
+                    scope: switch.scope.clone(),
+                }),
+            };
+        }
+        Some(Hit::Unavailable(_)) => {
+            return Decision::deny("kill_switch_state_unavailable", Stage::KillSwitch);
+        }
+    }
     for kind in SnapshotKind::ALL {
         if let Some(max_age) = generation.max_age.of(kind)
             && generation.snapshot(kind).age(now) > max_age
@@ -123,6 +160,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
                 reasons: Vec::new(),
                 stage: Stage::Policy,
                 shadow: None,
+                kill_switch: None,
             };
         }
         Json::Bool(false) => return deny("denied_by_policy"),
@@ -173,6 +211,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
         reasons,
         stage: Stage::Policy,
         shadow: None,
+        kill_switch: None,
     };
     if verdict == Verdict::Deny && decision.reasons.is_empty() {
         decision.reasons.push("denied_by_policy".into());

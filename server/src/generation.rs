@@ -17,6 +17,7 @@ use crate::engine::native::NativePolicy;
 use crate::engine::wasm::{WasmLimits, WasmPolicy};
 use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EngineOptions};
 use crate::input::json_to_rego;
+use crate::killswitch::Switch;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::wasm::{BuildError, build_module};
 
@@ -125,6 +126,8 @@ pub struct Generation {
     pub identity: Arc<Snapshot>,
     pub entitlements: Arc<Snapshot>,
     pub max_age: MaxAge,
+    /// `data.killswitch`: the engaged kill switches, for policies to read.
+    pub kill_switches: Value,
     bound: Arc<dyn BoundPolicy>,
     /// A bundle evaluated beside the active one, whose answers are only
     /// compared, never returned.
@@ -141,7 +144,27 @@ impl Generation {
         entitlements: Arc<Snapshot>,
         max_age: MaxAge,
     ) -> Result<Self, BindError> {
-        let data = data_document(&policy.data, &identity, &entitlements)?;
+        Self::build_with_switches(
+            id,
+            policy,
+            identity,
+            entitlements,
+            max_age,
+            kill_switch_document(std::iter::empty()),
+        )
+    }
+
+    /// Like `build`, with `kill_switches` (see [`kill_switch_document`]) at
+    /// `data.killswitch`.
+    pub fn build_with_switches(
+        id: u64,
+        policy: Arc<LoadedPolicy>,
+        identity: Arc<Snapshot>,
+        entitlements: Arc<Snapshot>,
+        max_age: MaxAge,
+        kill_switches: Value,
+    ) -> Result<Self, BindError> {
+        let data = data_document(&policy.data, &identity, &entitlements, &kill_switches)?;
         let bound = policy.compiled.bind(&data)?;
         Ok(Self {
             id,
@@ -149,6 +172,7 @@ impl Generation {
             identity,
             entitlements,
             max_age,
+            kill_switches,
             bound,
             shadow: None,
         })
@@ -160,7 +184,12 @@ impl Generation {
         self.shadow = match shadow {
             None => None,
             Some(policy) => {
-                let data = data_document(&policy.data, &self.identity, &self.entitlements)?;
+                let data = data_document(
+                    &policy.data,
+                    &self.identity,
+                    &self.entitlements,
+                    &self.kill_switches,
+                )?;
                 let bound = policy.compiled.bind(&data)?;
                 Some((policy, bound))
             }
@@ -205,12 +234,21 @@ impl Generation {
     }
 }
 
-/// The data document: the bundle's data with each snapshot at `data.<kind>`.
-/// Bundles cannot write to those paths (see `bundle::RESERVED_ROOTS`).
+/// `data.killswitch` for a set of switches: `{"active": [switch, ...]}`, in
+/// engage order, each as `Switch::to_policy_json` shows it.
+pub fn kill_switch_document<'a>(switches: impl Iterator<Item = &'a Switch>) -> Value {
+    let active: Vec<serde_json::Value> = switches.map(Switch::to_policy_json).collect();
+    json_to_rego(&serde_json::json!({ "active": active }))
+}
+
+/// The data document: the bundle's data with each snapshot at `data.<kind>`
+/// and the kill switches at `data.killswitch`. Bundles cannot write to those
+/// paths (see `bundle::RESERVED_ROOTS`).
 fn data_document(
     bundle_data: &Value,
     identity: &Snapshot,
     entitlements: &Snapshot,
+    kill_switches: &Value,
 ) -> Result<Value, BindError> {
     let mut data = match bundle_data {
         Value::Object(_) => bundle_data.clone(),
@@ -221,6 +259,7 @@ fn data_document(
         .map_err(|e| BindError(format!("bundle data is not an object: {e}")))?;
     object.insert(Value::from("identity"), identity.document.clone());
     object.insert(Value::from("entitlements"), entitlements.document.clone());
+    object.insert(Value::from("killswitch"), kill_switches.clone());
     Ok(data)
 }
 

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod generation;
 pub mod input;
 pub mod intern;
+pub mod killswitch;
 pub mod ops;
 pub mod regotest;
 pub mod request;

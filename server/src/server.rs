@@ -51,6 +51,7 @@ pub fn control_config(config: &Config) -> ControlConfig {
         keep: config.bundle_keep,
         max_age: config.max_age,
         max_id_bytes: config.limits.max_id_bytes,
+        read_verbs: config.read_verbs.iter().cloned().collect(),
     }
 }
 
@@ -112,9 +113,13 @@ pub async fn serve(
         .max_request_bytes
         .saturating_mul(limits.max_batch_items)
         .saturating_add(64 * 1024);
-    let decision =
-        DecisionServiceServer::new(DecisionApi::new(generations.clone(), limits, stats.clone()))
-            .max_decoding_message_size(max_message);
+    let decision = DecisionServiceServer::new(DecisionApi::new(
+        generations.clone(),
+        control.kill_switches(),
+        limits,
+        stats.clone(),
+    ))
+    .max_decoding_message_size(max_message);
     // Room for the largest bundle push plus the envelope.
     let admin = AdminServiceServer::new(AdminApi::new(control.clone(), stats.clone(), started))
         .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
@@ -151,7 +156,19 @@ pub async fn serve(
             .into_future(),
     );
 
-    readiness.set(true);
+    let expiry = tokio::spawn(expire_switches(control.clone(), stop_rx.clone()));
+
+    // Not ready while the kill-switch state is unknown: every check would be
+    // denied, so load balancers should send traffic elsewhere.
+    match control.kill_switches().current().unavailable_reason() {
+        None => readiness.set(true),
+        Some(reason) => {
+            readiness.set_blocked(format!("kill_switch_state_unavailable: {reason}"));
+            health
+                .set_not_serving::<DecisionServiceServer<DecisionApi>>()
+                .await;
+        }
+    }
     announce("decision", decision_addr);
     announce("admin", admin_addr);
     announce("ops", ops_addr);
@@ -189,9 +206,33 @@ pub async fn serve(
             Ok(())
         }
     };
+    expiry.abort();
     store.flush()?;
     info!("stopped");
     result
+}
+
+/// Records kill-switch expiries as they fall due. Checks stop matching an
+/// expired switch at its `expires_at` on their own; this makes the expiry
+/// durable, audited, and visible to policies.
+async fn expire_switches(control: Arc<Control>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let control = control.clone();
+        let expired =
+            tokio::task::spawn_blocking(move || control.expire_due(std::time::SystemTime::now()))
+                .await;
+        match expired {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot record kill switch expiries"),
+            Err(e) => warn!(error = %e, "kill switch expiry task failed"),
+        }
+    }
 }
 
 /// gRPC reflection for Warden's services and health.

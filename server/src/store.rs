@@ -1,5 +1,5 @@
 //! The embedded store (sled) under the data directory: pushed bundles,
-//! snapshots, and which bundle is active.
+//! snapshots, which bundle is active, and kill switches.
 //!
 //! Opening it also takes sled's lock on the directory, so two servers can
 //! never share one data directory by mistake. Every write that a client is
@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::killswitch::Switch;
 use crate::snapshot::SnapshotKind;
 
 /// Why the store could not be used.
@@ -65,12 +66,15 @@ pub struct Store {
     bundles: sled::Tree,
     archives: sled::Tree,
     snapshots: sled::Tree,
+    killswitches: sled::Tree,
     instance_id: String,
 }
 
 const INSTANCE_ID: &[u8] = b"instance_id";
 const SERVING: &[u8] = b"serving";
 const SEQ: &[u8] = b"seq";
+/// The tree of kill-switch records, keyed by switch id.
+pub const KILLSWITCH_TREE: &str = "killswitches";
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`.
@@ -107,6 +111,7 @@ impl Store {
             bundles: tree("bundles")?,
             archives: tree("bundle_archives")?,
             snapshots: tree("snapshots")?,
+            killswitches: tree(KILLSWITCH_TREE)?,
             meta,
             db,
             instance_id,
@@ -252,6 +257,58 @@ impl Store {
             .next_back()
             .transpose()?
             .map(|v| v.to_vec()))
+    }
+}
+
+impl Store {
+    /// Writes a kill switch's record; durable when this returns.
+    pub fn put_switch(&self, switch: &Switch) -> Result<(), StoreError> {
+        self.stage_switch(switch)?;
+        self.flush()
+    }
+
+    /// Writes a kill switch's record without waiting for the disk; returns
+    /// the record it replaced, for `unstage_switch`. Durable after `flush`.
+    pub fn stage_switch(&self, switch: &Switch) -> Result<Option<Vec<u8>>, StoreError> {
+        let bytes = serde_json::to_vec(switch).map_err(|e| StoreError::Io(e.to_string()))?;
+        Ok(self
+            .killswitches
+            .insert(switch.id.as_bytes(), bytes)?
+            .map(|old| old.to_vec()))
+    }
+
+    /// Puts back what `stage_switch` replaced, after a failed flush.
+    pub fn unstage_switch(&self, id: &str, previous: Option<Vec<u8>>) -> Result<(), StoreError> {
+        match previous {
+            Some(bytes) => self.killswitches.insert(id.as_bytes(), bytes)?,
+            None => self.killswitches.remove(id.as_bytes())?,
+        };
+        Ok(())
+    }
+
+    /// Every stored kill switch, engaged or ended. One unreadable record
+    /// fails the whole read: a switch that cannot be read might be the one
+    /// that should stop a check.
+    pub fn switches(&self) -> Result<Vec<Switch>, StoreError> {
+        let mut switches = Vec::new();
+        for entry in self.killswitches.iter() {
+            let (key, bytes) = entry?;
+            let switch: Switch = serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "kill switch record `{}`: {e}",
+                    String::from_utf8_lossy(&key)
+                ))
+            })?;
+            if switch.id.as_bytes() != key.as_ref() {
+                return Err(StoreError::Corrupt(format!(
+                    "kill switch record `{}` holds switch `{}`",
+                    String::from_utf8_lossy(&key),
+                    switch.id
+                )));
+            }
+            switches.push(switch);
+        }
+        Ok(switches)
     }
 }
 

@@ -90,6 +90,15 @@ impl WardenBuilder {
         }
     }
 
+    /// Starts the server and returns once it listens, without waiting for
+    /// it to report SERVING (for servers expected to start not ready).
+    pub fn start_listening(self) -> Warden {
+        match self.spawn() {
+            Ok(warden) => warden,
+            Err(failure) => panic!("warden did not start: {failure}"),
+        }
+    }
+
     /// Starts the server and expects it to exit before listening; returns
     /// its exit status and standard error.
     pub fn start_expecting_failure(self) -> (ExitStatus, String) {

@@ -1,8 +1,7 @@
 //! The server's life: configuration, start-up refusals, health, reflection,
 //! the ops listener and graceful shutdown.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
@@ -11,6 +10,7 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use warden_client::{CheckBuilder, Decision};
+use warden_e2e::http_get;
 use warden_e2e::process::Warden;
 use warden_e2e::{Demo, repo_root};
 
@@ -24,32 +24,6 @@ fn allowed_request() -> warden_client::CheckRequest {
     )
     .resource_id("exp-9")
     .build()
-}
-
-/// A plain HTTP/1.1 GET; returns the status code and body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
 }
 
 #[tokio::test]

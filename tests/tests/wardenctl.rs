@@ -259,3 +259,92 @@ async fn operators_manage_bundles_and_snapshots_from_the_command_line() {
     let human = admin_cli(&warden, &["snapshot", "status"]);
     assert!(text(&human.stdout).contains("identity-7-999"));
 }
+
+#[tokio::test]
+async fn operators_engage_list_and_release_kill_switches_from_the_command_line() {
+    let warden = Warden::start().await;
+    let demo = Demo::load();
+    let finance = format!("user:{}", demo.member_of("finance"));
+    let check = |warden: &Warden| {
+        wardenctl(
+            warden,
+            &[
+                "check",
+                "--platform",
+                "copilot-studio",
+                "--agent",
+                "expense-assistant",
+                "--principal",
+                &finance,
+                "--action",
+                "expenses.submit",
+                "--resource",
+                "expense:exp-1",
+            ],
+        )
+    };
+    assert_eq!(check(&warden).status.code(), Some(0));
+
+    let engaged = admin_cli(
+        &warden,
+        &[
+            "kill",
+            "engage",
+            "--agent",
+            "expense-assistant",
+            "--action",
+            "expenses.*",
+            "--reason",
+            "leaking receipts",
+            "--ttl",
+            "1h",
+            "--json",
+        ],
+    );
+    assert_eq!(engaged.status.code(), Some(0), "{}", text(&engaged.stderr));
+    let switch = json_out(&engaged);
+    let id = switch["id"].as_str().unwrap().to_owned();
+    assert_eq!(switch["state"], "active");
+    assert_eq!(switch["scope"]["agent_id"], "expense-assistant");
+    assert!(!switch["expires_at"].as_str().unwrap().is_empty());
+
+    let denied = check(&warden);
+    assert_eq!(denied.status.code(), Some(1));
+    let out = text(&denied.stdout);
+    assert!(out.contains(&format!("kill_switch:{id}")), "{out}");
+    assert!(out.contains("leaking receipts"), "{out}");
+
+    let listed = admin_cli(&warden, &["kill", "list"]);
+    let table = text(&listed.stdout);
+    assert!(
+        table.contains(&id) && table.contains("agent=expense-assistant action=expenses.*"),
+        "{table}"
+    );
+
+    // A global switch needs confirmation; without a terminal, --yes.
+    let refused = admin_cli(&warden, &["kill", "engage", "--reason", "everything"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        text(&refused.stderr).contains("--yes"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let listed = json_out(&admin_cli(&warden, &["kill", "list", "--json"]));
+    assert_eq!(listed["active"].as_array().unwrap().len(), 1);
+
+    let released = admin_cli(
+        &warden,
+        &["kill", "release", &id, "--reason", "rotated keys", "--json"],
+    );
+    assert_eq!(
+        released.status.code(),
+        Some(0),
+        "{}",
+        text(&released.stderr)
+    );
+    assert_eq!(json_out(&released)["state"], "released");
+    assert_eq!(check(&warden).status.code(), Some(0));
+
+    let again = admin_cli(&warden, &["kill", "release", &id, "--reason", "twice"]);
+    assert_eq!(again.status.code(), Some(3));
+}

@@ -7,9 +7,11 @@ use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_server::AdminService;
 
+use super::killswitch;
 use super::status::invalid_field;
 use crate::control::{Control, ControlError, Target};
 use crate::generation::LoadedPolicy;
+use crate::killswitch::unix_ms;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::stats::Stats;
 use crate::store::BundleRecord;
@@ -200,10 +202,74 @@ impl AdminService for AdminApi {
                 .collect(),
             generation: current.id,
             shadow_divergences: self.stats.shadow_divergences(),
-            active_kill_switches: 0,
+            active_kill_switches: self
+                .control
+                .kill_switches()
+                .current()
+                .in_force(unix_ms(SystemTime::now()))
+                .count() as u64,
             audit_records: 0,
             uptime_seconds: self.started.elapsed().as_secs(),
             instance_id: self.control.store().instance_id().to_owned(),
         }))
     }
+
+    async fn engage_kill_switch(
+        &self,
+        request: Request<pb::EngageKillSwitchRequest>,
+    ) -> Result<Response<pb::EngageKillSwitchResponse>, Status> {
+        let caller = peer(&request);
+        let spec = killswitch::engage_spec(request.into_inner(), &caller)?;
+        let switch = self
+            .blocking(move |c| c.engage(spec, SystemTime::now()))
+            .await?;
+        Ok(Response::new(pb::EngageKillSwitchResponse {
+            kill_switch: Some(killswitch::switch_to_proto(switch)),
+        }))
+    }
+
+    async fn release_kill_switch(
+        &self,
+        request: Request<pb::ReleaseKillSwitchRequest>,
+    ) -> Result<Response<pb::ReleaseKillSwitchResponse>, Status> {
+        let caller = peer(&request);
+        let request = request.into_inner();
+        let by = killswitch::actor(request.released_by, &caller);
+        let switch = self
+            .blocking(move |c| c.release(&request.id, request.reason, by, SystemTime::now()))
+            .await?;
+        Ok(Response::new(pb::ReleaseKillSwitchResponse {
+            kill_switch: Some(killswitch::switch_to_proto(switch)),
+        }))
+    }
+
+    async fn list_kill_switches(
+        &self,
+        request: Request<pb::ListKillSwitchesRequest>,
+    ) -> Result<Response<pb::ListKillSwitchesResponse>, Status> {
+        let limit = killswitch::ended_limit(request.get_ref().ended_limit);
+        let list = self
+            .blocking(move |c| c.list_switches(limit, SystemTime::now()))
+            .await?;
+        Ok(Response::new(pb::ListKillSwitchesResponse {
+            active: list
+                .active
+                .into_iter()
+                .map(killswitch::switch_to_proto)
+                .collect(),
+            ended: list
+                .ended
+                .into_iter()
+                .map(killswitch::switch_to_proto)
+                .collect(),
+        }))
+    }
+}
+
+/// The caller's address, for the record.
+fn peer<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default()
 }

@@ -9,8 +9,9 @@ use warden_proto::v1 as pb;
 use warden_proto::v1::decision_service_server::DecisionService;
 
 use super::status::{invalid_argument, invalid_field};
-use crate::decision::{Decision, Verdict, decide};
+use crate::decision::{Decision, Stage, Verdict, decide};
 use crate::generation::{Generation, Generations};
+use crate::killswitch::{KillSwitches, Scope};
 use crate::request::{CheckRequest, Limits, validate};
 use crate::stats::Stats;
 
@@ -18,24 +19,34 @@ use crate::stats::Stats;
 #[derive(Debug, Clone)]
 pub struct DecisionApi {
     generations: Arc<Generations>,
+    switches: Arc<KillSwitches>,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
 }
 
 impl DecisionApi {
-    pub fn new(generations: Arc<Generations>, limits: Limits, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        generations: Arc<Generations>,
+        switches: Arc<KillSwitches>,
+        limits: Limits,
+        stats: Arc<Stats>,
+    ) -> Self {
         Self {
             generations,
+            switches,
             limits: Arc::new(limits),
             stats,
         }
     }
 
     /// Decides one validated request on `generation` and builds its answer.
+    /// The kill switches are read here, per check (and per batch item), so
+    /// that an engage acknowledged a moment ago applies to this check.
     fn answer(&self, request: &CheckRequest, generation: &Generation) -> pb::CheckResponse {
         let started = Instant::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
-        let decision = decide(request, generation, SystemTime::now());
+        let switches = self.switches.current();
+        let decision = decide(request, generation, &switches, SystemTime::now());
         if decision.shadow.as_ref().is_some_and(|s| s.diverged) {
             self.stats.shadow_diverged();
         }
@@ -71,11 +82,14 @@ fn response(
         decision_id,
         request_id: request.request_id.clone().unwrap_or_default(),
         policy_revision: match decision.stage {
-            crate::decision::Stage::Policy => generation.policy.revision.clone(),
-            crate::decision::Stage::Staleness => String::new(),
+            Stage::Policy => generation.policy.revision.clone(),
+            Stage::Staleness | Stage::KillSwitch => String::new(),
         },
         snapshot_versions: generation.snapshot_versions().into_iter().collect(),
-        kill_switch: None,
+        kill_switch: decision.kill_switch.map(|hit| pb::KillSwitchMatch {
+            id: hit.id,
+            scope: Some(scope_to_proto(hit.scope)),
+        }),
     }
 }
 
@@ -135,5 +149,16 @@ impl DecisionService for DecisionApi {
             })
             .collect();
         Ok(Response::new(pb::BatchCheckResponse { results }))
+    }
+}
+
+/// A switch scope on the wire: absent fields are empty strings.
+pub fn scope_to_proto(scope: Scope) -> pb::KillSwitchScope {
+    pb::KillSwitchScope {
+        platform: scope.platform.unwrap_or_default(),
+        agent_id: scope.agent_id.unwrap_or_default(),
+        principal_id: scope.principal_id.unwrap_or_default(),
+        action: scope.action.unwrap_or_default(),
+        resource_type: scope.resource_type.unwrap_or_default(),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod decision;
+mod killswitch;
 mod status;
 
 pub use admin::AdminApi;

@@ -96,7 +96,7 @@ impl Manifest {
             for reserved in RESERVED_ROOTS {
                 if overlaps(root, &[reserved]) {
                     return Err(BundleError::Roots(format!(
-                        "root `{raw}` overlaps `{reserved}`, which Warden fills from its snapshots"
+                        "root `{raw}` overlaps `{reserved}`, which only Warden fills (snapshots, kill switches)"
                     )));
                 }
             }
@@ -121,7 +121,7 @@ impl Manifest {
             .any(|reserved| path.first() == Some(reserved))
         {
             return Err(format!(
-                "writes to `data.{}`, which Warden fills from its snapshots",
+                "writes to `data.{}`, which only Warden fills (snapshots, kill switches)",
                 path.join(".")
             ));
         }

@@ -29,9 +29,9 @@ pub use manifest::Manifest;
 pub const DEFAULT_ENTRYPOINT: &str = "warden/authz/decision";
 
 /// Top-level data paths that Warden fills itself; a bundle may not write
-/// there, so no bundle can replace the identities or entitlements that bind
-/// the agents.
-pub const RESERVED_ROOTS: [&str; 2] = ["identity", "entitlements"];
+/// there, so no bundle can replace the identities, entitlements or kill
+/// switches that bind the agents.
+pub const RESERVED_ROOTS: [&str; 3] = ["identity", "entitlements", "killswitch"];
 
 /// Why a bundle was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+mod kill;
 use serde_json::{Map, Value as Json, json};
 use warden_bundle::signature;
 use warden_client::admin::{BundleInfo, BundleTarget, SnapshotInfo};
@@ -52,6 +54,9 @@ enum Command {
     /// Identity and entitlement snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Incident kill switches: engage, release, list.
+    #[command(subcommand)]
+    Kill(kill::KillCommand),
     /// What Warden is serving: bundles, snapshots, counters.
     Status {
         /// Print JSON.
@@ -192,7 +197,9 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     match unit {
         "ms" => Ok(Duration::from_millis(number)),
         "s" | "" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
+        "m" => Ok(Duration::from_secs(number.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(number.saturating_mul(3600))),
+        "d" => Ok(Duration::from_secs(number.saturating_mul(86_400))),
         _ => Err(format!("`{value}` is not a duration such as `5s`")),
     }
 }
@@ -220,6 +227,7 @@ async fn main() -> ExitCode {
         Command::Check(args) => check(&cli.addr, options, args).await,
         Command::Bundle(command) => report(bundle(&cli.admin_addr, options, command).await),
         Command::Snapshot(command) => report(snapshot(&cli.admin_addr, options, command).await),
+        Command::Kill(command) => report(kill::run(&cli.admin_addr, options, command).await),
         Command::Status { json } => report(status(&cli.admin_addr, options, json).await),
     }
 }

@@ -1,0 +1,274 @@
+//! `wardenctl kill`: engage, release and list kill switches.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value as Json, json};
+use warden_client::ClientOptions;
+use warden_client::admin::{
+    EngageKillSwitchRequest, KillSwitch, KillSwitchMode, KillSwitchScope, KillSwitchState,
+};
+
+use super::{CtlError, admin, local, parse_duration, table};
+
+#[derive(Debug, Subcommand)]
+pub enum KillCommand {
+    /// Stop agents now: every check matching the scope is denied from the
+    /// moment this returns. With no scope it stops everything (asks first
+    /// unless --yes).
+    Engage(EngageArgs),
+    /// Release a switch by id.
+    Release {
+        id: String,
+        /// Why it is released (recorded).
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Engaged switches, and the most recently released or expired ones.
+    List {
+        /// How many ended switches to show.
+        #[arg(long, default_value_t = 20)]
+        ended: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Mode {
+    /// Deny every matching check.
+    DenyAll,
+    /// Deny matching checks unless the action ends in a read verb.
+    DenyMutating,
+}
+
+#[derive(Debug, Args)]
+pub struct EngageArgs {
+    /// Only checks from this agent platform.
+    #[arg(long)]
+    platform: Option<String>,
+    /// Only checks by this agent.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Only checks on behalf of this principal id.
+    #[arg(long)]
+    principal: Option<String>,
+    /// Only actions matching this pattern (`documents.*`, `iam.grant`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only actions on this resource type.
+    #[arg(long)]
+    resource_type: Option<String>,
+    #[arg(long, value_enum, default_value = "deny-all")]
+    mode: Mode,
+    /// Why (returned with every denied check, and recorded).
+    #[arg(long)]
+    reason: String,
+    /// Release it automatically after this long (`30m`, `2h`, `1d`).
+    #[arg(long, value_parser = parse_duration)]
+    ttl: Option<Duration>,
+    /// Engage a global switch without asking.
+    #[arg(long)]
+    yes: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Who is at the keyboard, for the record.
+fn operator() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default()
+}
+
+pub async fn run(addr: &str, options: ClientOptions, command: KillCommand) -> Result<(), CtlError> {
+    match command {
+        KillCommand::Engage(args) => {
+            let scope = KillSwitchScope {
+                platform: args.platform.unwrap_or_default(),
+                agent_id: args.agent.unwrap_or_default(),
+                principal_id: args.principal.unwrap_or_default(),
+                action: args.action.unwrap_or_default(),
+                resource_type: args.resource_type.unwrap_or_default(),
+            };
+            let global = scope == KillSwitchScope::default();
+            if global && !args.yes {
+                confirm_global()?;
+            }
+            let request = EngageKillSwitchRequest {
+                scope: Some(scope),
+                mode: match args.mode {
+                    Mode::DenyAll => KillSwitchMode::DenyAll,
+                    Mode::DenyMutating => KillSwitchMode::DenyMutating,
+                } as i32,
+                reason: args.reason,
+                expires_at: String::new(),
+                ttl_seconds: args.ttl.map_or(0, |ttl| ttl.as_secs().max(1)),
+                global,
+                engaged_by: operator(),
+            };
+            let switch = admin(addr, options)
+                .await?
+                .engage_kill_switch(request)
+                .await?;
+            print_switches(&[switch], args.json);
+            Ok(())
+        }
+        KillCommand::Release { id, reason, json } => {
+            let switch = admin(addr, options)
+                .await?
+                .release_kill_switch(&id, &reason, &operator())
+                .await?;
+            print_switches(&[switch], json);
+            Ok(())
+        }
+        KillCommand::List { ended, json } => {
+            let list = admin(addr, options)
+                .await?
+                .list_kill_switches(ended)
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "active": list.active.iter().map(switch_json).collect::<Vec<_>>(),
+                        "ended": list.ended.iter().map(switch_json).collect::<Vec<_>>(),
+                    })
+                );
+            } else {
+                println!("engaged:");
+                print_switches(&list.active, false);
+                println!();
+                println!("released or expired:");
+                print_switches(&list.ended, false);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A global switch stops every agent on every platform; make the operator
+/// say so. Without a terminal there is nobody to ask, so `--yes` is needed.
+fn confirm_global() -> Result<(), CtlError> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(local(
+            "refusing to engage a global kill switch without confirmation; pass --yes",
+        ));
+    }
+    eprint!("This denies EVERY check from every agent. Type `global` to engage: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| local(format!("cannot read the confirmation: {e}")))?;
+    if answer.trim() == "global" {
+        Ok(())
+    } else {
+        Err(local("not confirmed; nothing was engaged"))
+    }
+}
+
+fn scope_text(scope: Option<&KillSwitchScope>) -> String {
+    let Some(scope) = scope else {
+        return "global".into();
+    };
+    let parts: Vec<String> = [
+        ("platform", &scope.platform),
+        ("agent", &scope.agent_id),
+        ("principal", &scope.principal_id),
+        ("action", &scope.action),
+        ("resource_type", &scope.resource_type),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.is_empty())
+    .map(|(name, value)| format!("{name}={value}"))
+    .collect();
+    if parts.is_empty() {
+        "global".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn mode_name(mode: i32) -> &'static str {
+    match KillSwitchMode::try_from(mode) {
+        Ok(KillSwitchMode::DenyMutating) => "deny_mutating",
+        _ => "deny_all",
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match KillSwitchState::try_from(state) {
+        Ok(KillSwitchState::Active) => "active",
+        Ok(KillSwitchState::Released) => "released",
+        Ok(KillSwitchState::Expired) => "expired",
+        _ => "unknown",
+    }
+}
+
+fn switch_json(switch: &KillSwitch) -> Json {
+    let scope = switch.scope.clone().unwrap_or_default();
+    json!({
+        "id": switch.id,
+        "scope": {
+            "platform": scope.platform,
+            "agent_id": scope.agent_id,
+            "principal_id": scope.principal_id,
+            "action": scope.action,
+            "resource_type": scope.resource_type,
+        },
+        "mode": mode_name(switch.mode),
+        "reason": switch.reason,
+        "engaged_by": switch.engaged_by,
+        "engaged_at": switch.engaged_at,
+        "expires_at": switch.expires_at,
+        "state": state_name(switch.state),
+        "ended_at": switch.ended_at,
+        "ended_by": switch.ended_by,
+        "end_reason": switch.end_reason,
+    })
+}
+
+fn print_switches(switches: &[KillSwitch], json: bool) {
+    if json {
+        for switch in switches {
+            println!("{}", switch_json(switch));
+        }
+        return;
+    }
+    let rows: Vec<Vec<String>> = switches
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                state_name(s.state).to_owned(),
+                scope_text(s.scope.as_ref()),
+                mode_name(s.mode).to_owned(),
+                s.engaged_at.clone(),
+                if s.ended_at.is_empty() {
+                    s.expires_at.clone()
+                } else {
+                    s.ended_at.clone()
+                },
+                s.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "STATE",
+            "SCOPE",
+            "MODE",
+            "ENGAGED",
+            "EXPIRES/ENDED",
+            "REASON",
+        ],
+        &rows,
+    );
+}

@@ -1,0 +1,315 @@
+//! Engaging, releasing and expiring kill switches.
+//!
+//! Order matters for the guarantees operators rely on. A change is written
+//! to the store, the new switch index is published (from then on every check
+//! that starts sees it), the store is flushed, and only then is the change
+//! acknowledged: effective within microseconds, durable before the answer.
+//! If the flush fails, the record and the index are put back and the caller
+//! gets the error; checks that ran in between erred on the side of denying.
+//! Rebinding the policy so that `data.killswitch` shows the change comes
+//! last, so a slow rebind never delays a denial.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tracing::{error, info, warn};
+
+use super::{Control, ControlConfig, ControlError, invalid};
+use crate::generation::{Generation, kill_switch_document};
+use crate::killswitch::{
+    EndKind, Ended, EngageSpec, KillSwitches, Switch, SwitchIndex, rfc3339_ms, spec, unix_ms,
+};
+use crate::store::Store;
+
+/// Switches as `ListKillSwitches` reports them.
+#[derive(Debug, Clone, Default)]
+pub struct SwitchList {
+    /// In force, oldest first.
+    pub active: Vec<Switch>,
+    /// Released or expired, most recently ended first.
+    pub ended: Vec<Switch>,
+}
+
+/// Reads the stored switches at start-up. When they cannot be read, every
+/// check must be denied until the store is repaired: a switch that cannot be
+/// read might be the one that should stop an agent.
+pub(super) fn load(store: &Store, config: &ControlConfig) -> SwitchIndex {
+    match store.switches() {
+        Ok(switches) => {
+            let index = SwitchIndex::build(
+                switches.into_iter().map(Arc::new),
+                config.read_verbs.clone(),
+            );
+            info!(engaged = index.switches().len(), "kill switches loaded");
+            index
+        }
+        Err(e) => {
+            error!(error = %e, "cannot read the kill switches; denying every check until the store is repaired");
+            SwitchIndex::unavailable(e.to_string())
+        }
+    }
+}
+
+impl Control {
+    /// The published kill switches, shared with the decision plane.
+    pub fn kill_switches(&self) -> Arc<KillSwitches> {
+        self.switches.clone()
+    }
+
+    /// Engages a switch; it is durable and in force when this returns.
+    pub fn engage(&self, request: EngageSpec, now: SystemTime) -> Result<Switch, ControlError> {
+        let valid = spec::validate_engage(request, self.config.max_id_bytes, now).map_err(|e| {
+            ControlError::Invalid {
+                field: e.field,
+                reason: e.reason,
+            }
+        })?;
+        let _guard = self.lock();
+        let current = self.available_switches()?;
+        let switch = Switch {
+            id: format!("ks-{}", uuid::Uuid::now_v7()),
+            scope: valid.scope,
+            mode: valid.mode,
+            reason: valid.reason,
+            engaged_by: valid.engaged_by,
+            engaged_at_ms: unix_ms(now),
+            expires_at_ms: valid.expires_at_ms,
+            ended: None,
+        };
+        let engaged = Arc::new(switch.clone());
+        let next = SwitchIndex::build(
+            current.switches().iter().cloned().chain([engaged]),
+            self.config.read_verbs.clone(),
+        );
+        self.commit_switch(&switch, &current, next, now)?;
+        info!(
+            target: "warden::audit",
+            event = "kill_switch.engaged",
+            id = switch.id,
+            scope = ?switch.scope,
+            mode = switch.mode.as_str(),
+            reason = switch.reason,
+            engaged_by = switch.engaged_by,
+            expires_at = switch.expires_at_ms.map(rfc3339_ms),
+            "kill switch engaged"
+        );
+        Ok(switch)
+    }
+
+    /// Releases an engaged switch; durable and out of force when this
+    /// returns.
+    pub fn release(
+        &self,
+        id: &str,
+        reason: String,
+        released_by: String,
+        now: SystemTime,
+    ) -> Result<Switch, ControlError> {
+        if id.is_empty() {
+            return Err(invalid("id", "is required"));
+        }
+        let reason =
+            spec::text_field("reason", reason, true).map_err(|e| ControlError::Invalid {
+                field: e.field,
+                reason: e.reason,
+            })?;
+        let released_by = spec::text_field("released_by", released_by, false).map_err(|e| {
+            ControlError::Invalid {
+                field: e.field,
+                reason: e.reason,
+            }
+        })?;
+        let _guard = self.lock();
+        let current = self.available_switches()?;
+        let now_ms = unix_ms(now);
+        let Some(engaged) = current.switches().iter().find(|s| s.id == id) else {
+            return match self.store.switches()?.into_iter().find(|s| s.id == id) {
+                Some(Switch {
+                    ended: Some(ended), ..
+                }) => Err(ControlError::FailedPrecondition(format!(
+                    "kill switch `{id}` already {} at {}",
+                    end_word(ended.kind),
+                    rfc3339_ms(ended.at_ms)
+                ))),
+                _ => Err(ControlError::NotFound(format!(
+                    "no kill switch has id `{id}`"
+                ))),
+            };
+        };
+        if !engaged.in_force(now_ms) {
+            return Err(ControlError::FailedPrecondition(format!(
+                "kill switch `{id}` already expired at {}",
+                engaged.expires_at_ms.map(rfc3339_ms).unwrap_or_default()
+            )));
+        }
+        let mut released = engaged.as_ref().clone();
+        released.ended = Some(Ended {
+            kind: EndKind::Released,
+            at_ms: now_ms,
+            by: released_by,
+            reason,
+        });
+        let next = SwitchIndex::build(
+            current.switches().iter().filter(|s| s.id != id).cloned(),
+            self.config.read_verbs.clone(),
+        );
+        self.commit_switch(&released, &current, next, now)?;
+        info!(
+            target: "warden::audit",
+            event = "kill_switch.released",
+            id,
+            released_by = released.ended.as_ref().map(|e| e.by.as_str()),
+            reason = released.ended.as_ref().map(|e| e.reason.as_str()),
+            "kill switch released"
+        );
+        Ok(released)
+    }
+
+    /// Records the expiry of every switch whose `expires_at` has passed.
+    /// Checks stop matching them at `expires_at` whether or not this has run;
+    /// this makes the expiry durable, audited, and visible to policies.
+    pub fn expire_due(&self, now: SystemTime) -> Result<usize, ControlError> {
+        let now_ms = unix_ms(now);
+        let current = self.switches.current();
+        if current.unavailable_reason().is_some()
+            || current.next_expiry_ms().is_none_or(|at| at > now_ms)
+        {
+            return Ok(0);
+        }
+        let _guard = self.lock();
+        let current = self.switches.current();
+        let (due, keep): (Vec<_>, Vec<_>) = current
+            .switches()
+            .iter()
+            .cloned()
+            .partition(|s| !s.in_force(now_ms));
+        for switch in &due {
+            let mut expired = switch.as_ref().clone();
+            let at_ms = switch.expires_at_ms.unwrap_or(now_ms);
+            expired.ended = Some(Ended {
+                kind: EndKind::Expired,
+                at_ms,
+                by: String::new(),
+                reason: String::new(),
+            });
+            self.store.put_switch(&expired)?;
+            info!(
+                target: "warden::audit",
+                event = "kill_switch.expired",
+                id = switch.id,
+                expired_at = rfc3339_ms(at_ms),
+                "kill switch expired"
+            );
+        }
+        if !due.is_empty() {
+            self.publish_switches(
+                SwitchIndex::build(keep, self.config.read_verbs.clone()),
+                now,
+            );
+        }
+        Ok(due.len())
+    }
+
+    /// The switches in force at `now`, and the `ended_limit` most recently
+    /// ended.
+    pub fn list_switches(
+        &self,
+        ended_limit: usize,
+        now: SystemTime,
+    ) -> Result<SwitchList, ControlError> {
+        let now_ms = unix_ms(now);
+        let mut list = SwitchList::default();
+        for mut switch in self.store.switches()? {
+            if switch.in_force(now_ms) {
+                list.active.push(switch);
+            } else {
+                if switch.ended.is_none() {
+                    // Past its expiry, not yet recorded by the expiry task.
+                    switch.ended = Some(Ended {
+                        kind: EndKind::Expired,
+                        at_ms: switch.expires_at_ms.unwrap_or(now_ms),
+                        by: String::new(),
+                        reason: String::new(),
+                    });
+                }
+                list.ended.push(switch);
+            }
+        }
+        list.active.sort_by(|a, b| a.id.cmp(&b.id));
+        list.ended
+            .sort_by_key(|s| std::cmp::Reverse(s.ended.as_ref().map_or(0, |e| e.at_ms)));
+        list.ended.truncate(ended_limit);
+        Ok(list)
+    }
+
+    /// The current index, unless the switch state is unknown: then no
+    /// change can be made safely.
+    fn available_switches(&self) -> Result<Arc<SwitchIndex>, ControlError> {
+        let current = self.switches.current();
+        match current.unavailable_reason() {
+            Some(reason) => Err(ControlError::FailedPrecondition(format!(
+                "the kill switch state could not be read ({reason}); every check is denied until the store is repaired"
+            ))),
+            None => Ok(current),
+        }
+    }
+
+    /// Writes `record`, publishes `next` for checks, makes the record
+    /// durable, then shows `next` to policies. On failure, `previous` is
+    /// published again and the record restored.
+    fn commit_switch(
+        &self,
+        record: &Switch,
+        previous: &Arc<SwitchIndex>,
+        next: SwitchIndex,
+        now: SystemTime,
+    ) -> Result<(), ControlError> {
+        let replaced = self.store.stage_switch(record)?;
+        let next = Arc::new(next);
+        self.switches.publish_arc(next.clone());
+        if let Err(e) = self.store.flush() {
+            self.switches.publish_arc(previous.clone());
+            if let Err(undo) = self.store.unstage_switch(&record.id, replaced) {
+                error!(id = record.id, error = %undo, "cannot undo a kill switch change whose flush failed");
+            }
+            return Err(e.into());
+        }
+        self.publish_switch_data(&next, now);
+        Ok(())
+    }
+
+    /// Publishes `index` for checks, then the policies' view of it.
+    fn publish_switches(&self, index: SwitchIndex, now: SystemTime) {
+        let index = Arc::new(index);
+        self.switches.publish_arc(index.clone());
+        self.publish_switch_data(&index, now);
+    }
+
+    /// Rebinds the active (and shadow) policy with `data.killswitch` showing
+    /// `index`. A failure here leaves the previous view in place; the denial
+    /// itself is already in force.
+    pub(super) fn publish_switch_data(&self, index: &SwitchIndex, now: SystemTime) {
+        let current = self.generations.current();
+        let document = kill_switch_document(index.in_force(unix_ms(now)).map(Arc::as_ref));
+        let next = Generation::build_with_switches(
+            self.generations.next_id(),
+            current.policy.clone(),
+            current.identity.clone(),
+            current.entitlements.clone(),
+            current.max_age,
+            document,
+        )
+        .and_then(|g| g.with_shadow(current.shadow_policy()));
+        match next {
+            Ok(next) => self.generations.publish(next),
+            Err(e) => warn!(error = %e, "cannot show the kill switches to the policy"),
+        }
+    }
+}
+
+fn end_word(kind: EndKind) -> &'static str {
+    match kind {
+        EndKind::Released => "released",
+        EndKind::Expired => "expired",
+    }
+}

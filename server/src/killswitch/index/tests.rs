@@ -1,0 +1,341 @@
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::killswitch::{EndKind, Ended, Scope};
+use crate::request::{Action, Agent, Principal, Resource};
+
+fn verbs() -> Arc<[String]> {
+    ["read", "get", "list", "search"]
+        .into_iter()
+        .map(String::from)
+        .collect()
+}
+
+fn check(platform: &str, agent: &str, principal: &str, action: &str, kind: &str) -> CheckRequest {
+    CheckRequest {
+        platform: platform.into(),
+        agent: Agent {
+            id: agent.into(),
+            attributes: Default::default(),
+        },
+        principal: Principal {
+            kind: None,
+            id: principal.into(),
+            attributes: Default::default(),
+        },
+        delegation_chain: Vec::new(),
+        action: Action {
+            name: action.into(),
+            attributes: Default::default(),
+        },
+        resource: Resource {
+            kind: kind.into(),
+            id: None,
+            attributes: Default::default(),
+        },
+        context: Default::default(),
+        request_id: None,
+    }
+}
+
+fn switch(n: u32, scope: Scope, mode: Mode) -> Arc<Switch> {
+    Arc::new(Switch {
+        id: format!("ks-{n:08}"),
+        scope,
+        mode,
+        reason: "test".into(),
+        engaged_by: String::new(),
+        engaged_at_ms: 0,
+        expires_at_ms: None,
+        ended: None,
+    })
+}
+
+fn hit_id(index: &SwitchIndex, request: &CheckRequest, now_ms: u64) -> Option<String> {
+    match index.check(request, now_ms) {
+        Some(Hit::Switch(s)) => Some(s.id.clone()),
+        Some(Hit::Unavailable(reason)) => Some(format!("unavailable: {reason}")),
+        None => None,
+    }
+}
+
+#[test]
+fn each_scope_dimension_alone_and_combined() {
+    let base = check("p1", "a1", "u1", "documents.write", "document");
+    let cases: Vec<(Scope, bool)> = vec![
+        (
+            Scope {
+                platform: Some("p1".into()),
+                ..Scope::default()
+            },
+            true,
+        ),
+        (
+            Scope {
+                platform: Some("p2".into()),
+                ..Scope::default()
+            },
+            false,
+        ),
+        (
+            Scope {
+                agent_id: Some("a1".into()),
+                ..Scope::default()
+            },
+            true,
+        ),
+        (
+            Scope {
+                principal_id: Some("u1".into()),
+                ..Scope::default()
+            },
+            true,
+        ),
+        (
+            Scope {
+                principal_id: Some("u2".into()),
+                ..Scope::default()
+            },
+            false,
+        ),
+        (
+            Scope {
+                action: Some("documents.*".into()),
+                ..Scope::default()
+            },
+            true,
+        ),
+        (
+            Scope {
+                action: Some("documents.write".into()),
+                ..Scope::default()
+            },
+            true,
+        ),
+        (
+            Scope {
+                action: Some("mail.*".into()),
+                ..Scope::default()
+            },
+            false,
+        ),
+        (
+            Scope {
+                resource_type: Some("document".into()),
+                ..Scope::default()
+            },
+            true,
+        ),
+        (
+            Scope {
+                platform: Some("p1".into()),
+                agent_id: Some("a1".into()),
+                action: Some("documents.*".into()),
+                resource_type: Some("document".into()),
+                principal_id: Some("u1".into()),
+            },
+            true,
+        ),
+        (
+            Scope {
+                platform: Some("p1".into()),
+                agent_id: Some("a2".into()),
+                ..Scope::default()
+            },
+            false,
+        ),
+        (Scope::default(), true),
+    ];
+    for (scope, stops) in cases {
+        let index = SwitchIndex::build([switch(1, scope.clone(), Mode::DenyAll)], verbs());
+        assert_eq!(
+            index.check(&base, 0).is_some(),
+            stops,
+            "scope {scope:?} should {}stop the check",
+            if stops { "" } else { "not " }
+        );
+    }
+}
+
+#[test]
+fn deny_mutating_lets_reads_through() {
+    let scope = Scope {
+        agent_id: Some("a1".into()),
+        ..Scope::default()
+    };
+    let index = SwitchIndex::build([switch(1, scope, Mode::DenyMutating)], verbs());
+    for (action, stopped) in [
+        ("documents.read", false),
+        ("documents.list", false),
+        ("documents.write", true),
+        ("documents.reader", true),
+        ("permissions.grant", true),
+    ] {
+        let request = check("p1", "a1", "u1", action, "document");
+        assert_eq!(index.check(&request, 0).is_some(), stopped, "{action}");
+    }
+}
+
+#[test]
+fn expired_and_released_switches_stop_nothing() {
+    let scope = Scope {
+        agent_id: Some("a1".into()),
+        ..Scope::default()
+    };
+    let mut expiring = (*switch(1, scope.clone(), Mode::DenyAll)).clone();
+    expiring.expires_at_ms = Some(1_000);
+    let mut released = (*switch(2, scope, Mode::DenyAll)).clone();
+    released.ended = Some(Ended {
+        kind: EndKind::Released,
+        at_ms: 0,
+        by: String::new(),
+        reason: "over".into(),
+    });
+    let index = SwitchIndex::build([Arc::new(expiring), Arc::new(released)], verbs());
+    let request = check("p1", "a1", "u1", "x.write", "t");
+    assert_eq!(
+        hit_id(&index, &request, 999).as_deref(),
+        Some("ks-00000001")
+    );
+    assert_eq!(hit_id(&index, &request, 1_000), None);
+}
+
+#[test]
+fn the_earliest_engaged_switch_is_reported() {
+    let later = switch(
+        7,
+        Scope {
+            agent_id: Some("a1".into()),
+            ..Scope::default()
+        },
+        Mode::DenyAll,
+    );
+    let earlier = switch(
+        3,
+        Scope {
+            platform: Some("p1".into()),
+            ..Scope::default()
+        },
+        Mode::DenyAll,
+    );
+    let index = SwitchIndex::build([later, earlier], verbs());
+    let request = check("p1", "a1", "u1", "x.write", "t");
+    assert_eq!(hit_id(&index, &request, 0).as_deref(), Some("ks-00000003"));
+}
+
+#[test]
+fn unavailable_state_stops_everything() {
+    let index = SwitchIndex::unavailable("corrupt record".into());
+    let request = check("p1", "a1", "u1", "x.read", "t");
+    assert_eq!(
+        hit_id(&index, &request, 0).as_deref(),
+        Some("unavailable: corrupt record")
+    );
+}
+
+/// A deliberately naive matcher: every switch, every field.
+fn linear(switches: &[Arc<Switch>], request: &CheckRequest, now_ms: u64) -> Option<String> {
+    let mut sorted: Vec<_> = switches.iter().filter(|s| s.ended.is_none()).collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let is_read = |name: &str| {
+        let verb = name.rsplit('.').next().unwrap_or(name);
+        ["read", "get", "list", "search"].contains(&verb)
+    };
+    sorted
+        .into_iter()
+        .find(|s| {
+            let f = |w: &Option<String>, h: &str| w.as_ref().is_none_or(|w| w == h);
+            s.expires_at_ms.is_none_or(|at| now_ms < at)
+                && f(&s.scope.platform, &request.platform)
+                && f(&s.scope.agent_id, &request.agent.id)
+                && f(&s.scope.principal_id, &request.principal.id)
+                && f(&s.scope.resource_type, &request.resource.kind)
+                && s.scope.action.as_ref().is_none_or(|p| {
+                    p == "*"
+                        || p == &request.action.name
+                        || (p.ends_with(".*") && request.action.name.starts_with(&p[..p.len() - 1]))
+                })
+                && (s.mode == Mode::DenyAll || !is_read(&request.action.name))
+        })
+        .map(|s| s.id.clone())
+}
+
+fn small(values: &'static [&'static str]) -> impl Strategy<Value = Option<String>> {
+    prop::option::of(prop::sample::select(values).prop_map(String::from))
+}
+
+fn arb_scope() -> impl Strategy<Value = Scope> {
+    (
+        small(&["p1", "p2"]),
+        small(&["a1", "a2", "a3"]),
+        small(&["u1", "u2"]),
+        small(&[
+            "*",
+            "docs.*",
+            "docs.read",
+            "docs.write",
+            "docs.v2.*",
+            "mail.send",
+        ]),
+        small(&["doc", "mail"]),
+    )
+        .prop_map(
+            |(platform, agent_id, principal_id, action, resource_type)| Scope {
+                platform,
+                agent_id,
+                principal_id,
+                action,
+                resource_type,
+            },
+        )
+}
+
+fn arb_switch() -> impl Strategy<Value = Arc<Switch>> {
+    (
+        0u32..1000,
+        arb_scope(),
+        prop::bool::ANY,
+        prop::option::of(0u64..20),
+        prop::bool::ANY,
+    )
+        .prop_map(|(n, scope, mutating, expires, released)| {
+            let mode = if mutating {
+                Mode::DenyMutating
+            } else {
+                Mode::DenyAll
+            };
+            let mut s = (*switch(n, scope, mode)).clone();
+            s.expires_at_ms = expires;
+            if released && n % 3 == 0 {
+                s.ended = Some(Ended {
+                    kind: EndKind::Released,
+                    at_ms: 0,
+                    by: String::new(),
+                    reason: String::new(),
+                });
+            }
+            Arc::new(s)
+        })
+}
+
+proptest! {
+    #[test]
+    fn the_index_agrees_with_a_linear_scan(
+        switches in prop::collection::vec(arb_switch(), 0..40),
+        platform in prop::sample::select(vec!["p1", "p2", "p3"]),
+        agent in prop::sample::select(vec!["a1", "a2", "a3", "a4"]),
+        principal in prop::sample::select(vec!["u1", "u2", "u3"]),
+        action in prop::sample::select(vec!["docs.read", "docs.write", "docs.v2.read", "docs.v2.delete", "mail.send", "docs"]),
+        kind in prop::sample::select(vec!["doc", "mail", "other"]),
+        now in 0u64..25,
+    ) {
+        // Ids must be unique, as UUIDs are.
+        let mut seen = std::collections::HashSet::new();
+        let switches: Vec<_> = switches.into_iter().filter(|s| seen.insert(s.id.clone())).collect();
+        let index = SwitchIndex::build(switches.clone(), verbs());
+        let request = check(platform, agent, principal, action, kind);
+        prop_assert_eq!(hit_id(&index, &request, now), linear(&switches, &request, now));
+    }
+}
