@@ -4,7 +4,11 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["warden/v1/decision.proto", "warden/v1/admin.proto"];
+    let files = [
+        "warden/v1/decision.proto",
+        "warden/v1/admin.proto",
+        "warden/v1/audit.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use warden::audit::AuditLog;
+use warden::audit::record::{DecisionFacts, Redaction, decision_record};
 use warden::bundle::{ArchiveLimits, Bundle};
 use warden::decision::{Verdict, decide};
 use warden::engine::EngineOptions;
@@ -95,6 +97,48 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let valid = validate(black_box(&allow), &limits).expect("valid");
             decide(&valid, &generation, &none, SystemTime::now())
+        })
+    });
+    group.finish();
+
+    // The audit path, piece by piece: building a decision's record on the
+    // request thread, sealing it into the chain, and writing groups to sled.
+    let decision = decide(&valid, &generation, &none, SystemTime::now());
+    let facts = DecisionFacts {
+        request: &valid,
+        decision: &decision,
+        decision_id: "01a21333-d505-748d-a4f5-ac3e77d1e2d7",
+        generation: &generation,
+        time: SystemTime::now(),
+        latency_us: 40,
+        caller: "127.0.0.1:45678",
+    };
+    let mut group = c.benchmark_group("audit");
+    group.bench_function("build_record", |b| {
+        b.iter(|| decision_record(black_box(&facts), &Redaction::default()))
+    });
+    let record = decision_record(&facts, &Redaction::default());
+    group.bench_function("canonical", |b| {
+        b.iter(|| warden_audit::canonical(black_box(&record)))
+    });
+    let body = warden_audit::canonical(&record);
+    group.bench_function("seal", |b| {
+        b.iter(|| warden_audit::Entry::seal_line(7, warden_audit::GENESIS, black_box(&body)))
+    });
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = warden::store::Store::open(dir.path()).expect("store");
+    let log = AuditLog::open(store.db()).expect("audit log");
+    let (line, _) = warden_audit::Entry::seal_line(1, warden_audit::GENESIS, &body);
+    let mut seq = 0u64;
+    group.bench_function("append_64", |b| {
+        b.iter(|| {
+            let lines: Vec<(u64, String)> = (0..64)
+                .map(|_| {
+                    seq += 1;
+                    (seq, line.clone())
+                })
+                .collect();
+            log.append(&lines).expect("append")
         })
     });
     group.finish();

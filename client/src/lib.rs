@@ -15,12 +15,14 @@
 //! ```
 
 pub mod admin;
+pub mod audit;
 mod builder;
 mod progress;
 
 use std::time::Duration;
 
 pub use admin::AdminClient;
+pub use audit::AuditClient;
 pub use builder::CheckBuilder;
 use tonic::transport::{Channel, Endpoint};
 use warden_proto::v1::decision_service_client::DecisionServiceClient;

@@ -5,6 +5,7 @@
 //! serves generations.
 
 pub mod api;
+pub mod audit;
 pub mod bundle;
 pub mod config;
 pub mod control;

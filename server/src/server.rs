@@ -11,10 +11,14 @@ use tracing::{info, warn};
 use warden_proto::v1::decision_service_server::DecisionServiceServer;
 
 use warden_proto::v1::admin_service_server::AdminServiceServer;
+use warden_proto::v1::audit_service_server::AuditServiceServer;
 
-use crate::api::{AdminApi, DecisionApi};
+use crate::api::{AdminApi, AuditApi, DecisionApi};
+use crate::audit::record::admin_record;
+use crate::audit::{AuditLog, Auditor};
 use crate::config::Config;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
+use crate::killswitch::rfc3339_ms;
 use crate::ops::{self, Readiness};
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
@@ -92,6 +96,24 @@ pub async fn serve(
         );
     }
     let stats = Arc::new(Stats::default());
+    let auditor = Auditor::start(AuditLog::open(store.db())?, config.audit.clone())?;
+    {
+        let current = generations.current();
+        let record = admin_record(
+            "server.started",
+            "warden",
+            serde_json::json!({
+                "instance_id": store.instance_id(),
+                "version": env!("CARGO_PKG_VERSION"),
+                "policy_revision": current.policy.revision,
+                "snapshot_versions": current.snapshot_versions(),
+            }),
+            std::time::SystemTime::now(),
+        );
+        if let Err(e) = auditor.record_admin(&record).await {
+            warn!(error = %e, "cannot audit the server start");
+        }
+    }
 
     let decision_listener = listen("decision", config.decision_addr).await?;
     let admin_listener = listen("admin", config.admin_addr).await?;
@@ -116,13 +138,20 @@ pub async fn serve(
     let decision = DecisionServiceServer::new(DecisionApi::new(
         generations.clone(),
         control.kill_switches(),
+        auditor.clone(),
         limits,
         stats.clone(),
     ))
     .max_decoding_message_size(max_message);
     // Room for the largest bundle push plus the envelope.
-    let admin = AdminServiceServer::new(AdminApi::new(control.clone(), stats.clone(), started))
-        .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
+    let admin = AdminServiceServer::new(AdminApi::new(
+        control.clone(),
+        auditor.clone(),
+        stats.clone(),
+        started,
+    ))
+    .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
+    let audit_service = AuditServiceServer::new(AuditApi::new(auditor.clone()));
 
     let readiness = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -143,6 +172,7 @@ pub async fn serve(
             .add_service(health_service)
             .add_service(reflection("admin")?)
             .add_service(admin)
+            .add_service(audit_service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(admin_listener), async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }),
@@ -156,7 +186,11 @@ pub async fn serve(
             .into_future(),
     );
 
-    let expiry = tokio::spawn(expire_switches(control.clone(), stop_rx.clone()));
+    let expiry = tokio::spawn(expire_switches(
+        control.clone(),
+        auditor.clone(),
+        stop_rx.clone(),
+    ));
 
     // Not ready while the kill-switch state is unknown: every check would be
     // denied, so load balancers should send traffic elsewhere.
@@ -207,6 +241,9 @@ pub async fn serve(
         }
     };
     expiry.abort();
+    // Every record of a check that was answered is written before exit.
+    let writer = auditor.clone();
+    let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
     store.flush()?;
     info!("stopped");
     result
@@ -215,7 +252,11 @@ pub async fn serve(
 /// Records kill-switch expiries as they fall due. Checks stop matching an
 /// expired switch at its `expires_at` on their own; this makes the expiry
 /// durable, audited, and visible to policies.
-async fn expire_switches(control: Arc<Control>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn expire_switches(
+    control: Arc<Control>,
+    auditor: Arc<Auditor>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -228,7 +269,23 @@ async fn expire_switches(control: Arc<Control>, mut stop: tokio::sync::watch::Re
             tokio::task::spawn_blocking(move || control.expire_due(std::time::SystemTime::now()))
                 .await;
         match expired {
-            Ok(Ok(_)) => {}
+            Ok(Ok(expired)) => {
+                for switch in expired {
+                    let record = admin_record(
+                        "kill_switch.expired",
+                        "warden",
+                        serde_json::json!({
+                            "id": switch.id,
+                            "scope": switch.scope,
+                            "expired_at": switch.expires_at_ms.map(rfc3339_ms),
+                        }),
+                        std::time::SystemTime::now(),
+                    );
+                    if let Err(e) = auditor.record_admin(&record).await {
+                        warn!(error = %e, id = switch.id, "cannot audit a kill switch expiry");
+                    }
+                }
+            }
             Ok(Err(e)) => warn!(error = %e, "cannot record kill switch expiries"),
             Err(e) => warn!(error = %e, "kill switch expiry task failed"),
         }

@@ -88,7 +88,8 @@ impl Store {
         // start-up and on admin calls, so a small cache is enough.
         let db = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(8 * 1024 * 1024)
+            .cache_capacity(64 * 1024 * 1024)
+            .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| open_error(e.to_string()))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(e.to_string()));

@@ -348,3 +348,82 @@ async fn operators_engage_list_and_release_kill_switches_from_the_command_line()
     let again = admin_cli(&warden, &["kill", "release", &id, "--reason", "twice"]);
     assert_eq!(again.status.code(), Some(3));
 }
+
+#[tokio::test]
+async fn auditors_query_export_and_verify_from_the_command_line() {
+    let warden = Warden::start().await;
+    let mut client = warden.client().await;
+    for agent in ["a1", "a2", "a1"] {
+        client
+            .check(warden_client::CheckBuilder::new("p1", agent, "u1", "docs.read", "doc").build())
+            .await
+            .unwrap();
+    }
+    // Async auditing writes once per flush interval; wait for the writer.
+    let mut admin = warden.admin().await;
+    while admin.status().await.unwrap().audit_queue_depth > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let query = admin_cli(
+        &warden,
+        &["audit", "query", "--agent", "a1", "--since", "1h", "--json"],
+    );
+    assert_eq!(query.status.code(), Some(0), "{}", text(&query.stderr));
+    let lines: Vec<serde_json::Value> = text(&query.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["record"]["agent_id"] == "a1"));
+    let table = text(&admin_cli(&warden, &["audit", "query", "--decision", "deny"]).stdout);
+    assert!(
+        table.starts_with("SEQ") && table.contains("p1/a2 for user:u1 docs.read doc"),
+        "{table}"
+    );
+
+    let verified = admin_cli(&warden, &["audit", "verify"]);
+    assert_eq!(
+        verified.status.code(),
+        Some(0),
+        "{}",
+        text(&verified.stderr)
+    );
+    assert!(
+        text(&verified.stdout).starts_with("ok: "),
+        "{}",
+        text(&verified.stdout)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let file_arg = file.to_str().unwrap();
+    let exported = admin_cli(&warden, &["audit", "export", "-o", file_arg]);
+    assert_eq!(
+        exported.status.code(),
+        Some(0),
+        "{}",
+        text(&exported.stderr)
+    );
+    // Offline: no server needed.
+    let offline = Command::new(&binaries().wardenctl)
+        .args(["audit", "verify", "--file", file_arg, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(offline.status.code(), Some(0), "{}", text(&offline.stderr));
+    assert_eq!(json_out(&offline)["ok"], true);
+
+    let original = std::fs::read_to_string(&file).unwrap();
+    let tampered = original.replacen(r#""agent_id":"a2""#, r#""agent_id":"a3""#, 1);
+    assert_ne!(tampered, original);
+    std::fs::write(&file, tampered).unwrap();
+    let offline = Command::new(&binaries().wardenctl)
+        .args(["audit", "verify", "--file", file_arg])
+        .output()
+        .unwrap();
+    assert_eq!(offline.status.code(), Some(1));
+    assert!(
+        text(&offline.stderr).contains("altered"),
+        "{}",
+        text(&offline.stderr)
+    );
+}

@@ -12,18 +12,17 @@
 //!
 //! Prints p50 and p99 of each over ROUNDS engage/release rounds.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
-use warden::config::{Config, RawConfig};
+use warden::config::Config;
 use warden::control::{Control, Seed};
 use warden::killswitch::{EngageSpec, Scope};
 use warden::server::control_config;
 use warden::store::Store;
+use warden_bench::inproc;
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_client::AdminServiceClient;
 use warden_proto::v1::decision_service_client::DecisionServiceClient;
@@ -39,31 +38,6 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-fn check() -> pb::CheckRequest {
-    pb::CheckRequest {
-        platform: "copilot-studio".into(),
-        agent: Some(pb::Agent {
-            id: AGENT.into(),
-            attributes: None,
-        }),
-        principal: Some(pb::Principal {
-            r#type: "user".into(),
-            id: "load.generator".into(),
-            attributes: None,
-        }),
-        action: Some(pb::Action {
-            name: "expenses.read".into(),
-            attributes: None,
-        }),
-        resource: Some(pb::Resource {
-            r#type: "expense".into(),
-            id: "exp-1".into(),
-            attributes: None,
-        }),
-        ..Default::default()
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let rounds: usize = args.next().map_or(Ok(200), |a| a.parse())?;
@@ -76,22 +50,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn config(data: &std::path::Path) -> anyhow::Result<Config> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut raw = RawConfig::default();
-    raw.server.decision_addr = "127.0.0.1:0".into();
-    raw.server.admin_addr = "127.0.0.1:0".into();
-    raw.server.ops_addr = "127.0.0.1:0".into();
-    raw.server.data_dir = data.display().to_string();
-    raw.policy.bundle = root.join("policies").display().to_string();
-    raw.snapshots.identity = root
-        .join("policies/demo/identity.json")
-        .display()
-        .to_string();
-    raw.snapshots.entitlements = root
-        .join("policies/demo/entitlements.json")
-        .display()
-        .to_string();
-    Ok(Config::try_from(raw)?)
+    Ok(Config::try_from(inproc::raw_config(data))?)
 }
 
 fn in_process(rounds: usize) -> anyhow::Result<()> {
@@ -174,30 +133,8 @@ async fn over_grpc(rounds: usize, in_flight: usize) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let config = config(data.path())?;
 
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel::<(&'static str, SocketAddr)>();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(warden::server::serve(
-        config,
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |listener, addr| {
-            let _ = addr_tx.send((listener, addr));
-        },
-    ));
-    let (mut decision, mut admin) = (None, None);
-    while decision.is_none() || admin.is_none() {
-        let (listener, addr) = addr_rx
-            .recv_timeout(Duration::from_secs(60))
-            .context("the server did not start")?;
-        match listener {
-            "decision" => decision = Some(addr),
-            "admin" => admin = Some(addr),
-            _ => {}
-        }
-    }
-    let decision = decision.context("no decision listener")?;
-    let admin = admin.context("no admin listener")?;
+    let server = inproc::start(config).await?;
+    let (decision, admin) = (server.decision, server.admin);
     let checks = DecisionServiceClient::connect(format!("http://{decision}")).await?;
     let mut admin = AdminServiceClient::connect(format!("http://{admin}")).await?;
 
@@ -212,7 +149,7 @@ async fn over_grpc(rounds: usize, in_flight: usize) -> anyhow::Result<()> {
         let (stop, first_denied, answered) = (stop.clone(), first_denied.clone(), answered.clone());
         load.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(response) = client.check(check()).await else {
+                let Ok(response) = client.check(inproc::check_request(AGENT)).await else {
                     continue;
                 };
                 answered.fetch_add(1, Ordering::Relaxed);
@@ -277,8 +214,7 @@ async fn over_grpc(rounds: usize, in_flight: usize) -> anyhow::Result<()> {
     for task in load {
         let _ = task.await;
     }
-    let _ = stop_tx.send(());
-    server.await??;
+    server.stop().await?;
 
     acks.sort();
     effective.sort();

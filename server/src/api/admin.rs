@@ -1,7 +1,11 @@
 //! `warden.v1.AdminService`: bundles, snapshots, status.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
 use std::time::{Instant, SystemTime};
+use tracing::error;
 
 use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
@@ -9,9 +13,11 @@ use warden_proto::v1::admin_service_server::AdminService;
 
 use super::killswitch;
 use super::status::invalid_field;
+use crate::audit::record::admin_record;
+use crate::audit::{Auditor, Durability};
 use crate::control::{Control, ControlError, Target};
 use crate::generation::LoadedPolicy;
-use crate::killswitch::unix_ms;
+use crate::killswitch::{rfc3339_ms, unix_ms};
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::stats::Stats;
 use crate::store::BundleRecord;
@@ -21,14 +27,21 @@ use crate::store::BundleRecord;
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     control: Arc<Control>,
+    auditor: Arc<Auditor>,
     stats: Arc<Stats>,
     started: Instant,
 }
 
 impl AdminApi {
-    pub fn new(control: Arc<Control>, stats: Arc<Stats>, started: Instant) -> Self {
+    pub fn new(
+        control: Arc<Control>,
+        auditor: Arc<Auditor>,
+        stats: Arc<Stats>,
+        started: Instant,
+    ) -> Self {
         Self {
             control,
+            auditor,
             stats,
             started,
         }
@@ -44,6 +57,16 @@ impl AdminApi {
             .await
             .map_err(|e| Status::internal(format!("admin task failed: {e}")))?
             .map_err(|e| status(&e))
+    }
+
+    /// Adds an admin event to the audit chain, durably. The change it
+    /// records has already been made, so a failure is logged and counted,
+    /// not returned.
+    async fn audit<T>(&self, request: &Request<T>, event: &str, details: serde_json::Value) {
+        let record = admin_record(event, &peer(request), details, SystemTime::now());
+        if let Err(e) = self.auditor.record_admin(&record).await {
+            error!(event, error = %e, "an admin change was made but could not be audited");
+        }
     }
 
     fn bundle_info(&self, record: &BundleRecord) -> pb::BundleInfo {
@@ -128,11 +151,21 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::PutBundleRequest>,
     ) -> Result<Response<pb::PutBundleResponse>, Status> {
+        let caller = Request::new(());
+        let caller = with_peer(caller, &request);
         let request = request.into_inner();
         let target = target(request.target, true)?;
+        let size = request.bundle.len();
         let record = self
             .blocking(move |c| c.put_bundle(request.bundle, target))
             .await?;
+        let event = match target {
+            Target::Active => "bundle.activated",
+            Target::Shadow => "bundle.shadowed",
+            Target::Stored => "bundle.stored",
+        };
+        self.audit(&caller, event, bundle_details(&record, Some(size)))
+            .await;
         Ok(Response::new(pb::PutBundleResponse {
             bundle: Some(self.bundle_info(&record)),
         }))
@@ -152,11 +185,18 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ActivateBundleRequest>,
     ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
+        let caller = with_peer(Request::new(()), &request);
         let request = request.into_inner();
         let target = target(request.target, false)?;
         let record = self
             .blocking(move |c| c.activate(&request.digest, target))
             .await?;
+        let event = match target {
+            Target::Shadow => "bundle.shadowed",
+            _ => "bundle.activated",
+        };
+        self.audit(&caller, event, bundle_details(&record, None))
+            .await;
         Ok(Response::new(pb::ActivateBundleResponse {
             bundle: Some(self.bundle_info(&record)),
         }))
@@ -164,9 +204,15 @@ impl AdminService for AdminApi {
 
     async fn rollback(
         &self,
-        _: Request<pb::RollbackRequest>,
+        request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
         let record = self.blocking(|c| c.rollback()).await?;
+        self.audit(
+            &request,
+            "bundle.rolled_back",
+            bundle_details(&record, None),
+        )
+        .await;
         Ok(Response::new(pb::ActivateBundleResponse {
             bundle: Some(self.bundle_info(&record)),
         }))
@@ -176,10 +222,22 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::PutSnapshotRequest>,
     ) -> Result<Response<pb::PutSnapshotResponse>, Status> {
+        let caller = with_peer(Request::new(()), &request);
         let request = request.into_inner();
         let snapshot = self
             .blocking(move |c| c.put_snapshot(&request.kind, request.document))
             .await?;
+        self.audit(
+            &caller,
+            "snapshot.loaded",
+            json!({
+                "kind": snapshot.kind.as_str(),
+                "version": snapshot.version,
+                "sha256": snapshot.sha256,
+                "size_bytes": snapshot.size,
+            }),
+        )
+        .await;
         let max_age = self.control.config().max_age.of(snapshot.kind);
         Ok(Response::new(pb::PutSnapshotResponse {
             snapshot: Some(snapshot_info(&snapshot, max_age)),
@@ -191,6 +249,7 @@ impl AdminService for AdminApi {
         _: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let current = self.control.generations().current();
+        let counters = self.auditor.counters();
         Ok(Response::new(pb::GetStatusResponse {
             active: Some(self.serving_info(&current.policy)),
             shadow: current
@@ -208,7 +267,17 @@ impl AdminService for AdminApi {
                 .current()
                 .in_force(unix_ms(SystemTime::now()))
                 .count() as u64,
-            audit_records: 0,
+            audit_records: counters.records.load(Ordering::Relaxed),
+            audit_queue_depth: counters.queue_depth.load(Ordering::Relaxed),
+            audit_commits: counters.commits.load(Ordering::Relaxed),
+            audit_refused: counters.refused.load(Ordering::Relaxed),
+            audit_failed: counters.failed.load(Ordering::Relaxed),
+            audit_durability: match self.auditor.durability() {
+                Durability::Async => "async",
+                Durability::Sync => "sync",
+                Durability::Off => "off",
+            }
+            .to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             instance_id: self.control.store().instance_id().to_owned(),
         }))
@@ -223,6 +292,22 @@ impl AdminService for AdminApi {
         let switch = self
             .blocking(move |c| c.engage(spec, SystemTime::now()))
             .await?;
+        let record = admin_record(
+            "kill_switch.engaged",
+            &caller,
+            json!({
+                "id": switch.id,
+                "scope": switch.scope,
+                "mode": switch.mode.as_str(),
+                "reason": switch.reason,
+                "engaged_by": switch.engaged_by,
+                "expires_at": switch.expires_at_ms.map(rfc3339_ms),
+            }),
+            SystemTime::now(),
+        );
+        if let Err(e) = self.auditor.record_admin(&record).await {
+            error!(error = %e, "a kill switch was engaged but could not be audited");
+        }
         Ok(Response::new(pb::EngageKillSwitchResponse {
             kill_switch: Some(killswitch::switch_to_proto(switch)),
         }))
@@ -238,6 +323,20 @@ impl AdminService for AdminApi {
         let switch = self
             .blocking(move |c| c.release(&request.id, request.reason, by, SystemTime::now()))
             .await?;
+        let record = admin_record(
+            "kill_switch.released",
+            &caller,
+            json!({
+                "id": switch.id,
+                "scope": switch.scope,
+                "released_by": switch.ended.as_ref().map(|e| e.by.as_str()),
+                "reason": switch.ended.as_ref().map(|e| e.reason.as_str()),
+            }),
+            SystemTime::now(),
+        );
+        if let Err(e) = self.auditor.record_admin(&record).await {
+            error!(error = %e, "a kill switch was released but could not be audited");
+        }
         Ok(Response::new(pb::ReleaseKillSwitchResponse {
             kill_switch: Some(killswitch::switch_to_proto(switch)),
         }))
@@ -268,8 +367,28 @@ impl AdminService for AdminApi {
 
 /// The caller's address, for the record.
 fn peer<T>(request: &Request<T>) -> String {
-    request
-        .remote_addr()
-        .map(|addr| addr.to_string())
-        .unwrap_or_default()
+    super::decision::caller(request)
+}
+
+/// An empty request carrying `from`'s peer address, to name the caller
+/// after `from` has been consumed.
+fn with_peer<T>(mut empty: Request<()>, from: &Request<T>) -> Request<()> {
+    if let Some(info) = from
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+    {
+        empty.extensions_mut().insert(info.clone());
+    }
+    empty
+}
+
+fn bundle_details(record: &BundleRecord, pushed_bytes: Option<usize>) -> serde_json::Value {
+    json!({
+        "revision": record.revision,
+        "digest": record.digest,
+        "engine": record.engine,
+        "signed_by": record.signed_by,
+        "tests_passed": record.tests_passed,
+        "pushed_bytes": pushed_bytes,
+    })
 }

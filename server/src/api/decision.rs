@@ -3,12 +3,15 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use serde_json::Value as Json;
 use tonic::{Code, Request, Response, Status};
-use tracing::debug;
+use tracing::{debug, warn};
 use warden_proto::v1 as pb;
 use warden_proto::v1::decision_service_server::DecisionService;
 
 use super::status::{invalid_argument, invalid_field};
+use crate::audit::record::{self, DecisionFacts};
+use crate::audit::{AuditError, Auditor, Durability};
 use crate::decision::{Decision, Stage, Verdict, decide};
 use crate::generation::{Generation, Generations};
 use crate::killswitch::{KillSwitches, Scope};
@@ -20,6 +23,7 @@ use crate::stats::Stats;
 pub struct DecisionApi {
     generations: Arc<Generations>,
     switches: Arc<KillSwitches>,
+    auditor: Arc<Auditor>,
     limits: Arc<Limits>,
     stats: Arc<Stats>,
 }
@@ -28,25 +32,34 @@ impl DecisionApi {
     pub fn new(
         generations: Arc<Generations>,
         switches: Arc<KillSwitches>,
+        auditor: Arc<Auditor>,
         limits: Limits,
         stats: Arc<Stats>,
     ) -> Self {
         Self {
             generations,
             switches,
+            auditor,
             limits: Arc::new(limits),
             stats,
         }
     }
 
-    /// Decides one validated request on `generation` and builds its answer.
-    /// The kill switches are read here, per check (and per batch item), so
-    /// that an engage acknowledged a moment ago applies to this check.
-    fn answer(&self, request: &CheckRequest, generation: &Generation) -> pb::CheckResponse {
+    /// Decides one validated request on `generation` and builds its answer
+    /// and its audit record (none when auditing is off). The kill switches
+    /// are read here, per check (and per batch item), so that an engage
+    /// acknowledged a moment ago applies to this check.
+    fn answer(
+        &self,
+        request: &CheckRequest,
+        generation: &Generation,
+        caller: &str,
+    ) -> (pb::CheckResponse, Option<Json>) {
         let started = Instant::now();
+        let now = SystemTime::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
         let switches = self.switches.current();
-        let decision = decide(request, generation, &switches, SystemTime::now());
+        let decision = decide(request, generation, &switches, now);
         if decision.shadow.as_ref().is_some_and(|s| s.diverged) {
             self.stats.shadow_diverged();
         }
@@ -61,8 +74,74 @@ impl DecisionApi {
             latency_us = started.elapsed().as_micros() as u64,
             "check decided"
         );
-        response(decision, decision_id, request, generation)
+        let record = (self.auditor.durability() != Durability::Off).then(|| {
+            record::decision_record(
+                &DecisionFacts {
+                    request,
+                    decision: &decision,
+                    decision_id: &decision_id,
+                    generation,
+                    time: now,
+                    latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    caller,
+                },
+                self.auditor.redaction(),
+            )
+        });
+        (response(decision, decision_id, request, generation), record)
     }
+
+    /// Writes the records of answered checks; a check whose record cannot be
+    /// written is denied instead (fail closed), keeping its decision id.
+    async fn audit(
+        &self,
+        answers: Vec<(pb::CheckResponse, Option<Json>)>,
+    ) -> Vec<pb::CheckResponse> {
+        let mut pending = Vec::with_capacity(answers.len());
+        for (response, record) in answers {
+            let outcome = record.map(|record| self.auditor.submit_decision(&record));
+            pending.push((response, outcome));
+        }
+        let mut responses = Vec::with_capacity(pending.len());
+        for (response, outcome) in pending {
+            let result = match outcome {
+                None => Ok(()),
+                Some(Ok(waiter)) => waiter.wait().await,
+                Some(Err(e)) => Err(e),
+            };
+            responses.push(match result {
+                Ok(()) => response,
+                Err(e) => {
+                    warn!(decision_id = response.decision_id, error = %e, "check denied: its audit record cannot be written");
+                    unaudited(response, &e)
+                }
+            });
+        }
+        responses
+    }
+}
+
+/// The answer for a check whose record could not be written.
+fn unaudited(response: pb::CheckResponse, error: &AuditError) -> pb::CheckResponse {
+    let reason = match error {
+        AuditError::QueueFull => "audit_queue_full".to_owned(),
+        other => format!("audit_unavailable: {other}"),
+    };
+    pb::CheckResponse {
+        decision: pb::Decision::Deny as i32,
+        reasons: vec![reason],
+        kill_switch: None,
+        policy_revision: String::new(),
+        ..response
+    }
+}
+
+/// The caller's address, for the record.
+pub fn caller<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default()
 }
 
 fn response(
@@ -99,10 +178,16 @@ impl DecisionService for DecisionApi {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        let caller = caller(&request);
         let request =
             validate(request.get_ref(), &self.limits).map_err(|e| invalid_argument(&e))?;
         let generation = self.generations.current();
-        Ok(Response::new(self.answer(&request, &generation)))
+        let answer = self.answer(&request, &generation, &caller);
+        let mut responses = self.audit(vec![answer]).await;
+        responses
+            .pop()
+            .map(Response::new)
+            .ok_or_else(|| Status::internal("no answer"))
     }
 
     async fn batch_check(
@@ -131,21 +216,34 @@ impl DecisionService for DecisionApi {
         }
         // One generation for the whole batch: every item sees the same
         // bundle and snapshots.
+        let caller = caller(&request);
         let generation = self.generations.current();
-        let results = items
-            .iter()
-            .map(|item| match validate(item, &self.limits) {
+        let mut answers = Vec::new();
+        let mut slots = Vec::with_capacity(items.len());
+        for item in items {
+            slots.push(match validate(item, &self.limits) {
                 Ok(valid) => {
-                    pb::batch_check_result::Result::Response(self.answer(&valid, &generation))
+                    answers.push(self.answer(&valid, &generation, &caller));
+                    None
                 }
-                Err(invalid) => pb::batch_check_result::Result::Error(pb::BatchItemError {
+                Err(invalid) => Some(pb::batch_check_result::Result::Error(pb::BatchItemError {
                     code: Code::InvalidArgument as i32,
                     message: invalid.to_string(),
                     field: invalid.field,
+                })),
+            });
+        }
+        // Every item's record is queued before any is waited for, so a
+        // `sync` batch costs one group commit.
+        let mut responses = self.audit(answers).await.into_iter();
+        let results = slots
+            .into_iter()
+            .map(|slot| pb::BatchCheckResult {
+                result: slot.or_else(|| {
+                    responses
+                        .next()
+                        .map(pb::batch_check_result::Result::Response)
                 }),
-            })
-            .map(|result| pb::BatchCheckResult {
-                result: Some(result),
             })
             .collect();
         Ok(Response::new(pb::BatchCheckResponse { results }))

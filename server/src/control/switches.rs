@@ -168,13 +168,13 @@ impl Control {
     /// Records the expiry of every switch whose `expires_at` has passed.
     /// Checks stop matching them at `expires_at` whether or not this has run;
     /// this makes the expiry durable, audited, and visible to policies.
-    pub fn expire_due(&self, now: SystemTime) -> Result<usize, ControlError> {
+    pub fn expire_due(&self, now: SystemTime) -> Result<Vec<Switch>, ControlError> {
         let now_ms = unix_ms(now);
         let current = self.switches.current();
         if current.unavailable_reason().is_some()
             || current.next_expiry_ms().is_none_or(|at| at > now_ms)
         {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let _guard = self.lock();
         let current = self.switches.current();
@@ -183,6 +183,7 @@ impl Control {
             .iter()
             .cloned()
             .partition(|s| !s.in_force(now_ms));
+        let mut recorded = Vec::with_capacity(due.len());
         for switch in &due {
             let mut expired = switch.as_ref().clone();
             let at_ms = switch.expires_at_ms.unwrap_or(now_ms);
@@ -193,6 +194,7 @@ impl Control {
                 reason: String::new(),
             });
             self.store.put_switch(&expired)?;
+            recorded.push(expired);
             info!(
                 target: "warden::audit",
                 event = "kill_switch.expired",
@@ -207,7 +209,7 @@ impl Control {
                 now,
             );
         }
-        Ok(due.len())
+        Ok(recorded)
     }
 
     /// The switches in force at `now`, and the `ended_limit` most recently

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod audit;
 mod kill;
 use serde_json::{Map, Value as Json, json};
 use warden_bundle::signature;
@@ -54,6 +55,9 @@ enum Command {
     /// Identity and entitlement snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// The audit trail: query, tail, export, verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Incident kill switches: engage, release, list.
     #[command(subcommand)]
     Kill(kill::KillCommand),
@@ -227,13 +231,14 @@ async fn main() -> ExitCode {
         Command::Check(args) => check(&cli.addr, options, args).await,
         Command::Bundle(command) => report(bundle(&cli.admin_addr, options, command).await),
         Command::Snapshot(command) => report(snapshot(&cli.admin_addr, options, command).await),
+        Command::Audit(command) => report(audit::run(&cli.admin_addr, options, command).await),
         Command::Kill(command) => report(kill::run(&cli.admin_addr, options, command).await),
         Command::Status { json } => report(status(&cli.admin_addr, options, json).await),
     }
 }
 
-/// Exit code for operator commands: 0 done, 3 refused, 4 unreachable or
-/// failed locally.
+/// Exit code for operator commands: 0 done, 1 a problem found (a broken
+/// audit chain), 3 refused, 4 unreachable or failed locally.
 fn report(result: Result<(), CtlError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -248,12 +253,18 @@ fn report(result: Result<(), CtlError>) -> ExitCode {
             eprintln!("wardenctl: {message}");
             ExitCode::from(EXIT_UNREACHABLE)
         }
+        Err(CtlError::Finding(message)) => {
+            eprintln!("wardenctl: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 
 enum CtlError {
     Client(ClientError),
     Local(String),
+    /// The command worked and found a problem (a broken audit chain).
+    Finding(String),
 }
 
 impl From<ClientError> for CtlError {
@@ -428,6 +439,11 @@ async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), Ct
                 "shadow_divergences": status.shadow_divergences,
                 "active_kill_switches": status.active_kill_switches,
                 "audit_records": status.audit_records,
+                "audit_durability": status.audit_durability,
+                "audit_queue_depth": status.audit_queue_depth,
+                "audit_commits": status.audit_commits,
+                "audit_refused": status.audit_refused,
+                "audit_failed": status.audit_failed,
                 "uptime_seconds": status.uptime_seconds,
                 "instance_id": status.instance_id,
             })
@@ -449,8 +465,17 @@ async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), Ct
         status.generation, status.uptime_seconds, status.instance_id
     );
     println!(
-        "kill switches {}  audit records {}  shadow divergences {}",
-        status.active_kill_switches, status.audit_records, status.shadow_divergences
+        "kill switches {}  shadow divergences {}",
+        status.active_kill_switches, status.shadow_divergences
+    );
+    println!(
+        "audit ({}): records {}  commits {}  queued {}  refused {}  failed {}",
+        status.audit_durability,
+        status.audit_records,
+        status.audit_commits,
+        status.audit_queue_depth,
+        status.audit_refused,
+        status.audit_failed
     );
     Ok(())
 }
