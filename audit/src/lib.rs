@@ -25,7 +25,8 @@ pub fn canonical(value: &Json) -> String {
     out
 }
 
-fn write_canonical(value: &Json, out: &mut String) {
+/// Appends `value`'s canonical encoding to `out`.
+pub fn write_canonical(value: &Json, out: &mut String) {
     match value {
         Json::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
@@ -68,7 +69,7 @@ fn write_canonical(value: &Json, out: &mut String) {
 /// and control characters only), written without allocating: this runs for
 /// every key and string of every record. A property test holds the two
 /// equal.
-fn write_string(s: &str, out: &mut String) {
+pub fn write_string(s: &str, out: &mut String) {
     out.reserve(s.len() + 2);
     out.push('"');
     let mut start = 0;
@@ -107,6 +108,68 @@ pub fn link_hash(seq: u64, prev_hash: &str, record_canonical: &str) -> String {
     hasher.update(b"\n");
     hasher.update(record_canonical.as_bytes());
     hex::encode(hasher.finalize())
+}
+
+/// Writes a canonical JSON object whose keys the caller adds in sorted
+/// order, without building a `serde_json::Value` first: for records built
+/// on every check. Debug builds check the order.
+#[derive(Debug)]
+pub struct ObjectWriter<'a> {
+    out: &'a mut String,
+    first: bool,
+    #[cfg(debug_assertions)]
+    last_key: String,
+}
+
+impl<'a> ObjectWriter<'a> {
+    pub fn new(out: &'a mut String) -> Self {
+        out.push('{');
+        Self {
+            out,
+            first: true,
+            #[cfg(debug_assertions)]
+            last_key: String::new(),
+        }
+    }
+
+    /// Starts member `key`; the caller then writes its value to `out()`.
+    pub fn key(&mut self, key: &str) -> &mut String {
+        #[cfg(debug_assertions)]
+        {
+            debug_assert!(
+                self.first || self.last_key.as_str() < key,
+                "canonical keys out of order: `{}` then `{key}`",
+                self.last_key
+            );
+            self.last_key = key.to_owned();
+        }
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        write_string(key, self.out);
+        self.out.push(':');
+        self.out
+    }
+
+    pub fn string(&mut self, key: &str, value: &str) {
+        let out = self.key(key);
+        write_string(value, out);
+    }
+
+    /// A member whose value is already canonical JSON text.
+    pub fn raw(&mut self, key: &str, canonical_value: &str) {
+        self.key(key).push_str(canonical_value);
+    }
+
+    pub fn value(&mut self, key: &str, value: &Json) {
+        let out = self.key(key);
+        write_canonical(value, out);
+    }
+
+    pub fn finish(self) {
+        self.out.push('}');
+    }
 }
 
 /// SHA-256 of a value's canonical encoding, hex.

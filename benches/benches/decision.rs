@@ -108,7 +108,8 @@ fn benches(c: &mut Criterion) {
         request: &valid,
         decision: &decision,
         decision_id: "01a21333-d505-748d-a4f5-ac3e77d1e2d7",
-        generation: &generation,
+        policy_revision: &generation.policy.revision,
+        snapshot_versions: generation.snapshot_versions(),
         time: SystemTime::now(),
         latency_us: 40,
         caller: "127.0.0.1:45678",
@@ -117,11 +118,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("build_record", |b| {
         b.iter(|| decision_record(black_box(&facts), &Redaction::default()))
     });
-    let record = decision_record(&facts, &Redaction::default());
-    group.bench_function("canonical", |b| {
-        b.iter(|| warden_audit::canonical(black_box(&record)))
-    });
-    let body = warden_audit::canonical(&record);
+    let body = decision_record(&facts, &Redaction::default());
     group.bench_function("seal", |b| {
         b.iter(|| warden_audit::Entry::seal_line(7, warden_audit::GENESIS, black_box(&body)))
     });

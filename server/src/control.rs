@@ -46,6 +46,15 @@ impl From<StoreError> for ControlError {
     }
 }
 
+impl From<crate::killswitch::SpecError> for ControlError {
+    fn from(e: crate::killswitch::SpecError) -> Self {
+        ControlError::Invalid {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 fn invalid(field: &'static str, reason: impl ToString) -> ControlError {
     ControlError::Invalid {
         field: field.to_owned(),

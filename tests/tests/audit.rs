@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use warden_audit::Entry;
 use warden_client::admin::BundleTarget;
-use warden_client::audit::{AuditClient, AuditQueryRequest, verify_export};
+use warden_client::audit::{AuditClient, AuditQueryRequest, AuditRecord, verify_export};
 use warden_client::{CheckBuilder, CheckRequest, ClientOptions, Decision, WardenClient};
 use warden_e2e::process::{Warden, WardenBuilder};
 
@@ -311,6 +311,11 @@ async fn an_export_verifies_offline_and_a_tampered_export_does_not() {
     assert_eq!(broken.seq(), 5);
 }
 
+/// Every record matching `request`.
+async fn all(audit: &mut AuditClient, request: AuditQueryRequest) -> Vec<AuditRecord> {
+    audit.query_all(request, 1000).await.unwrap()
+}
+
 #[tokio::test]
 async fn query_filters_and_pages() {
     let warden = Warden::start().await;
@@ -325,16 +330,14 @@ async fn query_filters_and_pages() {
     settle(&warden).await;
     let mut audit = audit_client(&warden).await;
 
-    let by_agent = audit
-        .query_all(
-            AuditQueryRequest {
-                agent_id: "a2".into(),
-                ..Default::default()
-            },
-            1000,
-        )
-        .await
-        .unwrap();
+    let by_agent = all(
+        &mut audit,
+        AuditQueryRequest {
+            agent_id: "a2".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(by_agent.len(), expected["a2"]);
     assert!(
         by_agent
@@ -365,51 +368,43 @@ async fn query_filters_and_pages() {
     assert_eq!(seen.len(), 10);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
 
-    let by_action = audit
-        .query_all(
-            AuditQueryRequest {
-                action: "mail.*".into(),
-                principal_id: "u1".into(),
-                ..Default::default()
-            },
-            1000,
-        )
-        .await
-        .unwrap();
+    let by_action = all(
+        &mut audit,
+        AuditQueryRequest {
+            action: "mail.*".into(),
+            principal_id: "u1".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(by_action.len(), 1);
-    let by_decision = audit
-        .query_all(
-            AuditQueryRequest {
-                decision: "deny".into(),
-                ..Default::default()
-            },
-            1000,
-        )
-        .await
-        .unwrap();
+    let by_decision = all(
+        &mut audit,
+        AuditQueryRequest {
+            decision: "deny".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(by_decision.iter().all(|r| r.decision == "deny"));
     assert_eq!(by_decision.len(), 10, "unknown agents are denied");
-    let future = audit
-        .query_all(
-            AuditQueryRequest {
-                start_time: "2999-01-01T00:00:00Z".into(),
-                ..Default::default()
-            },
-            1000,
-        )
-        .await
-        .unwrap();
+    let future = all(
+        &mut audit,
+        AuditQueryRequest {
+            start_time: "2999-01-01T00:00:00Z".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(future.is_empty());
-    let past = audit
-        .query_all(
-            AuditQueryRequest {
-                end_time: "2000-01-01T00:00:00Z".into(),
-                ..Default::default()
-            },
-            1000,
-        )
-        .await
-        .unwrap();
+    let past = all(
+        &mut audit,
+        AuditQueryRequest {
+            end_time: "2000-01-01T00:00:00Z".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     assert!(past.is_empty());
     let error = audit
         .query(AuditQueryRequest {

@@ -63,7 +63,11 @@ impl AdminApi {
     /// records has already been made, so a failure is logged and counted,
     /// not returned.
     async fn audit<T>(&self, request: &Request<T>, event: &str, details: serde_json::Value) {
-        let record = admin_record(event, &peer(request), details, SystemTime::now());
+        self.audit_as(&peer(request), event, details).await;
+    }
+
+    async fn audit_as(&self, caller: &str, event: &str, details: serde_json::Value) {
+        let record = admin_record(event, caller, details, SystemTime::now());
         if let Err(e) = self.auditor.record_admin(&record).await {
             error!(event, error = %e, "an admin change was made but could not be audited");
         }
@@ -292,9 +296,9 @@ impl AdminService for AdminApi {
         let switch = self
             .blocking(move |c| c.engage(spec, SystemTime::now()))
             .await?;
-        let record = admin_record(
-            "kill_switch.engaged",
+        self.audit_as(
             &caller,
+            "kill_switch.engaged",
             json!({
                 "id": switch.id,
                 "scope": switch.scope,
@@ -303,11 +307,8 @@ impl AdminService for AdminApi {
                 "engaged_by": switch.engaged_by,
                 "expires_at": switch.expires_at_ms.map(rfc3339_ms),
             }),
-            SystemTime::now(),
-        );
-        if let Err(e) = self.auditor.record_admin(&record).await {
-            error!(error = %e, "a kill switch was engaged but could not be audited");
-        }
+        )
+        .await;
         Ok(Response::new(pb::EngageKillSwitchResponse {
             kill_switch: Some(killswitch::switch_to_proto(switch)),
         }))
@@ -323,20 +324,17 @@ impl AdminService for AdminApi {
         let switch = self
             .blocking(move |c| c.release(&request.id, request.reason, by, SystemTime::now()))
             .await?;
-        let record = admin_record(
-            "kill_switch.released",
+        self.audit_as(
             &caller,
+            "kill_switch.released",
             json!({
                 "id": switch.id,
                 "scope": switch.scope,
                 "released_by": switch.ended.as_ref().map(|e| e.by.as_str()),
                 "reason": switch.ended.as_ref().map(|e| e.reason.as_str()),
             }),
-            SystemTime::now(),
-        );
-        if let Err(e) = self.auditor.record_admin(&record).await {
-            error!(error = %e, "a kill switch was released but could not be audited");
-        }
+        )
+        .await;
         Ok(Response::new(pb::ReleaseKillSwitchResponse {
             kill_switch: Some(killswitch::switch_to_proto(switch)),
         }))

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use serde_json::Value as Json;
 use tonic::{Code, Request, Response, Status};
 use tracing::{debug, warn};
 use warden_proto::v1 as pb;
@@ -54,7 +53,7 @@ impl DecisionApi {
         request: &CheckRequest,
         generation: &Generation,
         caller: &str,
-    ) -> (pb::CheckResponse, Option<Json>) {
+    ) -> (pb::CheckResponse, Option<String>) {
         let started = Instant::now();
         let now = SystemTime::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
@@ -80,7 +79,8 @@ impl DecisionApi {
                     request,
                     decision: &decision,
                     decision_id: &decision_id,
-                    generation,
+                    policy_revision: &generation.policy.revision,
+                    snapshot_versions: generation.snapshot_versions(),
                     time: now,
                     latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                     caller,
@@ -95,11 +95,11 @@ impl DecisionApi {
     /// written is denied instead (fail closed), keeping its decision id.
     async fn audit(
         &self,
-        answers: Vec<(pb::CheckResponse, Option<Json>)>,
+        answers: Vec<(pb::CheckResponse, Option<String>)>,
     ) -> Vec<pb::CheckResponse> {
         let mut pending = Vec::with_capacity(answers.len());
         for (response, record) in answers {
-            let outcome = record.map(|record| self.auditor.submit_decision(&record));
+            let outcome = record.map(|record| self.auditor.submit_decision(record));
             pending.push((response, outcome));
         }
         let mut responses = Vec::with_capacity(pending.len());

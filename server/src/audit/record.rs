@@ -1,13 +1,14 @@
 //! Building audit records. Records are JSON objects; their canonical
 //! encoding is what the chain hashes.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
+use warden_audit::ObjectWriter;
 
 use crate::decision::Decision;
-use crate::generation::Generation;
 use crate::request::CheckRequest;
 
 /// Input paths removed, or replaced by their hash, before an input is
@@ -65,22 +66,28 @@ pub struct DecisionFacts<'a> {
     pub request: &'a CheckRequest,
     pub decision: &'a Decision,
     pub decision_id: &'a str,
-    pub generation: &'a Generation,
+    pub policy_revision: &'a str,
+    pub snapshot_versions: BTreeMap<String, String>,
     pub time: SystemTime,
     pub latency_us: u64,
     pub caller: &'a str,
 }
 
-/// The record of one decision, as DESIGN lists its fields.
-pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Json {
+/// The record of one decision, as DESIGN lists its fields, in its
+/// canonical encoding (what the chain hashes), written directly: this runs
+/// on every check.
+pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> String {
     let request = facts.request;
     let decision = facts.decision;
-    let mut input = crate::input::to_json(request);
-    let input_sha256 = warden_audit::sha256_canonical(&input);
-    let redacted = if redaction.is_empty() {
-        Vec::new()
+    let input = crate::input::to_json(request);
+    let full_input = warden_audit::canonical(&input);
+    let input_sha256 = hex::encode(Sha256::digest(full_input.as_bytes()));
+    let (stored_input, redacted) = if redaction.is_empty() {
+        (full_input, Vec::new())
     } else {
-        redaction.apply(&mut input)
+        let mut input = input;
+        let redacted = redaction.apply(&mut input);
+        (warden_audit::canonical(&input), redacted)
     };
     let principal = match &request.principal.kind {
         Some(kind) => format!("{kind}:{}", request.principal.id),
@@ -90,43 +97,38 @@ pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Json
         Some(id) => format!("{}:{id}", request.resource.kind),
         None => request.resource.kind.clone(),
     };
-    let mut record = Map::new();
-    record.insert("type".into(), json!("decision"));
-    record.insert("decision_id".into(), json!(facts.decision_id));
-    record.insert("time".into(), json!(rfc3339(facts.time)));
-    record.insert("platform".into(), json!(request.platform));
-    record.insert("agent_id".into(), json!(request.agent.id));
-    record.insert("principal".into(), json!(principal));
-    record.insert("action".into(), json!(request.action.name));
-    record.insert("resource".into(), json!(resource));
-    record.insert("decision".into(), json!(decision.verdict.as_str()));
-    record.insert("reasons".into(), json!(decision.reasons));
-    record.insert(
-        "kill_switch_id".into(),
-        json!(decision.kill_switch.as_ref().map(|k| k.id.as_str())),
-    );
-    record.insert(
-        "policy_revision".into(),
-        json!(facts.generation.policy.revision),
-    );
-    record.insert(
-        "snapshot_versions".into(),
-        json!(facts.generation.snapshot_versions()),
-    );
-    record.insert("input_sha256".into(), json!(input_sha256));
-    record.insert("input".into(), input);
+    let strings = |values: &[String]| Json::from(values.to_vec());
+
+    let mut out = String::with_capacity(stored_input.len() + 768);
+    let mut record = ObjectWriter::new(&mut out);
+    // Keys in byte order: the encoding is canonical as written.
+    record.string("action", &request.action.name);
+    record.string("agent_id", &request.agent.id);
+    record.string("caller", facts.caller);
+    record.string("decision", decision.verdict.as_str());
+    record.string("decision_id", facts.decision_id);
+    record.raw("input", &stored_input);
+    record.string("input_sha256", &input_sha256);
+    match &decision.kill_switch {
+        Some(hit) => record.string("kill_switch_id", &hit.id),
+        None => record.raw("kill_switch_id", "null"),
+    }
+    record.raw("latency_us", &facts.latency_us.to_string());
+    record.string("platform", &request.platform);
+    record.string("policy_revision", facts.policy_revision);
+    record.string("principal", &principal);
+    record.value("reasons", &strings(&decision.reasons));
     if !redacted.is_empty() {
-        record.insert("redacted".into(), json!(redacted));
+        record.value("redacted", &strings(&redacted));
     }
-    record.insert("latency_us".into(), json!(facts.latency_us));
-    record.insert("caller".into(), json!(facts.caller));
     if let Some(request_id) = &request.request_id {
-        record.insert("request_id".into(), json!(request_id));
+        record.string("request_id", request_id);
     }
+    record.string("resource", &resource);
     if let Some(shadow) = &decision.shadow {
-        record.insert(
-            "shadow".into(),
-            json!({
+        record.value(
+            "shadow",
+            &json!({
                 "revision": shadow.revision,
                 "decision": shadow.verdict.as_str(),
                 "reasons": shadow.reasons,
@@ -134,7 +136,11 @@ pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Json
             }),
         );
     }
-    Json::Object(record)
+    record.value("snapshot_versions", &json!(facts.snapshot_versions));
+    record.string("time", &rfc3339(facts.time));
+    record.string("type", "decision");
+    record.finish();
+    out
 }
 
 /// The record of an admin action (bundle pushed, switch engaged, …).
@@ -169,6 +175,98 @@ pub fn checkpoint_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::{ShadowOutcome, Stage, SwitchMatch, Verdict};
+    use crate::request::{Action, Agent, CheckRequest, Principal, Resource};
+
+    fn request(request_id: Option<&str>) -> CheckRequest {
+        CheckRequest {
+            platform: "p1".into(),
+            agent: Agent {
+                id: "a\"1".into(),
+                attributes: json!({"z": 1, "a": [true, null]})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+            principal: Principal {
+                kind: Some("user".into()),
+                id: "u1".into(),
+                attributes: Default::default(),
+            },
+            delegation_chain: vec!["x".into()],
+            action: Action {
+                name: "docs.read".into(),
+                attributes: json!({"card": "4111"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            },
+            resource: Resource {
+                kind: "doc".into(),
+                id: None,
+                attributes: Default::default(),
+            },
+            context: json!({"prompt": "héllo\n"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+
+    /// The record is written key by key; it must be exactly the canonical
+    /// encoding of itself, whichever optional members it has.
+    #[test]
+    fn decision_records_are_canonical_as_written() {
+        let plain = Decision {
+            verdict: Verdict::Allow,
+            reasons: Vec::new(),
+            stage: Stage::Policy,
+            shadow: None,
+            kill_switch: None,
+        };
+        let full = Decision {
+            verdict: Verdict::Deny,
+            reasons: vec!["kill_switch:ks-1".into(), "incident".into()],
+            stage: Stage::KillSwitch,
+            shadow: Some(ShadowOutcome {
+                revision: "r2".into(),
+                verdict: Verdict::Deny,
+                reasons: vec!["x".into()],
+                diverged: true,
+            }),
+            kill_switch: Some(SwitchMatch {
+                id: "ks-1".into(),
+                scope: Default::default(),
+            }),
+        };
+        let redaction = Redaction {
+            drop: vec![vec!["context".into(), "prompt".into()]],
+            hash: vec![vec!["action".into(), "attributes".into(), "card".into()]],
+        };
+        for (decision, request_id, redaction) in [
+            (&plain, None, Redaction::default()),
+            (&full, Some("req-9"), redaction),
+        ] {
+            let request = request(request_id);
+            let facts = DecisionFacts {
+                request: &request,
+                decision,
+                decision_id: "d-1",
+                policy_revision: "r1",
+                snapshot_versions: [("identity".to_owned(), "v1".to_owned())].into(),
+                time: SystemTime::UNIX_EPOCH,
+                latency_us: 12,
+                caller: "127.0.0.1:1",
+            };
+            let written = decision_record(&facts, &redaction);
+            let parsed: Json = serde_json::from_str(&written).unwrap_or_default();
+            assert_eq!(warden_audit::canonical(&parsed), written);
+            assert_eq!(parsed["decision_id"], "d-1");
+            assert_eq!(parsed["principal"], "user:u1");
+            assert_eq!(parsed["resource"], "doc");
+        }
+    }
 
     #[test]
     fn redaction_drops_and_hashes_only_present_paths() {

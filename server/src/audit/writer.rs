@@ -150,13 +150,14 @@ impl Auditor {
     /// Queues a decision's record. In `sync` mode the waiter resolves once
     /// the record is on disk; queue several before waiting on any, and they
     /// share one flush.
-    pub fn submit_decision(&self, record: &Json) -> Result<Waiter, AuditError> {
+    /// `record` is the record's canonical encoding (`record::decision_record`).
+    pub fn submit_decision(&self, record: String) -> Result<Waiter, AuditError> {
         match self.durability {
             Durability::Off => Ok(Waiter(None)),
-            Durability::Async => self.enqueue(canonical(record), None).map(|()| Waiter(None)),
+            Durability::Async => self.enqueue(record, None).map(|()| Waiter(None)),
             Durability::Sync => {
                 let (tx, rx) = oneshot::channel();
-                self.enqueue(canonical(record), Some(tx))?;
+                self.enqueue(record, Some(tx))?;
                 Ok(Waiter(Some(rx)))
             }
         }

@@ -58,12 +58,7 @@ impl Control {
 
     /// Engages a switch; it is durable and in force when this returns.
     pub fn engage(&self, request: EngageSpec, now: SystemTime) -> Result<Switch, ControlError> {
-        let valid = spec::validate_engage(request, self.config.max_id_bytes, now).map_err(|e| {
-            ControlError::Invalid {
-                field: e.field,
-                reason: e.reason,
-            }
-        })?;
+        let valid = spec::validate_engage(request, self.config.max_id_bytes, now)?;
         let _guard = self.lock();
         let current = self.available_switches()?;
         let switch = Switch {
