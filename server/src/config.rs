@@ -116,6 +116,8 @@ pub struct RawAudit {
     pub max_age: String,
     /// Keep at most this many records (0: no limit).
     pub max_records: u64,
+    /// Keep at most this many bytes of stored entries (0: no limit).
+    pub max_bytes: u64,
     /// How often retention runs.
     pub retention_interval: String,
     /// Input paths (`action.attributes.card`) removed from stored inputs.
@@ -133,6 +135,7 @@ impl Default for RawAudit {
             flush_interval: "5ms".into(),
             max_age: "0s".into(),
             max_records: 0,
+            max_bytes: 0,
             retention_interval: "60s".into(),
             redact_drop: Vec::new(),
             redact_hash: Vec::new(),
@@ -610,6 +613,7 @@ fn audit_config(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
         flush_interval: duration("audit.flush_interval", &raw.flush_interval)?,
         max_age: (!max_age.is_zero()).then_some(max_age),
         max_records: raw.max_records,
+        max_bytes: raw.max_bytes,
         retention_interval: duration("audit.retention_interval", &raw.retention_interval)?
             .max(Duration::from_millis(10)),
         redact_drop: paths("audit.redact_drop", &raw.redact_drop)?,

@@ -491,6 +491,34 @@ async fn retention_keeps_the_remaining_chain_verifiable() {
 }
 
 #[tokio::test]
+async fn retention_by_size_keeps_the_chain_under_its_byte_budget() {
+    let warden = Warden::builder()
+        .env("WARDEN_AUDIT_MAX_BYTES", "20000")
+        .env("WARDEN_AUDIT_RETENTION_INTERVAL", "50ms")
+        .start()
+        .await;
+    let mut client = warden.client().await;
+    for i in 0..60 {
+        client
+            .check(request("a1", &format!("docs.op{i}")))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (bytes, entries) = export(&warden).await;
+    assert!(
+        bytes.len() <= 20_000 && bytes.len() > 10_000,
+        "{} bytes kept",
+        bytes.len()
+    );
+    assert!(entries[0].seq > 1);
+    assert!(audit_client(&warden).await.verify().await.unwrap().ok);
+    assert_eq!(verify_export(bytes.as_slice()).unwrap().broken, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(export(&warden).await.0, bytes, "retention is settled");
+}
+
+#[tokio::test]
 async fn redaction_drops_and_hashes_inputs_but_the_input_hash_covers_everything() {
     let warden = Warden::builder()
         .env("WARDEN_AUDIT_REDACT_DROP", r#"["context.prompt"]"#)

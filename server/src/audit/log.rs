@@ -179,8 +179,18 @@ impl AuditLog {
         }
     }
 
+    /// Bytes of the chain's entry lines from its first entry on (what
+    /// `max_bytes` bounds).
+    pub fn stored_bytes(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        for item in self.range(0) {
+            total += item?.1.len() as u64 + 1;
+        }
+        Ok(total)
+    }
+
     /// Records that the chain now starts at `anchor`, then removes every
-    /// entry before it. Flushed.
+    /// entry before it. Flushed. Returns how many entries it removed.
     pub fn truncate(&self, anchor: &Anchor) -> Result<u64, StoreError> {
         let value = json!({"next_seq": anchor.next_seq, "prev_hash": anchor.prev_hash});
         self.meta.insert(ANCHOR, value.to_string().as_bytes())?;

@@ -45,6 +45,8 @@ pub struct AuditConfig {
     pub max_age: Option<Duration>,
     /// 0: no limit.
     pub max_records: u64,
+    /// Bytes of stored entries; 0: no limit.
+    pub max_bytes: u64,
     pub retention_interval: Duration,
     pub redact_drop: Vec<Vec<String>>,
     pub redact_hash: Vec<Vec<String>>,
@@ -59,6 +61,7 @@ impl Default for AuditConfig {
             flush_interval: Duration::from_millis(5),
             max_age: None,
             max_records: 0,
+            max_bytes: 0,
             retention_interval: Duration::from_secs(60),
             redact_drop: Vec::new(),
             redact_hash: Vec::new(),

@@ -90,6 +90,11 @@ impl Auditor {
     /// Opens the chain at its head and starts the writer thread.
     pub fn start(log: AuditLog, config: AuditConfig) -> Result<Arc<Self>, StoreError> {
         let (head_seq, head_hash) = log.head()?;
+        let stored_bytes = if config.max_bytes > 0 {
+            log.stored_bytes()?
+        } else {
+            0
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity);
         let counters = Arc::new(Counters::default());
         let (live, _) = broadcast::channel(4096);
@@ -104,6 +109,8 @@ impl Auditor {
             flush_interval: config.flush_interval,
             max_age: config.max_age,
             max_records: config.max_records,
+            max_bytes: config.max_bytes,
+            stored_bytes,
             retention_interval: config.retention_interval,
         };
         let thread = std::thread::Builder::new()
@@ -240,6 +247,9 @@ struct Writer {
     flush_interval: Duration,
     max_age: Option<Duration>,
     max_records: u64,
+    max_bytes: u64,
+    /// Bytes of stored entries, kept up to date when `max_bytes` is set.
+    stored_bytes: u64,
     retention_interval: Duration,
 }
 
@@ -248,6 +258,9 @@ struct Writer {
 /// CPU whatever it carries, so spacing them lets concurrent checks form
 /// groups large enough to keep throughput, for at most this much latency.
 const SYNC_GATHER: Duration = Duration::from_micros(1000);
+
+/// Room left for a checkpoint entry when trimming to `max_bytes`.
+const CHECKPOINT_BYTES: u64 = 512;
 
 /// Most records sealed in one group.
 const MAX_GROUP: usize = 8192;
@@ -361,6 +374,7 @@ impl Writer {
             lines.push((seq, line));
         }
         self.log.append(&lines)?;
+        self.stored_bytes += lines.iter().map(|(_, l)| l.len() as u64 + 1).sum::<u64>();
         self.seq = seq;
         self.prev = prev;
         self.counters
@@ -369,10 +383,11 @@ impl Writer {
         Ok(lines)
     }
 
-    /// Removes entries past `max_age` or beyond `max_records`, leaving a
-    /// checkpoint entry at the head that names where the chain now starts.
+    /// Removes entries past `max_age`, beyond `max_records` or beyond
+    /// `max_bytes`, leaving a checkpoint entry at the head that names where
+    /// the chain now starts.
     fn retain(&mut self) -> Result<(), StoreError> {
-        if self.max_age.is_none() && self.max_records == 0 {
+        if self.max_age.is_none() && self.max_records == 0 && self.max_bytes == 0 {
             return Ok(());
         }
         let Some(first) = self.log.first_seq()? else {
@@ -384,6 +399,19 @@ impl Writer {
             // Room for the checkpoint this run appends, so that the next
             // run finds exactly `max_records` and leaves them alone.
             cutoff = first + (len + 1 - self.max_records).min(len);
+        }
+        if self.max_bytes > 0 && self.stored_bytes > self.max_bytes {
+            // Drop the oldest entries until the rest, and the checkpoint
+            // this run appends, fit.
+            let mut excess = self.stored_bytes - self.max_bytes + CHECKPOINT_BYTES;
+            for item in self.log.range(first) {
+                let (seq, line) = item?;
+                if excess == 0 || seq > self.seq {
+                    break;
+                }
+                excess = excess.saturating_sub(line.len() as u64 + 1);
+                cutoff = cutoff.max(seq + 1);
+            }
         }
         if let Some(max_age) = self.max_age {
             let oldest_kept = SystemTime::now() - max_age;
@@ -427,6 +455,17 @@ impl Writer {
             let _ = self.live.send((seq, Arc::from(line)));
         }
         self.log.flush()?;
+        if self.max_bytes > 0 {
+            let mut dropped = 0u64;
+            for item in self.log.range(first) {
+                let (seq, line) = item?;
+                if seq >= cutoff {
+                    break;
+                }
+                dropped += line.len() as u64 + 1;
+            }
+            self.stored_bytes = self.stored_bytes.saturating_sub(dropped);
+        }
         let removed = self.log.truncate(&Anchor {
             next_seq: cutoff,
             prev_hash: anchor_hash,
