@@ -111,6 +111,12 @@ impl DecisionApi {
             };
             responses.push(match result {
                 Ok(()) => response,
+                // Counted in `audit_refused`; one line per refusal would
+                // flood the log exactly when the server is overloaded.
+                Err(e @ AuditError::QueueFull) => {
+                    debug!(decision_id = response.decision_id, "check denied: the audit queue is full");
+                    unaudited(response, &e)
+                }
                 Err(e) => {
                     warn!(decision_id = response.decision_id, error = %e, "check denied: its audit record cannot be written");
                     unaudited(response, &e)
