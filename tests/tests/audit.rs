@@ -519,6 +519,48 @@ async fn retention_by_size_keeps_the_chain_under_its_byte_budget() {
 }
 
 #[tokio::test]
+async fn retention_by_age_removes_only_old_records() {
+    let warden = Warden::builder()
+        .env("WARDEN_AUDIT_MAX_AGE", "2s")
+        .env("WARDEN_AUDIT_RETENTION_INTERVAL", "50ms")
+        .start()
+        .await;
+    let mut client = warden.client().await;
+    let mut old = HashSet::new();
+    for i in 0..10 {
+        old.insert(
+            client
+                .check(request("a1", &format!("docs.old{i}")))
+                .await
+                .unwrap()
+                .decision_id,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2400)).await;
+    let mut new = HashSet::new();
+    for i in 0..5 {
+        new.insert(
+            client
+                .check(request("a1", &format!("docs.new{i}")))
+                .await
+                .unwrap()
+                .decision_id,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (bytes, entries) = export(&warden).await;
+    let kept = decision_ids(&entries);
+    assert!(
+        old.is_disjoint(&kept),
+        "records older than max_age were kept"
+    );
+    assert!(new.is_subset(&kept), "recent records were removed");
+    assert!(entries.iter().any(|e| e.record["type"] == "checkpoint"));
+    assert!(audit_client(&warden).await.verify().await.unwrap().ok);
+    assert_eq!(verify_export(bytes.as_slice()).unwrap().broken, None);
+}
+
+#[tokio::test]
 async fn redaction_drops_and_hashes_inputs_but_the_input_hash_covers_everything() {
     let warden = Warden::builder()
         .env("WARDEN_AUDIT_REDACT_DROP", r#"["context.prompt"]"#)
