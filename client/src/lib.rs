@@ -106,21 +106,7 @@ impl WardenClient {
         endpoint: impl Into<String>,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
-        let endpoint = endpoint.into();
-        let channel = Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| ClientError::Endpoint {
-                endpoint: endpoint.clone(),
-                message: e.to_string(),
-            })?
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect {
-                endpoint: endpoint.clone(),
-                message: source_chain(&e),
-            })?;
+        let channel = connect_channel(endpoint.into(), &options).await?;
         Ok(Self {
             inner: DecisionServiceClient::new(channel.clone()),
             channel,

@@ -103,17 +103,8 @@ impl Control {
         if id.is_empty() {
             return Err(invalid("id", "is required"));
         }
-        let reason =
-            spec::text_field("reason", reason, true).map_err(|e| ControlError::Invalid {
-                field: e.field,
-                reason: e.reason,
-            })?;
-        let released_by = spec::text_field("released_by", released_by, false).map_err(|e| {
-            ControlError::Invalid {
-                field: e.field,
-                reason: e.reason,
-            }
-        })?;
+        let reason = spec::text_field("reason", reason, true)?;
+        let released_by = spec::text_field("released_by", released_by, false)?;
         let _guard = self.lock();
         let current = self.available_switches()?;
         let now_ms = unix_ms(now);
