@@ -59,6 +59,11 @@ impl AdminClient {
                     }
                 },
             )
+            .map_response(
+                |response: http::Response<
+                    tonic::service::interceptor::ResponseBody<tonic::body::Body>,
+                >| response.map(tonic::body::Body::new),
+            )
             .service(channel);
         // Bundles can be large; the server enforces its own limit.
         Ok(Self {

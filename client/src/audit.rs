@@ -4,19 +4,18 @@
 use std::io::BufRead;
 
 use tonic::Streaming;
-use tonic::transport::Channel;
 use warden_audit::{Break, Verifier};
 use warden_proto::v1 as pb;
 use warden_proto::v1::audit_service_client::AuditServiceClient;
 
-use crate::{ClientError, ClientOptions, connect_channel};
+use crate::{ClientError, ClientOptions, Transport, connect_channel};
 
 pub use warden_proto::v1::{AuditQueryRequest, AuditRecord, AuditVerifyResponse};
 
 /// A connection to the audit service on Warden's admin listener.
 #[derive(Debug, Clone)]
 pub struct AuditClient {
-    inner: AuditServiceClient<Channel>,
+    inner: AuditServiceClient<Transport>,
 }
 
 impl AuditClient {

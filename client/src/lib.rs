@@ -24,7 +24,10 @@ use std::time::Duration;
 pub use admin::AdminClient;
 pub use audit::AuditClient;
 pub use builder::CheckBuilder;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{AsciiMetadataValue, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use warden_proto::v1::decision_service_client::DecisionServiceClient;
 pub use warden_proto::v1::{
     BatchCheckRequest, BatchCheckResponse, BatchCheckResult, CheckRequest, CheckResponse, Decision,
@@ -42,6 +45,8 @@ pub enum ClientError {
     Status(#[from] tonic::Status),
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    #[error("client configuration: {0}")]
+    Config(String),
 }
 
 /// A status as people read it: code, message, and the field a
@@ -75,12 +80,16 @@ impl ClientError {
 }
 
 /// Connection settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// How long to wait for the TCP (and HTTP/2) connection.
     pub connect_timeout: Duration,
     /// Deadline for each call, sent to the server as `grpc-timeout`.
     pub request_timeout: Duration,
+    /// TLS; when set, `http://` endpoints are dialled as `https://`.
+    pub tls: Option<TlsOptions>,
+    /// Sent as `authorization: Bearer <token>` on every call.
+    pub token: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -88,16 +97,125 @@ impl Default for ClientOptions {
         Self {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
+            tls: None,
+            token: None,
         }
     }
 }
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// TLS settings, as PEM.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    /// CA certificates that the server's certificate must chain to.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate chain and key, for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The name the server's certificate must carry, when it differs from
+    /// the endpoint's host.
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+impl TlsOptions {
+    /// Reads the CA and, when both are given, the client certificate and key.
+    pub fn from_files(
+        ca: Option<&std::path::Path>,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+        };
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            (None, None) => None,
+            _ => {
+                return Err(ClientError::Config(
+                    "a client certificate needs both its certificate and its key".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            ca_pem: ca.map(read).transpose()?,
+            identity,
+            server_name: None,
+        })
+    }
+}
+
+/// Adds the bearer token to every call.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    authorization: Option<AsciiMetadataValue>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Credentials {
+    fn new(token: Option<&str>) -> Result<Self, ClientError> {
+        let authorization = token
+            .map(|token| {
+                let mut value: AsciiMetadataValue =
+                    MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| {
+                        ClientError::Config("the token is not printable ASCII".into())
+                    })?;
+                value.set_sensitive(true);
+                Ok::<_, ClientError>(value)
+            })
+            .transpose()?;
+        Ok(Self { authorization })
+    }
+}
+
+impl Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection with the caller's credentials attached.
+pub type Transport = InterceptedService<Channel, Credentials>;
 
 /// A connection to Warden's decision listener. Cheap to clone; clones share
 /// the connection.
 #[derive(Debug, Clone)]
 pub struct WardenClient {
-    inner: DecisionServiceClient<Channel>,
-    channel: Channel,
+    inner: DecisionServiceClient<Transport>,
+    channel: Transport,
 }
 
 impl WardenClient {
@@ -113,9 +231,9 @@ impl WardenClient {
         })
     }
 
-    /// The underlying channel, for other services on the same listener
+    /// The underlying connection, for other services on the same listener
     /// (health, reflection).
-    pub fn channel(&self) -> Channel {
+    pub fn channel(&self) -> Transport {
         self.channel.clone()
     }
 
@@ -139,25 +257,46 @@ impl WardenClient {
     }
 }
 
-/// A channel to `endpoint` with the connection settings applied.
-pub(crate) async fn connect_channel(
+/// A connection to `endpoint` with the connection settings and credentials
+/// applied.
+pub async fn connect_channel(
     endpoint: String,
     options: &ClientOptions,
-) -> Result<Channel, ClientError> {
-    Endpoint::from_shared(endpoint.clone())
-        .map_err(|e| ClientError::Endpoint {
-            endpoint: endpoint.clone(),
-            message: e.to_string(),
-        })?
+) -> Result<Transport, ClientError> {
+    let credentials = Credentials::new(options.token.as_deref())?;
+    let endpoint = match (&options.tls, endpoint.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => endpoint,
+    };
+    let endpoint_error = |message: String| ClientError::Endpoint {
+        endpoint: endpoint.clone(),
+        message,
+    };
+    let mut builder = Endpoint::from_shared(endpoint.clone())
+        .map_err(|e| endpoint_error(e.to_string()))?
         .connect_timeout(options.connect_timeout)
         .timeout(options.request_timeout)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| ClientError::Connect {
-            endpoint,
-            message: source_chain(&e),
-        })
+        .tcp_nodelay(true);
+    if let Some(tls) = &options.tls {
+        let mut config = ClientTlsConfig::new();
+        if let Some(ca) = &tls.ca_pem {
+            config = config.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &tls.server_name {
+            config = config.domain_name(name.clone());
+        }
+        builder = builder
+            .tls_config(config)
+            .map_err(|e| endpoint_error(source_chain(&e)))?;
+    }
+    let channel = builder.connect().await.map_err(|e| ClientError::Connect {
+        endpoint,
+        message: source_chain(&e),
+    })?;
+    Ok(InterceptedService::new(channel, credentials))
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {

@@ -9,7 +9,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
+
+use crate::auth::{Authenticator, CertMatch, CertRule, Principal, Role, TokenTable};
+use crate::platform_limits::Quota;
+use crate::transport::TlsSetup;
 
 use crate::audit::{AuditConfig, Durability, OnFull};
 use crate::bundle::ArchiveLimits;
@@ -43,7 +50,81 @@ pub struct RawConfig {
     pub bundles: RawBundles,
     pub killswitch: RawKillSwitch,
     pub audit: RawAudit,
+    pub tls: RawTls,
+    pub auth: RawAuth,
     pub log: RawLog,
+}
+
+/// `[tls]`: TLS on both gRPC listeners. Empty files: plaintext.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// PEM CA certificates that client certificates must chain to; empty:
+    /// client certificates are not asked for.
+    pub client_ca_file: String,
+    /// `optional` (a certificate, when sent, must verify) or `required`.
+    pub client_auth: String,
+    /// A connection that has not finished its handshake by then is closed.
+    pub handshake_timeout: String,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        Self {
+            cert_file: String::new(),
+            key_file: String::new(),
+            client_ca_file: String::new(),
+            client_auth: "optional".into(),
+            handshake_timeout: "10s".into(),
+        }
+    }
+}
+
+/// `[auth]`: the callers Warden knows. None: open mode (anonymous callers
+/// with every right), allowed on loopback or with `server.insecure`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub tokens: Vec<RawToken>,
+    pub clients: Vec<RawClient>,
+}
+
+/// A bearer token, stored as its SHA-256 (`warden token` makes one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: String,
+    pub sha256: String,
+    pub roles: Vec<String>,
+}
+
+/// A client certificate identity: exactly one of `cn` and `san`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub name: String,
+    #[serde(default)]
+    pub cn: String,
+    #[serde(default)]
+    pub san: String,
+    pub roles: Vec<String>,
+}
+
+/// `[[limits.platform]]`: one platform's own allowance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlatformLimit {
+    pub id: String,
+    #[serde(default)]
+    pub rate: f64,
+    #[serde(default)]
+    pub burst: f64,
+    #[serde(default)]
+    pub max_in_flight: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +136,8 @@ pub struct RawServer {
     pub data_dir: String,
     /// How long in-flight checks get to finish after SIGTERM.
     pub shutdown_grace: String,
+    /// Allow a non-loopback gRPC listener without TLS and credentials.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +269,24 @@ pub struct RawLimits {
     pub max_attribute_depth: u64,
     pub max_bundle_files: u64,
     pub max_bundle_bytes: u64,
+    /// Open connections per gRPC listener; more are closed at once.
+    pub max_connections: u64,
+    /// Concurrent calls on one HTTP/2 connection.
+    pub max_streams_per_connection: u64,
+    /// Longest a decision-listener call may take, whatever its deadline.
+    pub check_timeout: String,
+    /// Longest an admin-listener call may take (pushing a large bundle
+    /// compiles it).
+    pub admin_timeout: String,
+    /// Checks per second per platform (0: no limit).
+    pub platform_rate: f64,
+    /// Checks a platform may send at once above its rate (0: one second's
+    /// worth).
+    pub platform_burst: f64,
+    /// Check calls in flight per platform (0: no limit).
+    pub platform_max_in_flight: u64,
+    /// Per-platform overrides of the three above.
+    pub platform: Vec<RawPlatformLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +306,7 @@ impl Default for RawServer {
             ops_addr: "127.0.0.1:9090".into(),
             data_dir: "./warden-data".into(),
             shutdown_grace: "10s".into(),
+            insecure: false,
         }
     }
 }
@@ -259,6 +361,14 @@ impl Default for RawLimits {
             max_attribute_depth: request.max_attribute_depth as u64,
             max_bundle_files: archive.max_files as u64,
             max_bundle_bytes: archive.max_total_bytes,
+            max_connections: 4096,
+            max_streams_per_connection: 1024,
+            check_timeout: "5s".into(),
+            admin_timeout: "120s".into(),
+            platform_rate: 0.0,
+            platform_burst: 0.0,
+            platform_max_in_flight: 4096,
+            platform: Vec::new(),
         }
     }
 }
@@ -377,6 +487,23 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log_level: String,
     pub log_json: bool,
+    pub insecure: bool,
+    /// TLS for both gRPC listeners.
+    pub tls: Option<Arc<TlsSetup>>,
+    pub auth: Arc<Authenticator>,
+    pub transport: TransportLimits,
+    pub platform_quota: Quota,
+    pub platform_quotas: HashMap<String, Quota>,
+}
+
+/// Connection and call limits of the gRPC listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransportLimits {
+    pub max_connections: usize,
+    pub max_streams_per_connection: u32,
+    pub handshake_timeout: Duration,
+    pub check_timeout: Duration,
+    pub admin_timeout: Duration,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -475,9 +602,38 @@ impl TryFrom<RawConfig> for Config {
                 message: format!("`{bad}` is not a verb: one action segment, without `.` or `*`"),
             });
         }
+        let tls = tls_setup(&raw.tls)?;
+        let auth = authenticator(&raw.auth, &raw.tls, tls.is_some())?;
+        let decision_addr = addr("server.decision_addr", &raw.server.decision_addr)?;
+        let admin_addr = addr("server.admin_addr", &raw.server.admin_addr)?;
+        if !raw.server.insecure {
+            for (key, listener) in [
+                ("server.decision_addr", decision_addr),
+                ("server.admin_addr", admin_addr),
+            ] {
+                if listener.ip().is_loopback() {
+                    continue;
+                }
+                let missing = match (tls.is_some(), auth.is_open()) {
+                    (true, false) => continue,
+                    (false, true) => "TLS ([tls]) and credentials ([auth])",
+                    (false, false) => "TLS ([tls])",
+                    (true, true) => "credentials ([auth] tokens or clients)",
+                };
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!(
+                        "`{listener}` is reachable from other machines but {missing} are not \
+                         configured; configure them, or set server.insecure = true (--insecure) \
+                         if this is really meant"
+                    ),
+                });
+            }
+        }
+        let (platform_quota, platform_quotas) = platform_quotas(&raw.limits)?;
         Ok(Config {
-            decision_addr: addr("server.decision_addr", &raw.server.decision_addr)?,
-            admin_addr: addr("server.admin_addr", &raw.server.admin_addr)?,
+            decision_addr,
+            admin_addr,
             ops_addr: addr("server.ops_addr", &raw.server.ops_addr)?,
             data_dir: nonempty_path("server.data_dir", &raw.server.data_dir)?,
             shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
@@ -531,6 +687,25 @@ impl TryFrom<RawConfig> for Config {
             },
             log_level: raw.log.level,
             log_json,
+            insecure: raw.server.insecure,
+            transport: TransportLimits {
+                max_connections: positive("limits.max_connections", raw.limits.max_connections)?,
+                max_streams_per_connection: u32::try_from(positive(
+                    "limits.max_streams_per_connection",
+                    raw.limits.max_streams_per_connection,
+                )?)
+                .unwrap_or(u32::MAX),
+                handshake_timeout: nonzero_duration(
+                    "tls.handshake_timeout",
+                    &raw.tls.handshake_timeout,
+                )?,
+                check_timeout: nonzero_duration("limits.check_timeout", &raw.limits.check_timeout)?,
+                admin_timeout: nonzero_duration("limits.admin_timeout", &raw.limits.admin_timeout)?,
+            },
+            tls,
+            auth: Arc::new(auth),
+            platform_quota,
+            platform_quotas,
         })
     }
 }
@@ -540,6 +715,173 @@ fn addr(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
         key,
         message: format!("`{value}` is not HOST:PORT: {e}"),
     })
+}
+
+fn nonzero_duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let parsed = duration(key, value)?;
+    if parsed.is_zero() {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must be longer than zero".into(),
+        });
+    }
+    Ok(parsed)
+}
+
+fn tls_setup(raw: &RawTls) -> Result<Option<Arc<TlsSetup>>, ConfigError> {
+    let optional = |value: &str| (!value.is_empty()).then(|| PathBuf::from(value));
+    let client_ca = optional(&raw.client_ca_file);
+    match (optional(&raw.cert_file), optional(&raw.key_file)) {
+        (None, None) => {
+            if client_ca.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: "tls.client_ca_file",
+                    message: "client certificates need TLS: set tls.cert_file and tls.key_file"
+                        .into(),
+                });
+            }
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => TlsSetup::load(&cert, &key, client_ca.as_deref())
+            .map(|setup| Some(Arc::new(setup)))
+            .map_err(|e| ConfigError::Invalid {
+                key: "tls",
+                message: e.to_string(),
+            }),
+        (Some(_), None) => Err(ConfigError::Invalid {
+            key: "tls.key_file",
+            message: "tls.cert_file is set but its key is not".into(),
+        }),
+        (None, Some(_)) => Err(ConfigError::Invalid {
+            key: "tls.cert_file",
+            message: "tls.key_file is set but the certificate is not".into(),
+        }),
+    }
+}
+
+fn roles(key: &'static str, name: &str, raw: &[String]) -> Result<Arc<Principal>, ConfigError> {
+    let roles = raw
+        .iter()
+        .map(|role| Role::parse(role))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| ConfigError::Invalid { key, message })?;
+    Principal::new(name.to_owned(), roles)
+        .map(Arc::new)
+        .map_err(|message| ConfigError::Invalid { key, message })
+}
+
+fn authenticator(raw: &RawAuth, tls: &RawTls, has_tls: bool) -> Result<Authenticator, ConfigError> {
+    let mut names = std::collections::HashSet::new();
+    let mut unique = |key: &'static str, name: &str| {
+        if names.insert(name.to_owned()) {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid {
+                key,
+                message: format!("caller `{name}` is configured twice"),
+            })
+        }
+    };
+    let mut tokens = TokenTable::default();
+    for token in &raw.tokens {
+        unique("auth.tokens.name", &token.name)?;
+        let principal = roles("auth.tokens", &token.name, &token.roles)?;
+        tokens
+            .add(&token.sha256, principal)
+            .map_err(|message| ConfigError::Invalid {
+                key: "auth.tokens.sha256",
+                message,
+            })?;
+    }
+    let mut certs = Vec::new();
+    for client in &raw.clients {
+        unique("auth.clients.name", &client.name)?;
+        let matches = match (client.cn.is_empty(), client.san.is_empty()) {
+            (false, true) => CertMatch::CommonName(client.cn.clone()),
+            (true, false) => CertMatch::San(client.san.clone()),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "auth.clients",
+                    message: format!(
+                        "client `{}` needs exactly one of `cn` and `san`",
+                        client.name
+                    ),
+                });
+            }
+        };
+        certs.push(CertRule {
+            matches,
+            principal: roles("auth.clients", &client.name, &client.roles)?,
+        });
+    }
+    let required = match tls.client_auth.as_str() {
+        "optional" => false,
+        "required" => true,
+        other => {
+            return Err(ConfigError::Invalid {
+                key: "tls.client_auth",
+                message: format!("`{other}` is not `optional` or `required`"),
+            });
+        }
+    };
+    if (required || !certs.is_empty()) && (!has_tls || tls.client_ca_file.is_empty()) {
+        return Err(ConfigError::Invalid {
+            key: "tls.client_ca_file",
+            message: "client certificates are required or mapped to callers, but no client CA \
+                      is configured"
+                .into(),
+        });
+    }
+    Ok(Authenticator::new(tokens, certs, required))
+}
+
+fn platform_quotas(raw: &RawLimits) -> Result<(Quota, HashMap<String, Quota>), ConfigError> {
+    let quota = |key: &'static str, rate: f64, burst: f64, max_in_flight: u64| {
+        if !rate.is_finite() || rate < 0.0 || !burst.is_finite() || burst < 0.0 {
+            return Err(ConfigError::Invalid {
+                key,
+                message: format!("rate {rate} and burst {burst} must be finite and not negative"),
+            });
+        }
+        Ok(Quota {
+            rate,
+            // A bucket smaller than one check could never admit anything.
+            burst: if burst > 0.0 {
+                burst.max(1.0)
+            } else {
+                rate.max(1.0)
+            },
+            max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
+        })
+    };
+    let default = quota(
+        "limits.platform_rate",
+        raw.platform_rate,
+        raw.platform_burst,
+        raw.platform_max_in_flight,
+    )?;
+    let mut overrides = HashMap::new();
+    for entry in &raw.platform {
+        if entry.id.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "limits.platform.id",
+                message: "must not be empty".into(),
+            });
+        }
+        let limit = quota(
+            "limits.platform",
+            entry.rate,
+            entry.burst,
+            entry.max_in_flight,
+        )?;
+        if overrides.insert(entry.id.clone(), limit).is_some() {
+            return Err(ConfigError::Invalid {
+                key: "limits.platform.id",
+                message: format!("platform `{}` is listed twice", entry.id),
+            });
+        }
+    }
+    Ok((default, overrides))
 }
 
 fn duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {

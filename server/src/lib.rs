@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod bundle;
 pub mod config;
 pub mod control;
@@ -16,10 +17,12 @@ pub mod input;
 pub mod intern;
 pub mod killswitch;
 pub mod ops;
+pub mod platform_limits;
 pub mod regotest;
 pub mod request;
 pub mod server;
 pub mod snapshot;
 pub mod stats;
 pub mod store;
+pub mod transport;
 pub mod wasm;

@@ -35,6 +35,21 @@ enum Command {
         #[arg(short, long, default_value = "bundle.tar.gz")]
         output: PathBuf,
     },
+    /// Make a bearer token: prints the token (give it to the caller) and the
+    /// `[[auth.tokens]]` entry for the configuration, which holds only its
+    /// SHA-256. With `--hash`, prints the digest of a token read from stdin.
+    Token {
+        /// The caller's name in the configuration.
+        #[arg(long, default_value = "caller")]
+        name: String,
+        /// Its role: `platform:<id>`, `policy_admin`, `incident_responder`
+        /// or `auditor` (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Hash a token from stdin instead of making one.
+        #[arg(long)]
+        hash: bool,
+    },
     /// Run a bundle's Rego unit tests (`test_*` rules) and report each.
     Test {
         /// A directory of Rego and data, or a bundle `.tar.gz`.
@@ -70,6 +85,9 @@ struct ServeArgs {
     /// Entitlement snapshot (JSON).
     #[arg(long, env = "WARDEN_ENTITLEMENTS")]
     entitlements: Option<String>,
+    /// Serve on a non-loopback address without TLS or credentials.
+    #[arg(long)]
+    insecure: bool,
 }
 
 impl ServeArgs {
@@ -89,6 +107,7 @@ impl ServeArgs {
                 *key = value;
             }
         }
+        raw.server.insecure |= self.insecure;
         Ok(Config::try_from(raw)?)
     }
 }
@@ -98,6 +117,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Test { bundle } => test(&bundle),
+        Command::Token { name, roles, hash } => token(&name, &roles, hash),
         Command::Build { bundle, output } => build(&bundle, &output),
     };
     match result {
@@ -166,6 +186,33 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
+}
+
+fn token(name: &str, roles: &[String], hash: bool) -> anyhow::Result<ExitCode> {
+    for role in roles {
+        warden::auth::Role::parse(role).map_err(anyhow::Error::msg)?;
+    }
+    let token = if hash {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the token from stdin")?;
+        line.trim().to_owned()
+    } else {
+        warden::auth::new_token().context("cannot read random bytes")?
+    };
+    anyhow::ensure!(!token.is_empty(), "the token is empty");
+    let digest = warden::auth::hash_token(&token);
+    if !hash {
+        println!("token: {token}");
+        println!("# Give the token to the caller; put only this in warden.toml:");
+    }
+    let roles: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+    println!("[[auth.tokens]]");
+    println!("name = {name:?}");
+    println!("sha256 = \"{digest}\"");
+    println!("roles = [{}]", roles.join(", "));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn build(path: &std::path::Path, output: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 use warden_proto::v1::decision_service_server::DecisionServiceServer;
 
@@ -16,12 +15,15 @@ use warden_proto::v1::audit_service_server::AuditServiceServer;
 use crate::api::{AdminApi, AuditApi, DecisionApi};
 use crate::audit::record::admin_record;
 use crate::audit::{AuditLog, Auditor};
+use crate::auth::{AuthLayer, Listener};
 use crate::config::Config;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
 use crate::killswitch::rfc3339_ms;
 use crate::ops::{self, Readiness};
+use crate::platform_limits::PlatformLimits;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
+use crate::transport::{self, AcceptOptions, ConnectionStats};
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +142,10 @@ pub async fn serve(
         control.kill_switches(),
         auditor.clone(),
         limits,
+        Arc::new(PlatformLimits::new(
+            config.platform_quota,
+            config.platform_quotas.clone(),
+        )),
         stats.clone(),
     ))
     .max_decoding_message_size(max_message);
@@ -155,25 +161,55 @@ pub async fn serve(
 
     let readiness = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(ConnectionStats::default());
 
+    let transport = &config.transport;
+    let accept = AcceptOptions {
+        tls: config.tls.clone(),
+        max_connections: transport.max_connections,
+        handshake_timeout: transport.handshake_timeout,
+    };
+    let grpc = |listener: Listener, timeout: std::time::Duration| {
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(transport.max_streams_per_connection))
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+            .layer(AuthLayer::new(config.auth.clone(), listener, timeout))
+    };
+    let decision_incoming = transport::incoming(
+        "decision",
+        decision_listener,
+        accept.clone(),
+        config.auth.clone(),
+        connections.clone(),
+        stop_rx.clone(),
+    );
+    let admin_incoming = transport::incoming(
+        "admin",
+        admin_listener,
+        accept,
+        config.auth.clone(),
+        connections.clone(),
+        stop_rx.clone(),
+    );
     let mut stop = stop_rx.clone();
     let decision_server = tokio::spawn(
-        tonic::transport::Server::builder()
+        grpc(Listener::Decision, transport.check_timeout)
             .add_service(health_service.clone())
             .add_service(reflection("decision")?)
             .add_service(decision)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(decision_listener), async move {
+            .serve_with_incoming_shutdown(decision_incoming, async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }),
     );
     let mut stop = stop_rx.clone();
     let admin_server = tokio::spawn(
-        tonic::transport::Server::builder()
+        grpc(Listener::Admin, transport.admin_timeout)
             .add_service(health_service)
             .add_service(reflection("admin")?)
             .add_service(admin)
             .add_service(audit_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(admin_listener), async move {
+            .serve_with_incoming_shutdown(admin_incoming, async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             }),
     );
@@ -206,7 +242,15 @@ pub async fn serve(
     announce("decision", decision_addr);
     announce("admin", admin_addr);
     announce("ops", ops_addr);
-    info!(%decision_addr, %admin_addr, %ops_addr, "serving");
+    let auth_mode = if config.auth.is_open() {
+        "open"
+    } else {
+        "credentials"
+    };
+    info!(%decision_addr, %admin_addr, %ops_addr, tls = config.tls.is_some(), auth = auth_mode, "serving");
+    if config.insecure && (config.tls.is_none() || config.auth.is_open()) {
+        warn!("server.insecure is set: callers may be unauthenticated or unencrypted");
+    }
 
     shutdown.await;
     info!(grace = ?config.shutdown_grace, "shutting down: draining in-flight requests");

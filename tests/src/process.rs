@@ -122,17 +122,16 @@ impl WardenBuilder {
         command
             .current_dir(&root)
             .arg("serve")
-            .args([
-                "--decision-addr",
-                "127.0.0.1:0",
-                "--admin-addr",
-                "127.0.0.1:0",
-                "--ops-addr",
-                "127.0.0.1:0",
-            ])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&self.args)
+            .args(
+                // Ephemeral loopback ports unless the test names its own.
+                ["--decision-addr", "--admin-addr", "--ops-addr"]
+                    .into_iter()
+                    .filter(|flag| !self.args.iter().any(|a| a == flag))
+                    .flat_map(|flag| [flag, "127.0.0.1:0"]),
+            )
             .env_remove("WARDEN_CONFIG")
             .env("WARDEN_LOG_LEVEL", "warden=debug,info")
             .stdin(Stdio::null())

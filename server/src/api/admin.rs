@@ -15,6 +15,7 @@ use super::killswitch;
 use super::status::invalid_field;
 use crate::audit::record::admin_record;
 use crate::audit::{Auditor, Durability};
+use crate::auth::Caller;
 use crate::control::{Control, ControlError, Target};
 use crate::generation::LoadedPolicy;
 use crate::killswitch::{rfc3339_ms, unix_ms};
@@ -62,8 +63,8 @@ impl AdminApi {
     /// Adds an admin event to the audit chain, durably. The change it
     /// records has already been made, so a failure is logged and counted,
     /// not returned.
-    async fn audit<T>(&self, request: &Request<T>, event: &str, details: serde_json::Value) {
-        self.audit_as(&peer(request), event, details).await;
+    async fn audit(&self, caller: &Caller, event: &str, details: serde_json::Value) {
+        self.audit_as(&caller.label(), event, details).await;
     }
 
     async fn audit_as(&self, caller: &str, event: &str, details: serde_json::Value) {
@@ -155,8 +156,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::PutBundleRequest>,
     ) -> Result<Response<pb::PutBundleResponse>, Status> {
-        let caller = Request::new(());
-        let caller = with_peer(caller, &request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let target = target(request.target, true)?;
         let size = request.bundle.len();
@@ -189,7 +189,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ActivateBundleRequest>,
     ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
-        let caller = with_peer(Request::new(()), &request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let target = target(request.target, false)?;
         let record = self
@@ -212,7 +212,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
         let record = self.blocking(|c| c.rollback()).await?;
         self.audit(
-            &request,
+            &Caller::of(&request),
             "bundle.rolled_back",
             bundle_details(&record, None),
         )
@@ -226,7 +226,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::PutSnapshotRequest>,
     ) -> Result<Response<pb::PutSnapshotResponse>, Status> {
-        let caller = with_peer(Request::new(()), &request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let snapshot = self
             .blocking(move |c| c.put_snapshot(&request.kind, request.document))
@@ -291,7 +291,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::EngageKillSwitchRequest>,
     ) -> Result<Response<pb::EngageKillSwitchResponse>, Status> {
-        let caller = peer(&request);
+        let caller = Caller::of(&request).label();
         let spec = killswitch::engage_spec(request.into_inner(), &caller)?;
         let switch = self
             .blocking(move |c| c.engage(spec, SystemTime::now()))
@@ -318,7 +318,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ReleaseKillSwitchRequest>,
     ) -> Result<Response<pb::ReleaseKillSwitchResponse>, Status> {
-        let caller = peer(&request);
+        let caller = Caller::of(&request).label();
         let request = request.into_inner();
         let by = killswitch::actor(request.released_by, &caller);
         let switch = self
@@ -361,23 +361,6 @@ impl AdminService for AdminApi {
                 .collect(),
         }))
     }
-}
-
-/// The caller's address, for the record.
-fn peer<T>(request: &Request<T>) -> String {
-    super::decision::caller(request)
-}
-
-/// An empty request carrying `from`'s peer address, to name the caller
-/// after `from` has been consumed.
-fn with_peer<T>(mut empty: Request<()>, from: &Request<T>) -> Request<()> {
-    if let Some(info) = from
-        .extensions()
-        .get::<tonic::transport::server::TcpConnectInfo>()
-    {
-        empty.extensions_mut().insert(info.clone());
-    }
-    empty
 }
 
 fn bundle_details(record: &BundleRecord, pushed_bytes: Option<usize>) -> serde_json::Value {

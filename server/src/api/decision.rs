@@ -11,9 +11,11 @@ use warden_proto::v1::decision_service_server::DecisionService;
 use super::status::{invalid_argument, invalid_field};
 use crate::audit::record::{self, DecisionFacts};
 use crate::audit::{AuditError, Auditor, Durability};
+use crate::auth::Caller;
 use crate::decision::{Decision, Stage, Verdict, decide};
 use crate::generation::{Generation, Generations};
 use crate::killswitch::{KillSwitches, Scope};
+use crate::platform_limits::PlatformLimits;
 use crate::request::{CheckRequest, Limits, validate};
 use crate::stats::Stats;
 
@@ -24,6 +26,7 @@ pub struct DecisionApi {
     switches: Arc<KillSwitches>,
     auditor: Arc<Auditor>,
     limits: Arc<Limits>,
+    platforms: Arc<PlatformLimits>,
     stats: Arc<Stats>,
 }
 
@@ -33,6 +36,7 @@ impl DecisionApi {
         switches: Arc<KillSwitches>,
         auditor: Arc<Auditor>,
         limits: Limits,
+        platforms: Arc<PlatformLimits>,
         stats: Arc<Stats>,
     ) -> Self {
         Self {
@@ -40,6 +44,7 @@ impl DecisionApi {
             switches,
             auditor,
             limits: Arc::new(limits),
+            platforms,
             stats,
         }
     }
@@ -142,14 +147,6 @@ fn unaudited(response: pb::CheckResponse, error: &AuditError) -> pb::CheckRespon
     }
 }
 
-/// The caller's address, for the record.
-pub fn caller<T>(request: &Request<T>) -> String {
-    request
-        .remote_addr()
-        .map(|addr| addr.to_string())
-        .unwrap_or_default()
-}
-
 fn response(
     decision: Decision,
     decision_id: String,
@@ -184,11 +181,15 @@ impl DecisionService for DecisionApi {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
+        caller.check_platform(&request.get_ref().platform, "platform")?;
+        let _admitted = self
+            .platforms
+            .admit([(request.get_ref().platform.as_str(), 1)])?;
         let request =
             validate(request.get_ref(), &self.limits).map_err(|e| invalid_argument(&e))?;
         let generation = self.generations.current();
-        let answer = self.answer(&request, &generation, &caller);
+        let answer = self.answer(&request, &generation, &caller.label());
         let mut responses = self.audit(vec![answer]).await;
         responses
             .pop()
@@ -220,9 +221,21 @@ impl DecisionService for DecisionApi {
                 &reason,
             ));
         }
+        // A spoofed item refuses the whole batch: it is the caller, not the
+        // item, that is out of bounds.
+        let caller = Caller::of(&request);
+        let mut per_platform: Vec<(&str, usize)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            caller.check_platform(&item.platform, &format!("items[{index}].platform"))?;
+            match per_platform.iter_mut().find(|(p, _)| *p == item.platform) {
+                Some((_, count)) => *count += 1,
+                None => per_platform.push((&item.platform, 1)),
+            }
+        }
+        let _admitted = self.platforms.admit(per_platform)?;
+        let caller = caller.label();
         // One generation for the whole batch: every item sees the same
         // bundle and snapshots.
-        let caller = caller(&request);
         let generation = self.generations.current();
         let mut answers = Vec::new();
         let mut slots = Vec::with_capacity(items.len());

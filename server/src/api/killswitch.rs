@@ -45,8 +45,8 @@ pub fn engage_spec(
     })
 }
 
-/// Who made a change, for the record: what the client says, and the peer it
-/// came from. Not an authenticated identity.
+/// Who made a change, for the record: what the client says (free text,
+/// such as the person at the keyboard), and the authenticated caller.
 pub fn actor(claimed: String, caller: &str) -> String {
     match (claimed.is_empty(), caller.is_empty()) {
         (true, true) => String::new(),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 mod audit;
+mod connection;
 mod kill;
 use serde_json::{Map, Value as Json, json};
 use warden_bundle::signature;
@@ -21,22 +22,8 @@ use warden_client::{
 #[derive(Debug, Parser)]
 #[command(name = "wardenctl", version, about = "Command-line client for Warden")]
 struct Cli {
-    /// Warden's decision listener.
-    #[arg(
-        long,
-        global = true,
-        env = "WARDEN_ADDR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    addr: String,
-    /// Warden's admin listener.
-    #[arg(
-        long,
-        global = true,
-        env = "WARDEN_ADMIN_ADDR",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    admin_addr: String,
+    #[command(flatten)]
+    connection: connection::ConnectionArgs,
     /// Per-call deadline, e.g. `5s` (bundle pushes get at least 5 minutes).
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
@@ -223,17 +210,25 @@ const EXIT_UNREACHABLE: u8 = 4;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let options = ClientOptions {
-        connect_timeout: cli.timeout,
-        request_timeout: cli.timeout,
+    let connection = match cli.connection.resolve(cli.timeout) {
+        Ok(connection) => connection,
+        Err(e) => {
+            eprintln!("wardenctl: {e}");
+            return ExitCode::from(EXIT_BAD_REQUEST);
+        }
     };
+    let (addr, admin_addr, options) = (
+        connection.addr.as_str(),
+        connection.admin_addr.as_str(),
+        connection.options,
+    );
     match cli.command {
-        Command::Check(args) => check(&cli.addr, options, args).await,
-        Command::Bundle(command) => report(bundle(&cli.admin_addr, options, command).await),
-        Command::Snapshot(command) => report(snapshot(&cli.admin_addr, options, command).await),
-        Command::Audit(command) => report(audit::run(&cli.admin_addr, options, command).await),
-        Command::Kill(command) => report(kill::run(&cli.admin_addr, options, command).await),
-        Command::Status { json } => report(status(&cli.admin_addr, options, json).await),
+        Command::Check(args) => check(addr, options, args).await,
+        Command::Bundle(command) => report(bundle(admin_addr, options, command).await),
+        Command::Snapshot(command) => report(snapshot(admin_addr, options, command).await),
+        Command::Audit(command) => report(audit::run(admin_addr, options, command).await),
+        Command::Kill(command) => report(kill::run(admin_addr, options, command).await),
+        Command::Status { json } => report(status(admin_addr, options, json).await),
     }
 }
 

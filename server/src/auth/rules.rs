@@ -1,0 +1,140 @@
+//! Which caller may make which RPC on which listener. Every method is named
+//! here; anything not named is refused, so a new RPC is closed until it is
+//! given a rule.
+
+use tonic::Status;
+
+use super::{Caller, Role};
+
+/// The gRPC listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Decision,
+    Admin,
+}
+
+impl Listener {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Decision => "decision",
+            Listener::Admin => "admin",
+        }
+    }
+}
+
+/// What a method asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Health: load balancers probe without credentials.
+    Public,
+    /// Any authenticated caller (reflection: the schema is not a secret,
+    /// but strangers have no use for it).
+    Authenticated,
+    /// A platform role; which platform is checked against the request body.
+    Platform,
+    /// Any one of these roles.
+    AnyOf(&'static [RoleKind]),
+}
+
+/// Roles without their platform id, for the table below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    PolicyAdmin,
+    IncidentResponder,
+    Auditor,
+}
+
+impl RoleKind {
+    fn role(self) -> Role {
+        match self {
+            RoleKind::PolicyAdmin => Role::PolicyAdmin,
+            RoleKind::IncidentResponder => Role::IncidentResponder,
+            RoleKind::Auditor => Role::Auditor,
+        }
+    }
+}
+
+const POLICY: &[RoleKind] = &[RoleKind::PolicyAdmin];
+const INCIDENT: &[RoleKind] = &[RoleKind::IncidentResponder];
+const AUDIT: &[RoleKind] = &[RoleKind::Auditor];
+/// Reading switches helps both the responder and whoever reviews later.
+const SWITCH_READ: &[RoleKind] = &[RoleKind::IncidentResponder, RoleKind::Auditor];
+const ANY_OPERATOR: &[RoleKind] = &[
+    RoleKind::PolicyAdmin,
+    RoleKind::IncidentResponder,
+    RoleKind::Auditor,
+];
+
+/// The rule for `path` (`/package.Service/Method`) on `listener`; `None`
+/// when the method is not served there.
+pub fn requirement(listener: Listener, path: &str) -> Option<Requirement> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    let requirement = match (listener, service, method) {
+        (_, "grpc.health.v1.Health", "Check" | "Watch") => Requirement::Public,
+        (_, "grpc.reflection.v1.ServerReflection", "ServerReflectionInfo") => {
+            Requirement::Authenticated
+        }
+        (Listener::Decision, "warden.v1.DecisionService", "Check" | "BatchCheck") => {
+            Requirement::Platform
+        }
+        (
+            Listener::Admin,
+            "warden.v1.AdminService",
+            "PutBundle" | "ListBundles" | "ActivateBundle" | "Rollback" | "PutSnapshot",
+        ) => Requirement::AnyOf(POLICY),
+        (Listener::Admin, "warden.v1.AdminService", "GetStatus") => {
+            Requirement::AnyOf(ANY_OPERATOR)
+        }
+        (Listener::Admin, "warden.v1.AdminService", "EngageKillSwitch" | "ReleaseKillSwitch") => {
+            Requirement::AnyOf(INCIDENT)
+        }
+        (Listener::Admin, "warden.v1.AdminService", "ListKillSwitches") => {
+            Requirement::AnyOf(SWITCH_READ)
+        }
+        (Listener::Admin, "warden.v1.AuditService", "Query" | "Tail" | "Export" | "Verify") => {
+            Requirement::AnyOf(AUDIT)
+        }
+        _ => return None,
+    };
+    Some(requirement)
+}
+
+/// Whether `caller` may call `path` on `listener`; the refusal says why.
+pub fn authorize(caller: &Caller, listener: Listener, path: &str) -> Result<(), Status> {
+    let Some(requirement) = requirement(listener, path) else {
+        return Err(Status::unimplemented(format!(
+            "`{path}` is not served on the {} listener",
+            listener.as_str()
+        )));
+    };
+    if requirement == Requirement::Public {
+        return Ok(());
+    }
+    let is_platform = caller.principal.as_ref().is_some_and(|p| p.is_platform());
+    if listener == Listener::Admin && is_platform {
+        return Err(Status::permission_denied(format!(
+            "caller `{}` holds a platform credential, which the admin listener does not accept",
+            caller.name()
+        )));
+    }
+    let allowed = match requirement {
+        Requirement::Public | Requirement::Authenticated => true,
+        Requirement::Platform => caller.principal.is_none() || is_platform,
+        Requirement::AnyOf(kinds) => kinds.iter().any(|kind| caller.has(&kind.role())),
+    };
+    if allowed {
+        return Ok(());
+    }
+    let needed = match requirement {
+        Requirement::AnyOf(kinds) => kinds
+            .iter()
+            .map(|k| k.role().to_string())
+            .collect::<Vec<_>>()
+            .join(" or "),
+        _ => "a platform role".to_owned(),
+    };
+    Err(Status::permission_denied(format!(
+        "caller `{}` lacks the role `{path}` needs: {needed}",
+        caller.name()
+    )))
+}
