@@ -1043,4 +1043,62 @@ mod tests {
         assert!(Config::try_from(raw).is_err());
         Ok(())
     }
+
+    fn refusal(vars: &[(&str, &str)]) -> String {
+        RawConfig::load(None, env(vars))
+            .map_err(|e| e.to_string())
+            .and_then(|raw| Config::try_from(raw).map_err(|e| e.to_string()))
+            .err()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn credentials_are_checked_before_anything_listens() {
+        let digest = crate::auth::hash_token("t");
+        let token = |roles: &str| format!("[{{ name = \"a\", sha256 = \"{digest}\", roles = {roles} }}]");
+        let err = refusal(&[("WARDEN_AUTH_TOKENS", &token(r#"["platform:x", "auditor"]"#))]);
+        assert!(err.contains("mixes platform and admin roles"), "{err}");
+        let err = refusal(&[("WARDEN_AUTH_TOKENS", &token(r#"["root"]"#))]);
+        assert!(err.contains("`root` is not a role"), "{err}");
+        let err = refusal(&[(
+            "WARDEN_AUTH_TOKENS",
+            r#"[{ name = "a", sha256 = "abc", roles = ["auditor"] }]"#,
+        )]);
+        assert!(err.contains("auth.tokens.sha256"), "{err}");
+        let err = refusal(&[(
+            "WARDEN_AUTH_CLIENTS",
+            r#"[{ name = "a", cn = "a", roles = ["auditor"] }]"#,
+        )]);
+        assert!(err.contains("tls.client_ca_file"), "{err}");
+        let err = refusal(&[("WARDEN_TLS_CERT_FILE", "/nonexistent.pem")]);
+        assert!(err.contains("tls.key_file"), "{err}");
+        let err = refusal(&[("WARDEN_TLS_CLIENT_AUTH", "sometimes")]);
+        assert!(err.contains("tls.client_auth"), "{err}");
+        let err = refusal(&[("WARDEN_LIMITS_PLATFORM_RATE", "-1")]);
+        assert!(err.contains("limits.platform_rate"), "{err}");
+    }
+
+    #[test]
+    fn only_loopback_may_run_open_unless_insecure_is_said() {
+        let err = refusal(&[("WARDEN_SERVER_ADMIN_ADDR", "0.0.0.0:50052")]);
+        assert!(err.contains("server.admin_addr") && err.contains("insecure"), "{err}");
+        let digest = crate::auth::hash_token("t");
+        let tokens = format!("[{{ name = \"a\", sha256 = \"{digest}\", roles = [\"auditor\"] }}]");
+        // Credentials without TLS would travel in the clear.
+        let err = refusal(&[
+            ("WARDEN_SERVER_ADMIN_ADDR", "0.0.0.0:50052"),
+            ("WARDEN_AUTH_TOKENS", &tokens),
+        ]);
+        assert!(err.contains("TLS"), "{err}");
+        let insecure = RawConfig::load(
+            None,
+            env(&[
+                ("WARDEN_SERVER_ADMIN_ADDR", "0.0.0.0:50052"),
+                ("WARDEN_SERVER_INSECURE", "true"),
+            ]),
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|raw| Config::try_from(raw).map_err(|e| e.to_string()));
+        assert!(insecure.is_ok_and(|c| c.insecure));
+    }
 }
