@@ -66,6 +66,28 @@ fn benches(c: &mut Criterion) {
     let deny = first(Verdict::Deny);
     let approval = first(Verdict::RequireApproval);
 
+    // What the server's codec does with the bytes of a check, either way.
+    let mut group = c.benchmark_group("wire");
+    let encoded = prost::Message::encode_to_vec(&allow);
+    group.bench_function("decode_request", |b| {
+        b.iter(|| {
+            <warden_proto::v1::CheckRequest as prost::Message>::decode(black_box(&encoded[..]))
+        })
+    });
+    let answered = warden_proto::v1::CheckResponse {
+        decision: warden_proto::v1::Decision::Allow as i32,
+        reasons: vec!["sensitive_action".into()],
+        decision_id: "01a21333-d505-748d-a4f5-ac3e77d1e2d7".into(),
+        request_id: "req-1".into(),
+        policy_revision: generation.policy.revision.clone(),
+        snapshot_versions: generation.snapshot_versions().into_iter().collect(),
+        kill_switch: None,
+    };
+    group.bench_function("encode_response", |b| {
+        b.iter(|| prost::Message::encode_to_vec(black_box(&answered)))
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("input");
     group.bench_function("validate", |b| {
         b.iter(|| validate(black_box(&allow), &limits))
@@ -90,6 +112,19 @@ fn benches(c: &mut Criterion) {
             b.iter(|| generation.policy().evaluate(black_box(&valid)))
         });
     }
+    // The workload's mix in turn (allow, deny, require-approval, strays),
+    // so that one figure follows what a server sees.
+    let mix: Vec<_> = requests
+        .iter()
+        .map(|r| validate(r, &limits).expect("valid"))
+        .collect();
+    let mut next = 0;
+    group.bench_function("mix", |b| {
+        b.iter(|| {
+            next = (next + 1) % mix.len();
+            generation.policy().evaluate(black_box(&mix[next]))
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("decide");

@@ -1055,7 +1055,8 @@ mod tests {
     #[test]
     fn credentials_are_checked_before_anything_listens() {
         let digest = crate::auth::hash_token("t");
-        let token = |roles: &str| format!("[{{ name = \"a\", sha256 = \"{digest}\", roles = {roles} }}]");
+        let token =
+            |roles: &str| format!("[{{ name = \"a\", sha256 = \"{digest}\", roles = {roles} }}]");
         let err = refusal(&[("WARDEN_AUTH_TOKENS", &token(r#"["platform:x", "auditor"]"#))]);
         assert!(err.contains("mixes platform and admin roles"), "{err}");
         let err = refusal(&[("WARDEN_AUTH_TOKENS", &token(r#"["root"]"#))]);
@@ -1081,7 +1082,10 @@ mod tests {
     #[test]
     fn only_loopback_may_run_open_unless_insecure_is_said() {
         let err = refusal(&[("WARDEN_SERVER_ADMIN_ADDR", "0.0.0.0:50052")]);
-        assert!(err.contains("server.admin_addr") && err.contains("insecure"), "{err}");
+        assert!(
+            err.contains("server.admin_addr") && err.contains("insecure"),
+            "{err}"
+        );
         let digest = crate::auth::hash_token("t");
         let tokens = format!("[{{ name = \"a\", sha256 = \"{digest}\", roles = [\"auditor\"] }}]");
         // Credentials without TLS would travel in the clear.

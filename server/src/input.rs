@@ -6,6 +6,7 @@
 //! A property test holds them equal.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use regorus::Value;
 use serde_json::{Map, Value as Json};
@@ -88,31 +89,64 @@ fn json_object<const N: usize>(fields: [(&str, Option<Json>); N]) -> Json {
     )
 }
 
+/// The input document's own field names, made once: every check would
+/// otherwise allocate each of them anew.
+struct Keys {
+    platform: Value,
+    agent: Value,
+    principal: Value,
+    delegation_chain: Value,
+    action: Value,
+    resource: Value,
+    context: Value,
+    request_id: Value,
+    id: Value,
+    kind: Value,
+    name: Value,
+    attributes: Value,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    platform: Value::from("platform"),
+    agent: Value::from("agent"),
+    principal: Value::from("principal"),
+    delegation_chain: Value::from("delegation_chain"),
+    action: Value::from("action"),
+    resource: Value::from("resource"),
+    context: Value::from("context"),
+    request_id: Value::from("request_id"),
+    id: Value::from("id"),
+    kind: Value::from("type"),
+    name: Value::from("name"),
+    attributes: Value::from("attributes"),
+});
+
 /// The input document as a regorus value; equal to `to_json`'s document.
 pub fn to_rego(request: &CheckRequest) -> Value {
+    let k = &*KEYS;
     let mut input = BTreeMap::new();
-    input.insert(key("platform"), string(&request.platform));
+    input.insert(k.platform.clone(), string(&request.platform));
     input.insert(
-        key("agent"),
+        k.agent.clone(),
         rego_object([
-            ("id", Some(string(&request.agent.id))),
-            ("attributes", Some(attributes(&request.agent.attributes))),
+            (&k.id, Some(string(&request.agent.id))),
+            (&k.attributes, Some(attributes(&request.agent.attributes))),
         ]),
     );
     input.insert(
-        key("principal"),
+        k.principal.clone(),
         rego_object([
-            ("type", request.principal.kind.as_deref().map(string)),
-            ("id", Some(string(&request.principal.id))),
+            (&k.kind, request.principal.kind.as_deref().map(string)),
+            (&k.id, Some(string(&request.principal.id))),
             (
-                "attributes",
+                &k.attributes,
                 Some(attributes(&request.principal.attributes)),
             ),
         ]),
     );
     if !request.delegation_chain.is_empty() {
         input.insert(
-            key("delegation_chain"),
+            k.delegation_chain.clone(),
             Value::from(
                 request
                     .delegation_chain
@@ -123,23 +157,26 @@ pub fn to_rego(request: &CheckRequest) -> Value {
         );
     }
     input.insert(
-        key("action"),
+        k.action.clone(),
         rego_object([
-            ("name", Some(string(&request.action.name))),
-            ("attributes", Some(attributes(&request.action.attributes))),
+            (&k.name, Some(string(&request.action.name))),
+            (&k.attributes, Some(attributes(&request.action.attributes))),
         ]),
     );
     input.insert(
-        key("resource"),
+        k.resource.clone(),
         rego_object([
-            ("type", Some(string(&request.resource.kind))),
-            ("id", request.resource.id.as_deref().map(string)),
-            ("attributes", Some(attributes(&request.resource.attributes))),
+            (&k.kind, Some(string(&request.resource.kind))),
+            (&k.id, request.resource.id.as_deref().map(string)),
+            (
+                &k.attributes,
+                Some(attributes(&request.resource.attributes)),
+            ),
         ]),
     );
-    input.insert(key("context"), attributes(&request.context));
+    input.insert(k.context.clone(), attributes(&request.context));
     if let Some(request_id) = &request.request_id {
-        input.insert(key("request_id"), string(request_id));
+        input.insert(k.request_id.clone(), string(request_id));
     }
     Value::from(input)
 }
@@ -152,11 +189,11 @@ fn string(value: &str) -> Value {
     Value::from(value)
 }
 
-fn rego_object<const N: usize>(fields: [(&str, Option<Value>); N]) -> Value {
+fn rego_object<const N: usize>(fields: [(&Value, Option<Value>); N]) -> Value {
     Value::from(
         fields
             .into_iter()
-            .filter_map(|(name, value)| value.map(|value| (key(name), value)))
+            .filter_map(|(name, value)| value.map(|value| (name.clone(), value)))
             .collect::<BTreeMap<_, _>>(),
     )
 }

@@ -11,6 +11,10 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+
+/// The server's allocator, so that resident memory is what `warden` holds.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use warden::control::{Control, Seed};
 use warden::server::control_config;
 use warden_bench::workload::{Spec, Workload};
@@ -36,6 +40,10 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     if let Some(dir) = args.next().filter(|a| a == "--measure").and(args.next()) {
         return measure(Path::new(&dir));
+    }
+    let mut args = std::env::args().skip(1);
+    if let Some(dir) = args.next().filter(|a| a == "--parsed").and(args.next()) {
+        return parsed(Path::new(&dir));
     }
     let mut args = std::env::args().skip(1);
     let users: usize = args
@@ -72,11 +80,48 @@ fn main() -> anyhow::Result<()> {
         "snapshots: {users} users, 1000 agents, 200 groups, {} owned grants",
         users * per_user
     );
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .arg("--measure")
-        .arg(dir.path())
-        .status()?;
-    anyhow::ensure!(status.success(), "measuring failed");
+    for mode in ["--parsed", "--measure"] {
+        let status = std::process::Command::new(std::env::current_exe()?)
+            .arg(mode)
+            .arg(dir.path())
+            .status()?;
+        anyhow::ensure!(status.success(), "measuring failed");
+    }
+    Ok(())
+}
+
+/// The snapshots alone, parsed and bound into a generation as the server
+/// holds them, without the store: what the data itself costs in memory.
+fn parsed(dir: &Path) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use warden::bundle::{ArchiveLimits, Bundle};
+    use warden::engine::EngineOptions;
+    use warden::generation::{Generation, LoadedPolicy, MaxAge};
+    use warden::snapshot::{Snapshot, SnapshotKind};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bundle = Bundle::load(&root.join("policies"), &ArchiveLimits::default())?;
+    let policy = Arc::new(LoadedPolicy::compile(&bundle, &EngineOptions::default())?);
+    let identity = std::fs::read(dir.join("identity.json"))?;
+    let entitlements = std::fs::read(dir.join("entitlements.json"))?;
+    let serialized = (identity.len() + entitlements.len()) as u64;
+    let before = rss_bytes();
+    let identity = Arc::new(Snapshot::parse(SnapshotKind::Identity, &identity, 256)?);
+    let entitlements = Arc::new(Snapshot::parse(
+        SnapshotKind::Entitlements,
+        &entitlements,
+        256,
+    )?);
+    let generation = Generation::build(1, policy, identity, entitlements, MaxAge::default())?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let after = rss_bytes();
+    let growth = after.saturating_sub(before);
+    println!(
+        "parsed and bound (no store): growth {:.1} MiB = {:.2}x the serialized size",
+        mib(growth),
+        growth as f64 / serialized as f64
+    );
+    drop(generation);
     Ok(())
 }
 
@@ -107,6 +152,9 @@ fn measure(dir: &Path) -> anyhow::Result<()> {
         .put_snapshot("entitlements", entitlements)
         .context("entitlements push")?;
     let entitlements_time = started.elapsed();
+    // Steady state, as a serving process would sit: the allocator returns
+    // freed pages after a short delay.
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let after = rss_bytes();
 
     // The pushed bytes themselves were freed after parsing; what remains is

@@ -45,11 +45,18 @@ agent_granted if {
 }
 
 # Entitlements are indexed by subject, resource type and resource id, so this
-# is a handful of lookups, not a scan.
+# is a handful of lookups, not a scan. One body per resource key ("*" for
+# every resource of the type, or the resource's own id) rather than a set of
+# the two keys: building and walking that set cost a fifth of an evaluation.
 principal_entitled if {
 	some subject in subjects
-	some resource_id in resource_ids
-	some pattern in data.entitlements.subjects[subject][input.resource.type][resource_id]
+	some pattern in data.entitlements.subjects[subject][input.resource.type]["*"]
+	action_patterns[pattern]
+}
+
+principal_entitled if {
+	some subject in subjects
+	some pattern in data.entitlements.subjects[subject][input.resource.type][input.resource.id]
 	action_patterns[pattern]
 }
 
@@ -59,10 +66,6 @@ subjects contains concat(":", ["group", group]) if {
 	principal_type == "user"
 	some group in data.identity.users[input.principal.id].groups
 }
-
-resource_ids contains "*"
-
-resource_ids contains input.resource.id
 
 sensitive if {
 	some pattern in data.warden.config.sensitive_actions

@@ -1,0 +1,464 @@
+//! Load generator: drives `Check` against a running Warden at a fixed
+//! concurrency or a fixed rate, with a generated organisation pushed as its
+//! snapshots, and measures the floor — gRPC health `Check`, a no-op unary
+//! RPC — on the same server and the same connections, in alternating
+//! phases so that both see the same machine. Every figure is also printed as
+//! a ratio to the floor's.
+//!
+//!   warden serve &        # any configuration; audit `async` for the targets
+//!   cargo run --release -p warden-bench --bin loadgen -- --concurrency 1
+//!   cargo run --release -p warden-bench --bin loadgen -- --concurrency 64
+//!   cargo run --release -p warden-bench --bin loadgen -- --rate 5000
+//!
+//! With `--rate`, latency counts from when each request was due, not when it
+//! was sent, so a stalled server is not hidden by a stalled generator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use warden_bench::workload::{Spec, Workload};
+use warden_client::{AdminClient, ClientOptions, TlsOptions, Transport, connect_channel};
+use warden_proto::v1 as pb;
+use warden_proto::v1::decision_service_client::DecisionServiceClient;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    about = "Drive Check against a running Warden and compare with an empty RPC"
+)]
+struct Args {
+    /// Decision listener.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Admin listener, for pushing the generated snapshots.
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    admin_addr: String,
+    /// Keep this many checks in flight (closed loop).
+    #[arg(long, conflicts_with = "rate")]
+    concurrency: Option<usize>,
+    /// Send this many checks per second (open loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// HTTP/2 connections the load is spread over.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Measured time per kind (check, floor), split into `rounds` phases.
+    #[arg(long, default_value = "10", value_parser = seconds)]
+    duration: Duration,
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    /// Unmeasured time before the first phase.
+    #[arg(long, default_value = "2", value_parser = seconds)]
+    warmup: Duration,
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 1_000)]
+    agents: usize,
+    #[arg(long, default_value_t = 200)]
+    groups: usize,
+    /// Resources each user owns (one grant each).
+    #[arg(long, default_value_t = 3)]
+    owned_per_user: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Use the snapshots the server already has (the workload is still
+    /// generated, so they must be the same organisation).
+    #[arg(long)]
+    no_push: bool,
+    /// Bearer token (platform role for checks; `--admin-token` for the push).
+    #[arg(long, env = "WARDEN_TOKEN")]
+    token: Option<String>,
+    #[arg(long, env = "WARDEN_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// CA for a TLS server.
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Drive one kind only (`check` or `floor`), for profiling the server.
+    #[arg(long, value_parser = ["check", "floor"])]
+    only: Option<String>,
+    /// Only check that the decision listener answers gRPC health, then exit.
+    #[arg(long)]
+    probe: bool,
+}
+
+fn seconds(value: &str) -> Result<Duration, String> {
+    value
+        .trim_end_matches('s')
+        .parse::<f64>()
+        .map(Duration::from_secs_f64)
+        .map_err(|e| format!("`{value}` is not seconds: {e}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Check,
+    Floor,
+}
+
+/// What one kind of call did over all its phases.
+struct Tally {
+    latency: Histogram<u64>,
+    calls: u64,
+    errors: u64,
+    elapsed: Duration,
+    outcomes: [u64; 4],
+}
+
+impl Tally {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+            calls: 0,
+            errors: 0,
+            elapsed: Duration::ZERO,
+            outcomes: [0; 4],
+        })
+    }
+
+    fn throughput(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn quantile_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64
+    }
+}
+
+#[derive(Clone)]
+struct Lanes {
+    decision: Vec<DecisionServiceClient<Transport>>,
+    health: Vec<HealthClient<Transport>>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.probe || args.concurrency.is_some() || args.rate.is_some(),
+        "give --concurrency N or --rate R"
+    );
+    anyhow::ensure!(
+        args.connections > 0 && args.rounds > 0,
+        "connections and rounds must be positive"
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if args.probe {
+        let channel = connect_channel(args.addr.clone(), &ClientOptions::default()).await?;
+        HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        return Ok(());
+    }
+    let workload = Workload::generate(Spec {
+        users: args.users,
+        agents: args.agents,
+        groups: args.groups,
+        owned_per_user: args.owned_per_user,
+        seed: args.seed,
+    });
+    let tls = match &args.ca {
+        Some(ca) => Some(TlsOptions::from_files(Some(ca), None, None)?),
+        None => None,
+    };
+    if !args.no_push {
+        push_snapshots(&args, &workload, tls.clone()).await?;
+    }
+    let requests = Arc::new(workload.requests(20_000, args.seed ^ 0x5eed));
+    let options = ClientOptions {
+        tls,
+        token: args.token.clone(),
+        request_timeout: Duration::from_secs(30),
+        ..ClientOptions::default()
+    };
+    let mut lanes = Lanes {
+        decision: Vec::new(),
+        health: Vec::new(),
+    };
+    for _ in 0..args.connections {
+        // One connection serves both kinds, so the floor travels exactly
+        // the path a check does up to the service.
+        let channel = connect_channel(args.addr.clone(), &options)
+            .await
+            .with_context(|| format!("cannot connect to {}", args.addr))?;
+        lanes
+            .decision
+            .push(DecisionServiceClient::new(channel.clone()));
+        lanes.health.push(HealthClient::new(channel));
+    }
+
+    let phase = args.duration / args.rounds;
+    for kind in [Kind::Floor, Kind::Check] {
+        drive(&args, &lanes, &requests, kind, args.warmup / 2, None).await?;
+    }
+    let mut check = Tally::new()?;
+    let mut floor = Tally::new()?;
+    let wanted = |kind: &str| args.only.as_deref().is_none_or(|only| only == kind);
+    for _ in 0..args.rounds {
+        if wanted("floor") {
+            drive(
+                &args,
+                &lanes,
+                &requests,
+                Kind::Floor,
+                phase,
+                Some(&mut floor),
+            )
+            .await?;
+        }
+        if wanted("check") {
+            drive(
+                &args,
+                &lanes,
+                &requests,
+                Kind::Check,
+                phase,
+                Some(&mut check),
+            )
+            .await?;
+        }
+    }
+    report(&args, &check, &floor);
+    Ok(())
+}
+
+async fn push_snapshots(
+    args: &Args,
+    workload: &Workload,
+    tls: Option<TlsOptions>,
+) -> anyhow::Result<()> {
+    let options = ClientOptions {
+        tls,
+        token: args.admin_token.clone(),
+        request_timeout: Duration::from_secs(600),
+        ..ClientOptions::default()
+    };
+    let mut admin = AdminClient::connect(args.admin_addr.clone(), options)
+        .await
+        .with_context(|| format!("cannot connect to {}", args.admin_addr))?;
+    // Versions must grow on every push; the time does.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    for (kind, document) in [
+        ("identity", &workload.identity),
+        ("entitlements", &workload.entitlements),
+    ] {
+        let mut document = document.clone();
+        document["version"] = serde_json::json!(format!("{kind}-loadgen-{stamp}"));
+        admin
+            .put_snapshot(kind, serde_json::to_vec(&document)?)
+            .await
+            .with_context(|| format!("cannot push the {kind} snapshot"))?;
+    }
+    Ok(())
+}
+
+/// Runs one phase of `kind` for `length`, adding to `tally` when given.
+async fn drive(
+    args: &Args,
+    lanes: &Lanes,
+    requests: &Arc<Vec<pb::CheckRequest>>,
+    kind: Kind,
+    length: Duration,
+    tally: Option<&mut Tally>,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Mutex::new(Tally::new()?));
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + length;
+    match (args.concurrency, args.rate) {
+        (Some(concurrency), _) => {
+            let mut workers = Vec::new();
+            for worker in 0..concurrency {
+                let lane = worker % lanes.decision.len();
+                let (mut decision, mut health) =
+                    (lanes.decision[lane].clone(), lanes.health[lane].clone());
+                let (requests, shared, next) = (requests.clone(), shared.clone(), next.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut local = Tally::new()?;
+                    while Instant::now() < end {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let sent = Instant::now();
+                        let outcome = call(kind, &mut decision, &mut health, &requests, i).await;
+                        record(&mut local, outcome, sent.elapsed())?;
+                    }
+                    shared.lock().await.merge(&local)?;
+                    anyhow::Ok(())
+                }));
+            }
+            for worker in workers {
+                worker.await??;
+            }
+        }
+        (None, Some(rate)) => {
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+            let overloaded = Arc::new(AtomicBool::new(false));
+            let mut tasks = Vec::new();
+            let mut due = start;
+            let mut i = 0usize;
+            while due < end {
+                tokio::time::sleep_until(due.into()).await;
+                let lane = i % lanes.decision.len();
+                let (mut decision, mut health) =
+                    (lanes.decision[lane].clone(), lanes.health[lane].clone());
+                let (requests, shared) = (requests.clone(), shared.clone());
+                let intended = due;
+                tasks.push(tokio::spawn(async move {
+                    let outcome = call(kind, &mut decision, &mut health, &requests, i).await;
+                    let mut tally = shared.lock().await;
+                    record(&mut tally, outcome, intended.elapsed())
+                }));
+                if tasks.len() > 100_000 {
+                    overloaded.store(true, Ordering::Relaxed);
+                    break;
+                }
+                i += 1;
+                due += interval;
+            }
+            for task in tasks {
+                task.await??;
+            }
+            if overloaded.load(Ordering::Relaxed) {
+                eprintln!("loadgen: more than 100,000 calls outstanding; the rate is too high");
+            }
+        }
+        (None, None) => anyhow::bail!("no load shape"),
+    }
+    let elapsed = start.elapsed();
+    if let Some(tally) = tally {
+        let phase = shared.lock().await;
+        tally.merge(&phase)?;
+        tally.elapsed += elapsed;
+    }
+    Ok(())
+}
+
+/// How a call ended: the decision (0 unspecified, 1 allow, 2 deny, 3
+/// require approval) or an error.
+type Outcome = Result<usize, tonic::Status>;
+
+async fn call(
+    kind: Kind,
+    decision: &mut DecisionServiceClient<Transport>,
+    health: &mut HealthClient<Transport>,
+    requests: &[pb::CheckRequest],
+    i: usize,
+) -> Outcome {
+    match kind {
+        Kind::Check => {
+            let request = requests[i % requests.len()].clone();
+            let response = decision.check(request).await?.into_inner();
+            Ok(usize::try_from(response.decision).unwrap_or(0).min(3))
+        }
+        Kind::Floor => {
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await?;
+            Ok(0)
+        }
+    }
+}
+
+fn record(tally: &mut Tally, outcome: Outcome, latency: Duration) -> anyhow::Result<()> {
+    tally.calls += 1;
+    match outcome {
+        Ok(decision) => tally.outcomes[decision] += 1,
+        Err(_) => tally.errors += 1,
+    }
+    let micros = u64::try_from(latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    tally.latency.saturating_record(micros);
+    Ok(())
+}
+
+impl Tally {
+    fn merge(&mut self, other: &Tally) -> anyhow::Result<()> {
+        self.latency.add(&other.latency)?;
+        self.calls += other.calls;
+        self.errors += other.errors;
+        for (mine, theirs) in self.outcomes.iter_mut().zip(other.outcomes) {
+            *mine += theirs;
+        }
+        Ok(())
+    }
+}
+
+fn report(args: &Args, check: &Tally, floor: &Tally) {
+    let quantiles = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p99.9", 0.999)];
+    let shape = match (args.concurrency, args.rate) {
+        (Some(c), _) => format!("{c} in flight"),
+        (_, Some(r)) => format!("{r} /s offered"),
+        _ => String::new(),
+    };
+    if args.json {
+        let mut out = serde_json::json!({
+            "shape": shape,
+            "connections": args.connections,
+            "workload": {"users": args.users, "agents": args.agents, "groups": args.groups},
+            "check": {"calls": check.calls, "errors": check.errors, "throughput": check.throughput(),
+                      "allow": check.outcomes[1], "deny": check.outcomes[2], "require_approval": check.outcomes[3]},
+            "floor": {"calls": floor.calls, "errors": floor.errors, "throughput": floor.throughput()},
+            "throughput_ratio": check.throughput() / floor.throughput().max(1e-9),
+        });
+        for (name, q) in quantiles {
+            out["check"][format!("{name}_us")] = serde_json::json!(check.quantile_us(q));
+            out["floor"][format!("{name}_us")] = serde_json::json!(floor.quantile_us(q));
+            out[format!("{name}_ratio")] =
+                serde_json::json!(check.quantile_us(q) / floor.quantile_us(q).max(1.0));
+        }
+        println!("{out}");
+        return;
+    }
+    println!(
+        "loadgen: {shape}, {} connection(s), {} users / {} agents / {} groups, {:?} per kind in {} rounds",
+        args.connections, args.users, args.agents, args.groups, args.duration, args.rounds
+    );
+    println!(
+        "checks: {} (allow {}, deny {}, require_approval {}, errors {}); floor calls: {} (errors {})",
+        check.calls,
+        check.outcomes[1],
+        check.outcomes[2],
+        check.outcomes[3],
+        check.errors,
+        floor.calls,
+        floor.errors
+    );
+    println!("{:<12} {:>12} {:>12} {:>8}", "", "Check", "floor", "ratio");
+    println!(
+        "{:<12} {:>10.0}/s {:>10.0}/s {:>7.2}×",
+        "throughput",
+        check.throughput(),
+        floor.throughput(),
+        check.throughput() / floor.throughput().max(1e-9)
+    );
+    for (name, q) in quantiles {
+        println!(
+            "{:<12} {:>10.0}µs {:>10.0}µs {:>7.2}×",
+            name,
+            check.quantile_us(q),
+            floor.quantile_us(q),
+            check.quantile_us(q) / floor.quantile_us(q).max(1.0)
+        );
+    }
+}
