@@ -14,7 +14,7 @@
 //! was sent, so a stalled server is not hidden by a stalled generator.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -98,6 +98,9 @@ fn seconds(value: &str) -> Result<Duration, String> {
         .map(Duration::from_secs_f64)
         .map_err(|e| format!("`{value}` is not seconds: {e}"))
 }
+
+/// Most calls an open-loop phase keeps unanswered before it gives up.
+const MAX_OUTSTANDING: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -310,34 +313,43 @@ async fn drive(
         }
         (None, Some(rate)) => {
             let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
-            let overloaded = Arc::new(AtomicBool::new(false));
+            // Calls sent and not yet answered: past the bound the server
+            // is not keeping up, and the run stops rather than queue
+            // without limit.
+            let outstanding = Arc::new(AtomicU64::new(0));
+            let mut overloaded = false;
             let mut tasks = Vec::new();
             let mut due = start;
             let mut i = 0usize;
             while due < end {
                 tokio::time::sleep_until(due.into()).await;
+                if outstanding.load(Ordering::Relaxed) > MAX_OUTSTANDING {
+                    overloaded = true;
+                    break;
+                }
                 let lane = i % lanes.decision.len();
                 let (mut decision, mut health) =
                     (lanes.decision[lane].clone(), lanes.health[lane].clone());
-                let (requests, shared) = (requests.clone(), shared.clone());
+                let (requests, shared, outstanding) =
+                    (requests.clone(), shared.clone(), outstanding.clone());
                 let intended = due;
+                outstanding.fetch_add(1, Ordering::Relaxed);
                 tasks.push(tokio::spawn(async move {
                     let outcome = call(kind, &mut decision, &mut health, &requests, i).await;
+                    outstanding.fetch_sub(1, Ordering::Relaxed);
                     let mut tally = shared.lock().await;
                     record(&mut tally, outcome, intended.elapsed())
                 }));
-                if tasks.len() > 100_000 {
-                    overloaded.store(true, Ordering::Relaxed);
-                    break;
-                }
                 i += 1;
                 due += interval;
             }
             for task in tasks {
                 task.await??;
             }
-            if overloaded.load(Ordering::Relaxed) {
-                eprintln!("loadgen: more than 100,000 calls outstanding; the rate is too high");
+            if overloaded {
+                eprintln!(
+                    "loadgen: more than {MAX_OUTSTANDING} calls outstanding; the rate is too high"
+                );
             }
         }
         (None, None) => anyhow::bail!("no load shape"),

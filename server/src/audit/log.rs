@@ -11,12 +11,9 @@ use warden_audit::{Break, Entry, GENESIS, Verifier};
 
 use crate::store::StoreError;
 
-/// Largest packed value. sled writes a tree node as a separate blob file
-/// once its serialized form passes segment_size / 4 (128 KiB), and a leaf
-/// holds up to 17 values before it splits: with 32 KiB values every node
-/// rewrite created and later deleted a file, which cost the writer more
-/// than packing saved. 17 × 6 KiB stays under the threshold.
-const MAX_VALUE_BYTES: usize = 6 * 1024;
+/// Largest packed value; well under the size at which sled stores a value
+/// as a separate blob file.
+const MAX_VALUE_BYTES: usize = 32 * 1024;
 const ANCHOR: &[u8] = b"anchor";
 
 /// Where the stored chain starts when retention has removed its beginning.
