@@ -114,17 +114,19 @@ pub struct RawClient {
     pub roles: Vec<String>,
 }
 
-/// `[[limits.platform]]`: one platform's own allowance.
+/// `[[limits.platform]]`: one platform's own allowance. A field left out
+/// takes the `limits.platform_*` default: an override written to raise the
+/// rate must not silently lift the in-flight cap as well.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPlatformLimit {
     pub id: String,
     #[serde(default)]
-    pub rate: f64,
+    pub rate: Option<f64>,
     #[serde(default)]
-    pub burst: f64,
+    pub burst: Option<f64>,
     #[serde(default)]
-    pub max_in_flight: u64,
+    pub max_in_flight: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -836,12 +838,14 @@ fn authenticator(raw: &RawAuth, tls: &RawTls, has_tls: bool) -> Result<Authentic
 }
 
 fn platform_quotas(raw: &RawLimits) -> Result<(Quota, HashMap<String, Quota>), ConfigError> {
-    let quota = |key: &'static str, rate: f64, burst: f64, max_in_flight: u64| {
-        if !rate.is_finite() || rate < 0.0 || !burst.is_finite() || burst < 0.0 {
-            return Err(ConfigError::Invalid {
-                key,
-                message: format!("rate {rate} and burst {burst} must be finite and not negative"),
-            });
+    let quota = |keys: [&'static str; 2], rate: f64, burst: f64, max_in_flight: u64| {
+        for (key, value) in keys.into_iter().zip([rate, burst]) {
+            if !value.is_finite() || value < 0.0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("{value} must be finite and not negative"),
+                });
+            }
         }
         Ok(Quota {
             rate,
@@ -855,7 +859,7 @@ fn platform_quotas(raw: &RawLimits) -> Result<(Quota, HashMap<String, Quota>), C
         })
     };
     let default = quota(
-        "limits.platform_rate",
+        ["limits.platform_rate", "limits.platform_burst"],
         raw.platform_rate,
         raw.platform_burst,
         raw.platform_max_in_flight,
@@ -869,10 +873,10 @@ fn platform_quotas(raw: &RawLimits) -> Result<(Quota, HashMap<String, Quota>), C
             });
         }
         let limit = quota(
-            "limits.platform",
-            entry.rate,
-            entry.burst,
-            entry.max_in_flight,
+            ["limits.platform.rate", "limits.platform.burst"],
+            entry.rate.unwrap_or(raw.platform_rate),
+            entry.burst.unwrap_or(raw.platform_burst),
+            entry.max_in_flight.unwrap_or(raw.platform_max_in_flight),
         )?;
         if overrides.insert(entry.id.clone(), limit).is_some() {
             return Err(ConfigError::Invalid {
@@ -1104,5 +1108,39 @@ mod tests {
         .map_err(|e| e.to_string())
         .and_then(|raw| Config::try_from(raw).map_err(|e| e.to_string()));
         assert!(insecure.is_ok_and(|c| c.insecure));
+    }
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        RawConfig::load(None, env(vars))
+            .map_err(|e| e.to_string())
+            .and_then(|raw| Config::try_from(raw).map_err(|e| e.to_string()))
+    }
+
+    #[test]
+    fn platform_overrides_take_the_defaults_for_what_they_leave_out() -> Result<(), String> {
+        let config = config(&[
+            ("WARDEN_LIMITS_PLATFORM_RATE", "100"),
+            (
+                "WARDEN_LIMITS_PLATFORM",
+                r#"[{ id = "fast", rate = 2000 }, { id = "open", max_in_flight = 0 }]"#,
+            ),
+        ])?;
+        let fast = config.platform_quotas["fast"];
+        assert_eq!((fast.rate, fast.max_in_flight), (2000.0, 4096));
+        let open = config.platform_quotas["open"];
+        assert_eq!((open.rate, open.max_in_flight), (100.0, 0));
+        let err = refusal(&[("WARDEN_LIMITS_PLATFORM_BURST", "-1")]);
+        assert!(err.contains("limits.platform_burst"), "{err}");
+        let err = refusal(&[("WARDEN_LIMITS_PLATFORM", r#"[{ id = "x", burst = -1 }]"#)]);
+        assert!(err.contains("limits.platform.burst"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn snapshots_and_bundles_keep_their_own_history_lengths() -> Result<(), String> {
+        let config = config(&[("WARDEN_SNAPSHOTS_KEEP", "2"), ("WARDEN_BUNDLES_KEEP", "7")])?;
+        let control = crate::server::control_config(&config);
+        assert_eq!((control.snapshot_keep, control.bundle_keep), (2, 7));
+        Ok(())
     }
 }

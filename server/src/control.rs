@@ -73,8 +73,11 @@ pub struct ControlConfig {
     pub run_tests: bool,
     pub keys: Vec<VerificationKey>,
     pub require_signed: bool,
-    /// How many bundles, and snapshots of each kind, the store keeps.
-    pub keep: usize,
+    /// How many pushed bundles the store keeps (`bundles.keep`).
+    pub bundle_keep: usize,
+    /// How many versions of each snapshot kind the store keeps
+    /// (`snapshots.keep`).
+    pub snapshot_keep: usize,
     pub max_age: MaxAge,
     pub max_id_bytes: usize,
     /// Verbs that `deny_mutating` kill switches let through.
@@ -240,13 +243,13 @@ impl Control {
             SnapshotKind::Identity,
             store.next_seq()?,
             &identity_bytes,
-            config.keep,
+            config.snapshot_keep,
         )?;
         store.put_snapshot(
             SnapshotKind::Entitlements,
             store.next_seq()?,
             &entitlements_bytes,
-            config.keep,
+            config.snapshot_keep,
         )?;
         store.set_serving(&ServingState {
             active: Some(accepted.record.digest.clone()),
@@ -504,8 +507,12 @@ impl Control {
         )
         .and_then(|g| g.with_shadow(shadow))
         .map_err(|e| invalid("document", e))?;
-        self.store
-            .put_snapshot(kind, self.store.next_seq()?, &document, self.config.keep)?;
+        self.store.put_snapshot(
+            kind,
+            self.store.next_seq()?,
+            &document,
+            self.config.snapshot_keep,
+        )?;
         self.generations.publish(next);
         info!(%kind, version = snapshot.version, "snapshot loaded");
         Ok(snapshot)
@@ -539,7 +546,7 @@ impl Control {
     /// Makes `serving` durable, then publishes `next`, and prunes the store.
     fn commit(&self, serving: &ServingState, next: Generation) -> Result<(), ControlError> {
         let mut serving = serving.clone();
-        let keep = self.config.keep.max(1);
+        let keep = self.config.bundle_keep.max(1);
         if serving.history.len() > keep {
             serving.history.drain(..serving.history.len() - keep);
         }

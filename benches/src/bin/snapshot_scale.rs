@@ -1,6 +1,7 @@
-//! Push-to-active time and resident memory for large snapshots, through the
-//! same control path a `PutSnapshot` takes (parse, schema check, version
-//! check, bind to the active policy, store durably, publish).
+//! Push-to-active time and resident memory for large snapshots: parsed and
+//! bound alone, and through the same control path a `PutSnapshot` takes
+//! (parse, schema check, version check, bind to the active policy, store
+//! durably, publish), each in a fresh process.
 //!
 //!   cargo run --release -p warden-bench --bin snapshot-scale [USERS] [GRANTS_PER_USER]
 //!
@@ -11,13 +12,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
+use warden::control::{Control, Seed};
+use warden::server::control_config;
+use warden_bench::workload::{Spec, Workload};
 
 /// The server's allocator, so that resident memory is what `warden` holds.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use warden::control::{Control, Seed};
-use warden::server::control_config;
-use warden_bench::workload::{Spec, Workload};
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
