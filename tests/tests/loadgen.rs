@@ -88,4 +88,16 @@ async fn closed_and_open_loop_runs_report_the_traffic_they_sent() {
         assert!((90..=110).contains(&calls), "{kind}: {calls} calls: {open}");
         assert_eq!(count(&open, &[kind, "errors"]), 0, "{open}");
     }
+
+    // One kind alone (for profiling) reports no ratio to what it skipped.
+    let alone = loadgen(
+        &warden,
+        &["--concurrency", "2", "--no-push", "--only", "check"],
+    );
+    assert!(count(&alone, &["check", "calls"]) > 0, "{alone}");
+    assert_eq!(count(&alone, &["floor", "calls"]), 0, "{alone}");
+    assert!(
+        alone["p50_ratio"].is_null() && alone["throughput_ratio"].is_null(),
+        "{alone}"
+    );
 }

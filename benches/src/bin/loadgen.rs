@@ -423,6 +423,11 @@ fn report(args: &Args, check: &Tally, floor: &Tally) {
         (_, Some(r)) => format!("{r} /s offered"),
         _ => String::new(),
     };
+    // With `--only`, one side was not measured: no ratio rather than a
+    // ratio to nothing.
+    let measured = check.calls > 0 && floor.calls > 0;
+    let ratio = |ours: f64, theirs: f64| measured.then(|| ours / theirs.max(1e-9));
+    let throughput_ratio = ratio(check.throughput(), floor.throughput());
     if args.json {
         let mut out = serde_json::json!({
             "shape": shape,
@@ -431,17 +436,18 @@ fn report(args: &Args, check: &Tally, floor: &Tally) {
             "check": {"calls": check.calls, "errors": check.errors, "throughput": check.throughput(),
                       "allow": check.outcomes[1], "deny": check.outcomes[2], "require_approval": check.outcomes[3]},
             "floor": {"calls": floor.calls, "errors": floor.errors, "throughput": floor.throughput()},
-            "throughput_ratio": check.throughput() / floor.throughput().max(1e-9),
+            "throughput_ratio": throughput_ratio,
         });
         for (name, q) in quantiles {
             out["check"][format!("{name}_us")] = serde_json::json!(check.quantile_us(q));
             out["floor"][format!("{name}_us")] = serde_json::json!(floor.quantile_us(q));
             out[format!("{name}_ratio")] =
-                serde_json::json!(check.quantile_us(q) / floor.quantile_us(q).max(1.0));
+                serde_json::json!(ratio(check.quantile_us(q), floor.quantile_us(q)));
         }
         println!("{out}");
         return;
     }
+    let shown = |r: Option<f64>| r.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}×"));
     println!(
         "loadgen: {shape}, {} connection(s), {} users / {} agents / {} groups, {:?} per kind in {} rounds",
         args.connections, args.users, args.agents, args.groups, args.duration, args.rounds
@@ -458,19 +464,19 @@ fn report(args: &Args, check: &Tally, floor: &Tally) {
     );
     println!("{:<12} {:>12} {:>12} {:>8}", "", "Check", "floor", "ratio");
     println!(
-        "{:<12} {:>10.0}/s {:>10.0}/s {:>7.2}×",
+        "{:<12} {:>10.0}/s {:>10.0}/s {:>8}",
         "throughput",
         check.throughput(),
         floor.throughput(),
-        check.throughput() / floor.throughput().max(1e-9)
+        shown(throughput_ratio)
     );
     for (name, q) in quantiles {
         println!(
-            "{:<12} {:>10.0}µs {:>10.0}µs {:>7.2}×",
+            "{:<12} {:>10.0}µs {:>10.0}µs {:>8}",
             name,
             check.quantile_us(q),
             floor.quantile_us(q),
-            check.quantile_us(q) / floor.quantile_us(q).max(1.0)
+            shown(ratio(check.quantile_us(q), floor.quantile_us(q)))
         );
     }
 }
