@@ -1048,12 +1048,15 @@ mod tests {
         Ok(())
     }
 
-    fn refusal(vars: &[(&str, &str)]) -> String {
+    /// The configuration these variables make, or why there is none.
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
         RawConfig::load(None, env(vars))
             .map_err(|e| e.to_string())
             .and_then(|raw| Config::try_from(raw).map_err(|e| e.to_string()))
-            .err()
-            .unwrap_or_default()
+    }
+
+    fn refusal(vars: &[(&str, &str)]) -> String {
+        config(vars).err().unwrap_or_default()
     }
 
     #[test]
@@ -1098,22 +1101,11 @@ mod tests {
             ("WARDEN_AUTH_TOKENS", &tokens),
         ]);
         assert!(err.contains("TLS"), "{err}");
-        let insecure = RawConfig::load(
-            None,
-            env(&[
-                ("WARDEN_SERVER_ADMIN_ADDR", "0.0.0.0:50052"),
-                ("WARDEN_SERVER_INSECURE", "true"),
-            ]),
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|raw| Config::try_from(raw).map_err(|e| e.to_string()));
+        let insecure = config(&[
+            ("WARDEN_SERVER_ADMIN_ADDR", "0.0.0.0:50052"),
+            ("WARDEN_SERVER_INSECURE", "true"),
+        ]);
         assert!(insecure.is_ok_and(|c| c.insecure));
-    }
-
-    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
-        RawConfig::load(None, env(vars))
-            .map_err(|e| e.to_string())
-            .and_then(|raw| Config::try_from(raw).map_err(|e| e.to_string()))
     }
 
     #[test]
