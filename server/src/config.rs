@@ -52,7 +52,37 @@ pub struct RawConfig {
     pub audit: RawAudit,
     pub tls: RawTls,
     pub auth: RawAuth,
+    pub authzen: RawAuthzen,
     pub log: RawLog,
+}
+
+/// `[authzen]`: how an AuthZEN request on the HTTP listener names the
+/// platform and agent that Warden's input needs and AuthZEN has no field
+/// for. Each is taken from its header, else from its `context` key, else
+/// from the default (for the platform, a caller whose credential names one
+/// platform is that platform).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuthzen {
+    pub platform_header: String,
+    pub agent_header: String,
+    pub platform_context_key: String,
+    pub agent_context_key: String,
+    pub default_platform: String,
+    pub default_agent: String,
+}
+
+impl Default for RawAuthzen {
+    fn default() -> Self {
+        Self {
+            platform_header: "x-warden-platform".into(),
+            agent_header: "x-warden-agent".into(),
+            platform_context_key: "platform".into(),
+            agent_context_key: "agent".into(),
+            default_platform: String::new(),
+            default_agent: String::new(),
+        }
+    }
 }
 
 /// `[tls]`: TLS on both gRPC listeners. Empty files: plaintext.
@@ -134,6 +164,8 @@ pub struct RawPlatformLimit {
 pub struct RawServer {
     pub decision_addr: String,
     pub admin_addr: String,
+    /// AuthZEN over HTTP; empty: no HTTP listener.
+    pub http_addr: String,
     pub ops_addr: String,
     pub data_dir: String,
     /// How long in-flight checks get to finish after SIGTERM.
@@ -305,6 +337,7 @@ impl Default for RawServer {
         Self {
             decision_addr: "127.0.0.1:50051".into(),
             admin_addr: "127.0.0.1:50052".into(),
+            http_addr: "127.0.0.1:8080".into(),
             ops_addr: "127.0.0.1:9090".into(),
             data_dir: "./warden-data".into(),
             shutdown_grace: "10s".into(),
@@ -469,6 +502,8 @@ fn apply_env(
 pub struct Config {
     pub decision_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// `None`: the HTTP (AuthZEN) listener is off.
+    pub http_addr: Option<SocketAddr>,
     pub ops_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub shutdown_grace: Duration,
@@ -496,6 +531,45 @@ pub struct Config {
     pub transport: TransportLimits,
     pub platform_quota: Quota,
     pub platform_quotas: HashMap<String, Quota>,
+    pub authzen: AuthzenConfig,
+}
+
+/// `[authzen]`, validated: header names are lower-case HTTP header names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthzenConfig {
+    pub platform_header: http::HeaderName,
+    pub agent_header: http::HeaderName,
+    pub platform_context_key: String,
+    pub agent_context_key: String,
+    pub default_platform: Option<String>,
+    pub default_agent: Option<String>,
+}
+
+fn authzen_config(raw: &RawAuthzen) -> Result<AuthzenConfig, ConfigError> {
+    let header = |key: &'static str, value: &str| {
+        http::HeaderName::from_bytes(value.as_bytes()).map_err(|_| ConfigError::Invalid {
+            key,
+            message: format!("`{value}` is not an HTTP header name"),
+        })
+    };
+    let nonempty = |key: &'static str, value: &str| {
+        if value.is_empty() {
+            Err(ConfigError::Invalid {
+                key,
+                message: "must not be empty".into(),
+            })
+        } else {
+            Ok(value.to_owned())
+        }
+    };
+    Ok(AuthzenConfig {
+        platform_header: header("authzen.platform_header", &raw.platform_header)?,
+        agent_header: header("authzen.agent_header", &raw.agent_header)?,
+        platform_context_key: nonempty("authzen.platform_context_key", &raw.platform_context_key)?,
+        agent_context_key: nonempty("authzen.agent_context_key", &raw.agent_context_key)?,
+        default_platform: (!raw.default_platform.is_empty()).then(|| raw.default_platform.clone()),
+        default_agent: (!raw.default_agent.is_empty()).then(|| raw.default_agent.clone()),
+    })
 }
 
 /// Connection and call limits of the gRPC listeners.
@@ -608,11 +682,20 @@ impl TryFrom<RawConfig> for Config {
         let auth = authenticator(&raw.auth, &raw.tls, tls.is_some())?;
         let decision_addr = addr("server.decision_addr", &raw.server.decision_addr)?;
         let admin_addr = addr("server.admin_addr", &raw.server.admin_addr)?;
+        let http_addr = match raw.server.http_addr.as_str() {
+            "" => None,
+            value => Some(addr("server.http_addr", value)?),
+        };
         if !raw.server.insecure {
-            for (key, listener) in [
-                ("server.decision_addr", decision_addr),
-                ("server.admin_addr", admin_addr),
-            ] {
+            let listeners = [
+                ("server.decision_addr", Some(decision_addr)),
+                ("server.admin_addr", Some(admin_addr)),
+                ("server.http_addr", http_addr),
+            ];
+            for (key, listener) in listeners
+                .into_iter()
+                .filter_map(|(key, listener)| Some((key, listener?)))
+            {
                 if listener.ip().is_loopback() {
                     continue;
                 }
@@ -633,9 +716,12 @@ impl TryFrom<RawConfig> for Config {
             }
         }
         let (platform_quota, platform_quotas) = platform_quotas(&raw.limits)?;
+        let authzen = authzen_config(&raw.authzen)?;
         Ok(Config {
             decision_addr,
             admin_addr,
+            http_addr,
+            authzen,
             ops_addr: addr("server.ops_addr", &raw.server.ops_addr)?,
             data_dir: nonempty_path("server.data_dir", &raw.server.data_dir)?,
             shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,

@@ -76,7 +76,10 @@ struct ServeArgs {
     /// Admin listener (gRPC: bundles, snapshots, status), HOST:PORT.
     #[arg(long, env = "WARDEN_ADMIN_ADDR")]
     admin_addr: Option<String>,
-    /// Ops listener (HTTP: /healthz, /readyz), HOST:PORT.
+    /// HTTP listener (AuthZEN 1.0 access evaluation), HOST:PORT; empty: off.
+    #[arg(long, env = "WARDEN_HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// Ops listener (HTTP: /healthz, /readyz, /metrics), HOST:PORT.
     #[arg(long, env = "WARDEN_OPS_ADDR")]
     ops_addr: Option<String>,
     /// Directory for Warden's state (sled).
@@ -102,6 +105,7 @@ impl ServeArgs {
         let overrides = [
             (self.decision_addr, &mut raw.server.decision_addr),
             (self.admin_addr, &mut raw.server.admin_addr),
+            (self.http_addr, &mut raw.server.http_addr),
             (self.ops_addr, &mut raw.server.ops_addr),
             (self.data_dir, &mut raw.server.data_dir),
             (self.bundle, &mut raw.policy.bundle),

@@ -1,13 +1,18 @@
-//! The ops listener: liveness and readiness over plain HTTP, for load
-//! balancers and orchestrators that do not speak gRPC.
+//! The ops listener: liveness, readiness and Prometheus metrics over plain
+//! HTTP, for load balancers, orchestrators and scrapers that do not speak
+//! gRPC.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use prometheus_client::registry::Registry;
+
+use crate::metrics;
 
 /// Whether the server should receive traffic: true once the first
 /// generation is published, false again when shutdown begins, and false
@@ -44,14 +49,39 @@ impl Readiness {
     }
 }
 
-pub fn router(readiness: Arc<Readiness>) -> Router {
+#[derive(Clone)]
+struct OpsState {
+    readiness: Arc<Readiness>,
+    registry: Arc<Registry>,
+}
+
+pub fn router(readiness: Arc<Readiness>, registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(readiness)
+        .route("/metrics", get(scrape))
+        .with_state(OpsState {
+            readiness,
+            registry,
+        })
 }
 
-async fn readyz(State(readiness): State<Arc<Readiness>>) -> (StatusCode, String) {
+async fn scrape(State(state): State<OpsState>) -> Response {
+    match metrics::encode(&state.registry) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response(),
+    }
+}
+
+async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
+    let readiness = &state.readiness;
     if readiness.get() {
         (StatusCode::OK, "ready\n".into())
     } else {

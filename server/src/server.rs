@@ -18,7 +18,9 @@ use crate::audit::{AuditLog, Auditor};
 use crate::auth::{AuthLayer, Listener};
 use crate::config::Config;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
+use crate::http;
 use crate::killswitch::rfc3339_ms;
+use crate::metrics::{self, Metrics};
 use crate::ops::{self, Readiness};
 use crate::platform_limits::PlatformLimits;
 use crate::stats::Stats;
@@ -99,7 +101,12 @@ pub async fn serve(
         );
     }
     let stats = Arc::new(Stats::default());
-    let auditor = Auditor::start(AuditLog::open(store.db())?, config.audit.clone())?;
+    let metrics = Arc::new(Metrics::default());
+    let auditor = Auditor::start(
+        AuditLog::open(store.db())?,
+        config.audit.clone(),
+        metrics.clone(),
+    )?;
     {
         let current = generations.current();
         let record = admin_record(
@@ -121,6 +128,14 @@ pub async fn serve(
     let decision_listener = listen("decision", config.decision_addr).await?;
     let admin_listener = listen("admin", config.admin_addr).await?;
     let ops_listener = listen("ops", config.ops_addr).await?;
+    let http_listener = match config.http_addr {
+        Some(addr) => {
+            let listener = listen("http", addr).await?;
+            let local = local_addr("http", addr, &listener)?;
+            Some((listener, local))
+        }
+        None => None,
+    };
     let decision_addr = local_addr("decision", config.decision_addr, &decision_listener)?;
     let admin_addr = local_addr("admin", config.admin_addr, &admin_listener)?;
     let ops_addr = local_addr("ops", config.ops_addr, &ops_listener)?;
@@ -138,7 +153,7 @@ pub async fn serve(
         .max_request_bytes
         .saturating_mul(limits.max_batch_items)
         .saturating_add(64 * 1024);
-    let decision = DecisionServiceServer::new(DecisionApi::new(
+    let decisions = DecisionApi::new(
         generations.clone(),
         control.kill_switches(),
         auditor.clone(),
@@ -148,8 +163,10 @@ pub async fn serve(
             config.platform_quotas.clone(),
         )),
         stats.clone(),
-    ))
-    .max_decoding_message_size(max_message);
+        metrics.clone(),
+    );
+    let decision =
+        DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
     // Room for the largest bundle push plus the envelope.
     let admin = AdminServiceServer::new(AdminApi::new(
         control.clone(),
@@ -185,6 +202,37 @@ pub async fn serve(
         connections.clone(),
         stop_rx.clone(),
     );
+    let http_server = http_listener.map(|(listener, local)| {
+        let incoming = transport::incoming(
+            "http",
+            listener,
+            accept.clone(),
+            config.auth.clone(),
+            connections.clone(),
+            stop_rx.clone(),
+        );
+        let state = http::HttpState {
+            decisions: decisions.clone(),
+            auth: config.auth.clone(),
+            config: Arc::new(config.authzen.clone()),
+            metrics: metrics.clone(),
+            tls: config.tls.is_some(),
+            timeout: transport.check_timeout,
+        };
+        // JSON is larger than protobuf: room for twice a batch's encoding.
+        let max_body = max_message.saturating_mul(2);
+        let app = http::router(state, max_body)
+            .into_make_service_with_connect_info::<transport::ConnInfo>();
+        let mut stop = stop_rx.clone();
+        let server = tokio::spawn(
+            axum::serve(http::Incoming::new(incoming, local), app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .into_future(),
+        );
+        (server, local)
+    });
     let admin_incoming = transport::incoming(
         "admin",
         admin_listener,
@@ -216,11 +264,24 @@ pub async fn serve(
     );
     let mut stop = stop_rx.clone();
     let ops_server = tokio::spawn(
-        axum::serve(ops_listener, ops::router(readiness.clone()))
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            })
-            .into_future(),
+        axum::serve(
+            ops_listener,
+            ops::router(
+                readiness.clone(),
+                Arc::new(metrics::registry(
+                    &metrics,
+                    metrics::Sources {
+                        generations: generations.clone(),
+                        switches: control.kill_switches(),
+                        auditor: auditor.clone(),
+                    },
+                )),
+            ),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        })
+        .into_future(),
     );
 
     let expiry = tokio::spawn(expire_switches(
@@ -242,13 +303,17 @@ pub async fn serve(
     }
     announce("decision", decision_addr);
     announce("admin", admin_addr);
+    if let Some((_, addr)) = &http_server {
+        announce("http", *addr);
+    }
     announce("ops", ops_addr);
     let auth_mode = if config.auth.is_open() {
         "open"
     } else {
         "credentials"
     };
-    info!(%decision_addr, %admin_addr, %ops_addr, tls = config.tls.is_some(), auth = auth_mode, "serving");
+    let http_addr = http_server.as_ref().map(|(_, addr)| addr.to_string());
+    info!(%decision_addr, %admin_addr, %ops_addr, http_addr, tls = config.tls.is_some(), auth = auth_mode, "serving");
     if config.insecure && (config.tls.is_none() || config.auth.is_open()) {
         warn!("server.insecure is set: callers may be unauthenticated or unencrypted");
     }
@@ -268,17 +333,25 @@ pub async fn serve(
         let decision = decision_server.await;
         let admin = admin_server.await;
         let ops = ops_server.await;
-        (decision, admin, ops)
+        let http = match http_server {
+            Some((server, _)) => Some(server.await),
+            None => None,
+        };
+        (decision, admin, ops, http)
     })
     .await;
     let result = match drained {
-        Ok((decision, admin, ops)) => {
+        Ok((decision, admin, ops, http)) => {
             flatten("decision", decision.map(|r| r.map_err(|e| e.to_string())))
                 .and(flatten(
                     "admin",
                     admin.map(|r| r.map_err(|e| e.to_string())),
                 ))
                 .and(flatten("ops", ops.map(|r| r.map_err(|e| e.to_string()))))
+                .and(match http {
+                    Some(http) => flatten("http", http.map(|r| r.map_err(|e| e.to_string()))),
+                    None => Ok(()),
+                })
         }
         Err(_) => {
             warn!("shutdown grace period over; closing remaining connections");

@@ -127,10 +127,15 @@ impl WardenBuilder {
             .args(&self.args)
             .args(
                 // Ephemeral loopback ports unless the test names its own.
-                ["--decision-addr", "--admin-addr", "--ops-addr"]
-                    .into_iter()
-                    .filter(|flag| !self.args.iter().any(|a| a == flag))
-                    .flat_map(|flag| [flag, "127.0.0.1:0"]),
+                [
+                    "--decision-addr",
+                    "--admin-addr",
+                    "--http-addr",
+                    "--ops-addr",
+                ]
+                .into_iter()
+                .filter(|flag| !self.args.iter().any(|a| a == flag))
+                .flat_map(|flag| [flag, "127.0.0.1:0"]),
             )
             .env_remove("WARDEN_CONFIG")
             .env("WARDEN_LOG_LEVEL", "warden=debug,info")
@@ -173,7 +178,18 @@ impl WardenBuilder {
         let mut decision_addr = None;
         let mut admin_addr = None;
         let mut ops_addr = None;
-        while decision_addr.is_none() || admin_addr.is_none() || ops_addr.is_none() {
+        let mut http_addr = None;
+        // A test that turns the HTTP listener off (`--http-addr ""`) has
+        // none to wait for.
+        let http_off = self
+            .args
+            .windows(2)
+            .any(|pair| pair[0] == "--http-addr" && pair[1].is_empty());
+        while decision_addr.is_none()
+            || admin_addr.is_none()
+            || ops_addr.is_none()
+            || (http_addr.is_none() && !http_off)
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(200))) {
                 Ok(line) => {
@@ -187,6 +203,7 @@ impl WardenBuilder {
                         Some("decision") => decision_addr = addr,
                         Some("admin") => admin_addr = addr,
                         Some("ops") => ops_addr = addr,
+                        Some("http") => http_addr = addr,
                         _ => {}
                     }
                 }
@@ -216,6 +233,7 @@ impl WardenBuilder {
             decision_addr: decision_addr.expect("decision address"),
             admin_addr: admin_addr.expect("admin address"),
             ops_addr: ops_addr.expect("ops address"),
+            http_addr,
             data_dir,
             stderr,
             _temp: temp,
@@ -246,6 +264,8 @@ pub struct Warden {
     pub decision_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub ops_addr: SocketAddr,
+    /// `None` when the test turned the HTTP listener off.
+    pub http_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     stderr: Arc<Mutex<String>>,
     _temp: tempfile::TempDir,

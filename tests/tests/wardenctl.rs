@@ -1,5 +1,5 @@
-//! `wardenctl check` against the real server: output and exit codes that
-//! scripts rely on.
+//! `wardenctl` against the real server: output for people and for scripts,
+//! and the exit codes scripts rely on.
 
 use std::process::{Command, Output};
 
@@ -26,9 +26,10 @@ async fn check_prints_the_decision_and_exits_with_its_code() {
     let finance = format!("user:{}", demo.member_of("finance"));
     let admin = demo.member_of("it-ops");
 
-    let allow = wardenctl(
-        &warden,
-        &[
+    // A bare HOST:PORT, the form `warden serve` takes, from the environment.
+    let allow = Command::new(&binaries().wardenctl)
+        .env("WARDEN_ADDR", warden.decision_addr.to_string())
+        .args([
             "check",
             "--platform",
             "copilot-studio",
@@ -44,8 +45,9 @@ async fn check_prints_the_decision_and_exits_with_its_code() {
             "cli-1",
             "--context",
             r#"{"purpose": "month-end"}"#,
-        ],
-    );
+        ])
+        .output()
+        .unwrap();
     assert_eq!(allow.status.code(), Some(0), "{}", text(&allow.stderr));
     assert!(
         text(&allow.stdout).starts_with("ALLOW\n"),
@@ -152,6 +154,140 @@ fn unreachable_server_is_its_own_exit_code() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    let output = Command::new(&binaries().wardenctl)
+        .args(["--admin-addr", "127.0.0.1:1", "--timeout", "2s", "status"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("http://127.0.0.1:1"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+fn offline(args: &[&str]) -> Output {
+    Command::new(&binaries().wardenctl)
+        .args(["--admin-addr", "127.0.0.1:1", "--addr", "127.0.0.1:1"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Usage errors exit 3, never clap's 2, which `check` means as
+/// REQUIRE_APPROVAL; nothing here needs a server.
+#[test]
+fn usage_errors_exit_3_and_help_exits_0() {
+    for args in [
+        &["check", "--platform", "p"][..],
+        &["frobnicate"],
+        &[],
+        &["--timeout", "soon", "status"],
+        &["snapshot", "push", "policy", "x.json"],
+        &["bundle", "push", "/nonexistent/bundle.tar.gz"],
+        // A global switch needs confirmation; without a terminal, --yes.
+        &["kill", "engage", "--reason", "everything"],
+    ] {
+        let output = offline(args);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        assert!(!output.stderr.is_empty(), "{args:?}");
+    }
+    let refused = offline(&["kill", "engage", "--reason", "everything"]);
+    assert!(
+        text(&refused.stderr).contains("--yes"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    let help = offline(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let help = text(&help.stdout);
+    for line in [
+        "Exit codes:",
+        "  2  check: REQUIRE_APPROVAL",
+        "  4  Warden unreachable",
+        "  5  UNAUTHENTICATED",
+    ] {
+        assert!(help.contains(line), "{line} missing from {help}");
+    }
+    assert_eq!(offline(&["kill", "--help"]).status.code(), Some(0));
+    assert_eq!(offline(&["--version"]).status.code(), Some(0));
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let bash = offline(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0), "{}", text(&bash.stderr));
+    let script = text(&bash.stdout);
+    assert!(
+        script.contains("_wardenctl()")
+            && script.contains("complete ")
+            && script.contains("engage"),
+        "{script}"
+    );
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let output = offline(&["completions", shell]);
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        assert!(text(&output.stdout).contains("wardenctl"), "{shell}");
+    }
+    assert_eq!(offline(&["completions", "tcsh"]).status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn credentials_refused_exit_5() {
+    let auditor = "test-token-auditor-0123456789abcdef";
+    let tokens = format!(
+        "[{{ name = \"auditor\", sha256 = \"{}\", roles = [\"auditor\"] }}]",
+        warden::auth::hash_token(auditor)
+    );
+    let warden = Warden::builder()
+        .env("WARDEN_AUTH_TOKENS", tokens)
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{auditor}\n")).unwrap();
+    // The same bare HOST:PORT `warden serve --admin-addr` takes.
+    let cli = |token: bool, args: &[&str]| {
+        let mut command = Command::new(&binaries().wardenctl);
+        command
+            .env("WARDEN_ADMIN_ADDR", warden.admin_addr.to_string())
+            .env_remove("WARDEN_TOKEN")
+            .env_remove("WARDEN_TOKEN_FILE");
+        if token {
+            command.arg("--token-file").arg(&token_file);
+        }
+        command.args(args).output().unwrap()
+    };
+
+    let anonymous = cli(false, &["status"]);
+    assert_eq!(
+        anonymous.status.code(),
+        Some(5),
+        "{}",
+        text(&anonymous.stderr)
+    );
+    assert!(
+        text(&anonymous.stderr).contains("Unauthenticated"),
+        "{}",
+        text(&anonymous.stderr)
+    );
+    // An auditor may look but not engage.
+    let status = cli(true, &["status", "--json"]);
+    assert_eq!(json_out(&status)["active_kill_switches"], 0);
+    let engage = cli(true, &["kill", "engage", "--agent", "a", "--reason", "r"]);
+    assert_eq!(engage.status.code(), Some(5), "{}", text(&engage.stderr));
+    assert!(
+        text(&engage.stderr).contains("PermissionDenied"),
+        "{}",
+        text(&engage.stderr)
+    );
 }
 
 fn admin_cli(warden: &Warden, args: &[&str]) -> Output {
@@ -199,30 +335,35 @@ async fn operators_manage_bundles_and_snapshots_from_the_command_line() {
     );
     assert!(built.status.success(), "{}", text(&built.stderr));
 
+    // One result is one object; a list is an array.
     let pushed = json_out(&admin_cli(
         &warden,
         &["bundle", "push", archive.to_str().unwrap(), "--json"],
     ));
-    assert_eq!(pushed[0]["revision"], "cli-1");
-    assert_eq!(pushed[0]["active"], true);
-    let digest = pushed[0]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(pushed["revision"], "cli-1");
+    assert_eq!(pushed["active"], true);
+    let digest = pushed["digest"].as_str().unwrap().to_owned();
 
     let table = admin_cli(&warden, &["bundle", "list"]);
     let listing = text(&table.stdout);
     assert!(
-        listing.starts_with("STATE")
+        listing.starts_with("STATE   REVISION")
             && listing.contains("cli-1")
             && listing.contains(&digest[..12]),
         "{listing}"
     );
+    // `--json` is global: before the command works as well as after.
+    let listed = json_out(&admin_cli(&warden, &["--json", "bundle", "list"]));
+    assert_eq!(listed[0]["digest"].as_str(), Some(digest.as_str()));
+    assert!(listed.as_array().unwrap().len() >= 2, "{listed}");
 
     let rolled = json_out(&admin_cli(&warden, &["bundle", "rollback", "--json"]));
-    assert_ne!(rolled[0]["revision"], "cli-1");
+    assert_ne!(rolled["revision"], "cli-1");
     let activated = json_out(&admin_cli(
         &warden,
         &["bundle", "activate", &digest[..10], "--json"],
     ));
-    assert_eq!(activated[0]["revision"], "cli-1");
+    assert_eq!(activated["revision"], "cli-1");
     let serving = json_out(&admin_cli(&warden, &["bundle", "status", "--json"]));
     assert_eq!(serving[0]["revision"], "cli-1");
 
@@ -240,10 +381,20 @@ async fn operators_manage_bundles_and_snapshots_from_the_command_line() {
             "--json",
         ],
     ));
-    assert_eq!(pushed[0]["version"], "identity-7-999");
+    assert_eq!(pushed["version"], "identity-7-999");
     let status = json_out(&admin_cli(&warden, &["status", "--json"]));
     assert_eq!(status["active"]["revision"], "cli-1");
     assert_eq!(status["snapshots"][0]["version"], "identity-7-999");
+    let snapshots = json_out(&admin_cli(&warden, &["snapshot", "list", "--json"]));
+    assert_eq!(snapshots.as_array().map(Vec::len), Some(2), "{snapshots}");
+    let human = text(&admin_cli(&warden, &["status"]).stdout);
+    assert!(
+        human.starts_with("STATE ")
+            && human.contains("\nKIND ")
+            && human.contains("\nCOUNTER ")
+            && human.contains("\ngeneration "),
+        "{human}"
+    );
 
     // A refused push exits 3 and says why.
     let again = admin_cli(
@@ -256,8 +407,11 @@ async fn operators_manage_bundles_and_snapshots_from_the_command_line() {
         "{}",
         text(&again.stderr)
     );
-    let human = admin_cli(&warden, &["snapshot", "status"]);
-    assert!(text(&human.stdout).contains("identity-7-999"));
+    let human = text(&admin_cli(&warden, &["snapshot", "status"]).stdout);
+    assert!(
+        human.starts_with("KIND ") && human.contains("identity-7-999"),
+        "{human}"
+    );
 }
 
 #[tokio::test]
@@ -317,18 +471,16 @@ async fn operators_engage_list_and_release_kill_switches_from_the_command_line()
     let listed = admin_cli(&warden, &["kill", "list"]);
     let table = text(&listed.stdout);
     assert!(
-        table.contains(&id) && table.contains("agent=expense-assistant action=expenses.*"),
+        table.starts_with("engaged:\nID ")
+            && table.contains(&id)
+            && table.contains("agent=expense-assistant action=expenses.*"),
         "{table}"
     );
 
-    // A global switch needs confirmation; without a terminal, --yes.
+    // A global switch needs confirmation; without a terminal, --yes. The
+    // refusal is a usage error, not "unreachable".
     let refused = admin_cli(&warden, &["kill", "engage", "--reason", "everything"]);
-    assert_ne!(refused.status.code(), Some(0));
-    assert!(
-        text(&refused.stderr).contains("--yes"),
-        "{}",
-        text(&refused.stderr)
-    );
+    assert_eq!(refused.status.code(), Some(3), "{}", text(&refused.stderr));
     let listed = json_out(&admin_cli(&warden, &["kill", "list", "--json"]));
     assert_eq!(listed["active"].as_array().unwrap().len(), 1);
 

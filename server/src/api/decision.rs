@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tonic::{Code, Request, Response, Status};
-use tracing::{debug, warn};
+use tracing::{Instrument, debug, warn};
 use warden_proto::v1 as pb;
 use warden_proto::v1::decision_service_server::DecisionService;
 
@@ -15,8 +15,9 @@ use crate::auth::Caller;
 use crate::decision::{Decision, Stage, Verdict, decide};
 use crate::generation::{Generation, Generations};
 use crate::killswitch::{KillSwitches, Scope};
+use crate::metrics::{Api, Metrics};
 use crate::platform_limits::PlatformLimits;
-use crate::request::{CheckRequest, Limits, validate};
+use crate::request::{CheckRequest, InvalidRequest, Limits, validate};
 use crate::stats::Stats;
 
 /// Serves checks from the published generation.
@@ -28,6 +29,7 @@ pub struct DecisionApi {
     limits: Arc<Limits>,
     platforms: Arc<PlatformLimits>,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl DecisionApi {
@@ -38,6 +40,7 @@ impl DecisionApi {
         limits: Limits,
         platforms: Arc<PlatformLimits>,
         stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             generations,
@@ -46,6 +49,7 @@ impl DecisionApi {
             limits: Arc::new(limits),
             platforms,
             stats,
+            metrics,
         }
     }
 
@@ -64,6 +68,10 @@ impl DecisionApi {
         let decision_id = uuid::Uuid::now_v7().to_string();
         let switches = self.switches.current();
         let decision = decide(request, generation, &switches, now);
+        if decision.stage == Stage::Policy {
+            self.metrics
+                .evaluated(generation.policy.engine(), started.elapsed());
+        }
         if decision.shadow.as_ref().is_some_and(|s| s.diverged) {
             self.stats.shadow_diverged();
         }
@@ -175,32 +183,145 @@ fn response(
     }
 }
 
+impl DecisionApi {
+    /// The most items one call may carry.
+    pub fn max_batch_items(&self) -> usize {
+        self.limits.max_batch_items
+    }
+
+    /// The decision path every entry point shares: the caller may act for
+    /// each item's platform (a spoofed item refuses the whole call: it is
+    /// the caller, not the item, that is out of bounds), the platforms'
+    /// quotas admit the call, then each item is validated, decided on one
+    /// generation and audited. An invalid item gets its own error.
+    pub async fn decide_items(
+        &self,
+        items: &[pb::CheckRequest],
+        caller: &Caller,
+    ) -> Result<Vec<Result<pb::CheckResponse, InvalidRequest>>, Status> {
+        self.decide_items_until(items, caller, |_| false).await
+    }
+
+    /// `decide_items`, stopping after the first item for which `until` is
+    /// true (before its record is written): the items after it are neither
+    /// decided nor audited, and the answer ends with it.
+    pub async fn decide_items_until(
+        &self,
+        items: &[pb::CheckRequest],
+        caller: &Caller,
+        until: impl Fn(Result<&pb::CheckResponse, &InvalidRequest>) -> bool,
+    ) -> Result<Vec<Result<pb::CheckResponse, InvalidRequest>>, Status> {
+        let mut per_platform: Vec<(&str, usize)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            if items.len() == 1 {
+                caller.check_platform(&item.platform, "platform")?;
+            } else {
+                caller.check_platform(&item.platform, &format!("items[{index}].platform"))?;
+            }
+            match per_platform.iter_mut().find(|(p, _)| *p == item.platform) {
+                Some((_, count)) => *count += 1,
+                None => per_platform.push((&item.platform, 1)),
+            }
+        }
+        let _admitted = self.platforms.admit(per_platform)?;
+        let label = caller.label();
+        // One generation for the whole call: every item sees the same
+        // bundle and snapshots.
+        let generation = self.generations.current();
+        let mut answers = Vec::new();
+        let mut slots = Vec::with_capacity(items.len());
+        for item in items {
+            let stop = match validate(item, &self.limits) {
+                Ok(valid) => {
+                    let answer = self.answer(&valid, &generation, &label);
+                    let stop = until(Ok(&answer.0));
+                    answers.push(answer);
+                    slots.push(None);
+                    stop
+                }
+                Err(invalid) => {
+                    let stop = until(Err(&invalid));
+                    slots.push(Some(invalid));
+                    stop
+                }
+            };
+            if stop {
+                break;
+            }
+        }
+        // Every item's record is queued before any is waited for, so a
+        // `sync` batch costs one group commit.
+        let mut responses = self.audit(answers).await.into_iter();
+        let mut results = Vec::with_capacity(slots.len());
+        for slot in slots {
+            results.push(match slot {
+                Some(invalid) => Err(invalid),
+                None => match responses.next() {
+                    Some(response) => {
+                        self.metrics
+                            .decided(verdict_of(&response), &response.reasons);
+                        Ok(response)
+                    }
+                    None => return Err(Status::internal("an answered item has no response")),
+                },
+            });
+        }
+        let span = tracing::Span::current();
+        if let [Ok(only)] = results.as_slice() {
+            span.record("decision_id", only.decision_id.as_str());
+            span.record("decision", verdict_of(only).as_str());
+        }
+        Ok(results)
+    }
+}
+
+fn verdict_of(response: &pb::CheckResponse) -> Verdict {
+    match response.decision() {
+        pb::Decision::Allow => Verdict::Allow,
+        pb::Decision::RequireApproval => Verdict::RequireApproval,
+        pb::Decision::Deny | pb::Decision::Unspecified => Verdict::Deny,
+    }
+}
+
+/// The span a check (or a batch) runs in; `decide_items` fills in the
+/// decision once there is one, so a trace and the audit record share the
+/// decision id.
+pub fn check_span(api: Api, items: usize) -> tracing::Span {
+    tracing::info_span!(
+        "check",
+        api = api.as_str(),
+        items,
+        decision_id = tracing::field::Empty,
+        decision = tracing::field::Empty,
+    )
+}
+
 #[tonic::async_trait]
 impl DecisionService for DecisionApi {
     async fn check(
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        let started = Instant::now();
         let caller = Caller::of(&request);
-        caller.check_platform(&request.get_ref().platform, "platform")?;
-        let _admitted = self
-            .platforms
-            .admit([(request.get_ref().platform.as_str(), 1)])?;
-        let request =
-            validate(request.get_ref(), &self.limits).map_err(|e| invalid_argument(&e))?;
-        let generation = self.generations.current();
-        let answer = self.answer(&request, &generation, &caller.label());
-        let mut responses = self.audit(vec![answer]).await;
-        responses
-            .pop()
-            .map(Response::new)
-            .ok_or_else(|| Status::internal("no answer"))
+        let items = std::slice::from_ref(request.get_ref());
+        let mut results = self
+            .decide_items(items, &caller)
+            .instrument(check_span(Api::GrpcCheck, 1))
+            .await?;
+        self.metrics.answered(Api::GrpcCheck, started.elapsed());
+        match results.pop() {
+            Some(Ok(response)) => Ok(Response::new(response)),
+            Some(Err(invalid)) => Err(invalid_argument(&invalid)),
+            None => Err(Status::internal("no answer")),
+        }
     }
 
     async fn batch_check(
         &self,
         request: Request<pb::BatchCheckRequest>,
     ) -> Result<Response<pb::BatchCheckResponse>, Status> {
+        let started = Instant::now();
         let items = &request.get_ref().items;
         if items.is_empty() {
             return Err(invalid_field(
@@ -221,47 +342,23 @@ impl DecisionService for DecisionApi {
                 &reason,
             ));
         }
-        // A spoofed item refuses the whole batch: it is the caller, not the
-        // item, that is out of bounds.
         let caller = Caller::of(&request);
-        let mut per_platform: Vec<(&str, usize)> = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            caller.check_platform(&item.platform, &format!("items[{index}].platform"))?;
-            match per_platform.iter_mut().find(|(p, _)| *p == item.platform) {
-                Some((_, count)) => *count += 1,
-                None => per_platform.push((&item.platform, 1)),
-            }
-        }
-        let _admitted = self.platforms.admit(per_platform)?;
-        let caller = caller.label();
-        // One generation for the whole batch: every item sees the same
-        // bundle and snapshots.
-        let generation = self.generations.current();
-        let mut answers = Vec::new();
-        let mut slots = Vec::with_capacity(items.len());
-        for item in items {
-            slots.push(match validate(item, &self.limits) {
-                Ok(valid) => {
-                    answers.push(self.answer(&valid, &generation, &caller));
-                    None
-                }
-                Err(invalid) => Some(pb::batch_check_result::Result::Error(pb::BatchItemError {
-                    code: Code::InvalidArgument as i32,
-                    message: invalid.to_string(),
-                    field: invalid.field,
-                })),
-            });
-        }
-        // Every item's record is queued before any is waited for, so a
-        // `sync` batch costs one group commit.
-        let mut responses = self.audit(answers).await.into_iter();
-        let results = slots
+        let results = self
+            .decide_items(items, &caller)
+            .instrument(check_span(Api::GrpcBatchCheck, items.len()))
+            .await?;
+        self.metrics
+            .answered(Api::GrpcBatchCheck, started.elapsed());
+        let results = results
             .into_iter()
-            .map(|slot| pb::BatchCheckResult {
-                result: slot.or_else(|| {
-                    responses
-                        .next()
-                        .map(pb::batch_check_result::Result::Response)
+            .map(|result| pb::BatchCheckResult {
+                result: Some(match result {
+                    Ok(response) => pb::batch_check_result::Result::Response(response),
+                    Err(invalid) => pb::batch_check_result::Result::Error(pb::BatchItemError {
+                        code: Code::InvalidArgument as i32,
+                        message: invalid.to_string(),
+                        field: invalid.field,
+                    }),
                 }),
             })
             .collect();

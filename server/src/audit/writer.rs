@@ -20,6 +20,7 @@ use warden_audit::{Entry, canonical};
 use super::log::{Anchor, AuditLog};
 use super::record::{Redaction, checkpoint_record};
 use super::{AuditConfig, Durability, OnFull};
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// Why a record could not be written.
@@ -88,7 +89,11 @@ pub struct Auditor {
 
 impl Auditor {
     /// Opens the chain at its head and starts the writer thread.
-    pub fn start(log: AuditLog, config: AuditConfig) -> Result<Arc<Self>, StoreError> {
+    pub fn start(
+        log: AuditLog,
+        config: AuditConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, StoreError> {
         let (head_seq, head_hash) = log.head()?;
         let stored_bytes = if config.max_bytes > 0 {
             log.stored_bytes()?
@@ -102,6 +107,7 @@ impl Auditor {
             rx,
             log: log.clone(),
             counters: counters.clone(),
+            metrics,
             live: live.clone(),
             seq: head_seq,
             prev: head_hash,
@@ -240,6 +246,7 @@ struct Writer {
     rx: Receiver<Message>,
     log: AuditLog,
     counters: Arc<Counters>,
+    metrics: Arc<Metrics>,
     live: broadcast::Sender<(u64, Arc<str>)>,
     seq: u64,
     prev: String,
@@ -339,7 +346,9 @@ impl Writer {
                 || stopping
                 || last_flush.elapsed() >= self.flush_interval;
             if dirty && due {
+                let flushing = Instant::now();
                 let flushed = self.log.flush();
+                self.metrics.audit_committed(flushing.elapsed());
                 last_flush = Instant::now();
                 dirty = false;
                 if flushed.is_ok() {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tonic::Status;
 
 pub use layer::AuthLayer;
-pub use rules::{Listener, Requirement, requirement};
+pub use rules::{Listener, Requirement, authorize, requirement};
 pub use tokens::{TokenTable, hash_token, new_token};
 
 use crate::transport::{ConnInfo, PeerCert};
@@ -199,6 +199,21 @@ impl Caller {
     /// `PERMISSION_DENIED` unless the caller may check for `platform`.
     /// An empty platform passes here so that validation can name it as
     /// missing.
+    /// The platform a credential names, when it names exactly one.
+    pub fn sole_platform(&self) -> Option<&str> {
+        let mut platforms = self
+            .principal
+            .as_ref()?
+            .roles
+            .iter()
+            .filter_map(|role| match role {
+                Role::Platform(id) => Some(id.as_str()),
+                _ => None,
+            });
+        let first = platforms.next()?;
+        platforms.next().is_none().then_some(first)
+    }
+
     pub fn check_platform(&self, platform: &str, field: &str) -> Result<(), Status> {
         if platform.is_empty() || self.may_act_for(platform) {
             return Ok(());

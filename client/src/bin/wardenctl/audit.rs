@@ -8,11 +8,12 @@ use serde_json::{Value as Json, json};
 use warden_client::ClientOptions;
 use warden_client::audit::{AuditClient, AuditQueryRequest, AuditRecord, verify_export};
 
-use super::{CtlError, local, parse_duration, table};
+use super::{CtlError, local, parse_duration, table, usage};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Records matching every filter given, oldest first.
+    /// Records matching every filter given, oldest first. `--json`: one
+    /// entry per line, exactly as stored.
     Query {
         /// From this time: RFC 3339, or a duration back from now (`1h`).
         #[arg(long)]
@@ -39,16 +40,12 @@ pub enum AuditCommand {
         /// Most records to print.
         #[arg(long, default_value_t = 100)]
         limit: usize,
-        /// One JSON entry per line, exactly as stored.
-        #[arg(long)]
-        json: bool,
     },
-    /// Print records as they are written (from --from SEQ first); Ctrl-C stops.
+    /// Print records as they are written (from --from SEQ first); Ctrl-C
+    /// stops. `--json`: one entry per line, exactly as stored.
     Tail {
         #[arg(long, default_value_t = 0)]
         from: u64,
-        #[arg(long)]
-        json: bool,
     },
     /// Write the chain as JSON Lines, verifiable offline.
     Export {
@@ -65,8 +62,6 @@ pub enum AuditCommand {
     Verify {
         #[arg(long)]
         file: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -77,8 +72,10 @@ fn time_bound(value: Option<String>) -> Result<String, CtlError> {
     if value.contains('T') {
         return Ok(value);
     }
-    let back = parse_duration(&value).map_err(local)?;
-    let at = std::time::SystemTime::now() - back;
+    let back = parse_duration(&value).map_err(usage)?;
+    let at = std::time::SystemTime::now()
+        .checked_sub(back)
+        .ok_or_else(|| usage(format!("`{value}` reaches back before the epoch")))?;
     time::OffsetDateTime::from(at)
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(local)
@@ -88,6 +85,7 @@ pub async fn run(
     addr: &str,
     options: ClientOptions,
     command: AuditCommand,
+    json: bool,
 ) -> Result<(), CtlError> {
     match command {
         AuditCommand::Query {
@@ -100,7 +98,6 @@ pub async fn run(
             decision,
             kind,
             limit,
-            json,
         } => {
             let request = AuditQueryRequest {
                 start_time: time_bound(since)?,
@@ -121,7 +118,7 @@ pub async fn run(
             print_records(&records, json);
             Ok(())
         }
-        AuditCommand::Tail { from, json } => {
+        AuditCommand::Tail { from } => {
             let mut stream = AuditClient::connect(addr, options)
                 .await?
                 .tail(from)
@@ -148,7 +145,14 @@ pub async fn run(
                     let mut out = std::io::BufWriter::new(file);
                     let bytes = client.export(from, to, &mut out).await?;
                     out.flush().map_err(local)?;
-                    eprintln!("wrote {bytes} bytes to {}", path.display());
+                    if json {
+                        println!(
+                            "{}",
+                            json!({"output": path.display().to_string(), "size_bytes": bytes})
+                        );
+                    } else {
+                        eprintln!("wrote {bytes} bytes to {}", path.display());
+                    }
                 }
                 None => {
                     let mut out = std::io::stdout().lock();
@@ -157,12 +161,9 @@ pub async fn run(
             }
             Ok(())
         }
-        AuditCommand::Verify {
-            file: Some(path),
-            json,
-        } => {
+        AuditCommand::Verify { file: Some(path) } => {
             let file = std::fs::File::open(&path)
-                .map_err(|e| local(format!("`{}`: {e}", path.display())))?;
+                .map_err(|e| usage(format!("`{}`: {e}", path.display())))?;
             let report = verify_export(std::io::BufReader::new(file))
                 .map_err(|e| local(format!("`{}`: {e}", path.display())))?;
             let problem = report
@@ -194,7 +195,7 @@ pub async fn run(
                 Some(problem) => Err(CtlError::Finding(format!("chain broken at {problem}"))),
             }
         }
-        AuditCommand::Verify { file: None, json } => {
+        AuditCommand::Verify { file: None } => {
             let report = AuditClient::connect(addr, options).await?.verify().await?;
             if json {
                 println!(

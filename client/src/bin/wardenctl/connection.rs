@@ -2,6 +2,9 @@
 //! `WARDEN_*` environment variables (both through clap), then the config
 //! file (`--config`, `WARDEN_CLIENT_CONFIG`, or
 //! `~/.config/warden/wardenctl.toml`), then the defaults.
+//!
+//! Addresses may be URLs or bare `HOST:PORT`, the form `warden serve`
+//! takes, so one `WARDEN_ADMIN_ADDR` serves both programs in a shell.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,10 +15,12 @@ use warden_client::{ClientError, ClientOptions, TlsOptions};
 
 #[derive(Debug, Args)]
 pub struct ConnectionArgs {
-    /// Warden's decision listener [default: http://127.0.0.1:50051].
+    /// Warden's decision listener, `HOST:PORT` or a URL [default:
+    /// 127.0.0.1:50051].
     #[arg(long, global = true, env = "WARDEN_ADDR")]
     addr: Option<String>,
-    /// Warden's admin listener [default: http://127.0.0.1:50052].
+    /// Warden's admin listener, `HOST:PORT` or a URL [default:
+    /// 127.0.0.1:50052].
     #[arg(long, global = true, env = "WARDEN_ADMIN_ADDR")]
     admin_addr: Option<String>,
     /// Bearer token (prefer --token-file or WARDEN_TOKEN: a flag shows in
@@ -69,8 +74,8 @@ impl ConnectionArgs {
         let pick = |flag: Option<String>, file: Option<String>, default: &str| {
             flag.or(file).unwrap_or_else(|| default.to_owned())
         };
-        let addr = pick(self.addr, file.addr, "http://127.0.0.1:50051");
-        let admin_addr = pick(self.admin_addr, file.admin_addr, "http://127.0.0.1:50052");
+        let addr = pick(self.addr, file.addr, "127.0.0.1:50051");
+        let admin_addr = pick(self.admin_addr, file.admin_addr, "127.0.0.1:50052");
         let token = match (self.token, self.token_file.or(file.token_file)) {
             (Some(token), _) => Some(token),
             (None, Some(path)) => Some(
@@ -98,8 +103,8 @@ impl ConnectionArgs {
             None
         };
         Ok(Connection {
-            addr,
-            admin_addr,
+            addr: url(&addr, tls.is_some()),
+            admin_addr: url(&admin_addr, tls.is_some()),
             options: ClientOptions {
                 connect_timeout: timeout,
                 request_timeout: timeout,
@@ -128,5 +133,80 @@ impl ConnectionArgs {
             Err(e) => return Err(ClientError::Config(format!("{}: {e}", path.display()))),
         };
         toml::from_str(&text).map_err(|e| ClientError::Config(format!("{}: {e}", path.display())))
+    }
+}
+
+/// `addr` as a URL: a bare `HOST:PORT` gets the scheme the TLS settings
+/// call for; a URL is kept as written.
+fn url(addr: &str, tls: bool) -> String {
+    if addr.contains("://") {
+        addr.to_owned()
+    } else if tls {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_addresses_take_the_scheme_tls_calls_for() {
+        assert_eq!(url("127.0.0.1:50052", false), "http://127.0.0.1:50052");
+        assert_eq!(
+            url("warden.internal:50052", true),
+            "https://warden.internal:50052"
+        );
+        assert_eq!(url("[::1]:50051", false), "http://[::1]:50051");
+        assert_eq!(
+            url("http://127.0.0.1:50052", false),
+            "http://127.0.0.1:50052"
+        );
+        assert_eq!(url("https://warden:443", false), "https://warden:443");
+    }
+
+    fn resolve(args: &[&str]) -> Connection {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            connection: ConnectionArgs,
+        }
+        let config = empty_config();
+        let cli = <Cli as clap::Parser>::try_parse_from(
+            ["wardenctl", "--config", config.as_str()]
+                .iter()
+                .chain(args),
+        )
+        .unwrap();
+        cli.connection.resolve(Duration::from_secs(1)).unwrap()
+    }
+
+    /// An empty config file, so a developer's own never leaks into a test.
+    fn empty_config() -> String {
+        let path = std::env::temp_dir().join(format!("wardenctl-test-{}.toml", std::process::id()));
+        std::fs::write(&path, "").unwrap();
+        path.display().to_string()
+    }
+
+    // Flags, not defaults: clap also reads `WARDEN_*` from the environment
+    // the tests run in, and flags win over it.
+    #[test]
+    fn flags_resolve_to_urls() {
+        let named = resolve(&["--addr", "10.0.0.7:7000", "--admin-addr", "http://h:1"]);
+        assert_eq!(named.addr, "http://10.0.0.7:7000");
+        assert_eq!(named.admin_addr, "http://h:1");
+        // TLS through the server name alone: no files to read.
+        let tls = resolve(&[
+            "--addr",
+            "warden:50051",
+            "--admin-addr",
+            "warden:50052",
+            "--server-name",
+            "warden",
+        ]);
+        assert_eq!(tls.addr, "https://warden:50051");
+        assert_eq!(tls.admin_addr, "https://warden:50052");
     }
 }

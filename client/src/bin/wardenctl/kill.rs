@@ -10,7 +10,7 @@ use warden_client::admin::{
     EngageKillSwitchRequest, KillSwitch, KillSwitchMode, KillSwitchScope, KillSwitchState,
 };
 
-use super::{CtlError, admin, local, parse_duration, table};
+use super::{CtlError, admin, local, parse_duration, table, usage};
 
 #[derive(Debug, Subcommand)]
 pub enum KillCommand {
@@ -24,16 +24,12 @@ pub enum KillCommand {
         /// Why it is released (recorded).
         #[arg(long)]
         reason: String,
-        #[arg(long)]
-        json: bool,
     },
     /// Engaged switches, and the most recently released or expired ones.
     List {
         /// How many ended switches to show.
         #[arg(long, default_value_t = 20)]
         ended: u32,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -73,8 +69,6 @@ pub struct EngageArgs {
     /// Engage a global switch without asking.
     #[arg(long)]
     yes: bool,
-    #[arg(long)]
-    json: bool,
 }
 
 /// Who is at the keyboard, for the record.
@@ -84,7 +78,12 @@ fn operator() -> String {
         .unwrap_or_default()
 }
 
-pub async fn run(addr: &str, options: ClientOptions, command: KillCommand) -> Result<(), CtlError> {
+pub async fn run(
+    addr: &str,
+    options: ClientOptions,
+    command: KillCommand,
+    json: bool,
+) -> Result<(), CtlError> {
     match command {
         KillCommand::Engage(args) => {
             let scope = KillSwitchScope {
@@ -114,10 +113,10 @@ pub async fn run(addr: &str, options: ClientOptions, command: KillCommand) -> Re
                 .await?
                 .engage_kill_switch(request)
                 .await?;
-            print_switches(&[switch], args.json);
+            print_switches(&[switch], json);
             Ok(())
         }
-        KillCommand::Release { id, reason, json } => {
+        KillCommand::Release { id, reason } => {
             let switch = admin(addr, options)
                 .await?
                 .release_kill_switch(&id, &reason, &operator())
@@ -125,7 +124,7 @@ pub async fn run(addr: &str, options: ClientOptions, command: KillCommand) -> Re
             print_switches(&[switch], json);
             Ok(())
         }
-        KillCommand::List { ended, json } => {
+        KillCommand::List { ended } => {
             let list = admin(addr, options)
                 .await?
                 .list_kill_switches(ended)
@@ -155,7 +154,7 @@ pub async fn run(addr: &str, options: ClientOptions, command: KillCommand) -> Re
 fn confirm_global() -> Result<(), CtlError> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        return Err(local(
+        return Err(usage(
             "refusing to engage a global kill switch without confirmation; pass --yes",
         ));
     }
@@ -169,7 +168,7 @@ fn confirm_global() -> Result<(), CtlError> {
     if answer.trim() == "global" {
         Ok(())
     } else {
-        Err(local("not confirmed; nothing was engaged"))
+        Err(usage("not confirmed; nothing was engaged"))
     }
 }
 

@@ -1,16 +1,33 @@
 //! `wardenctl`: Warden's command-line client.
 //!
-//! Exit codes for `check`, for scripts: 0 ALLOW, 1 DENY, 2 REQUIRE_APPROVAL,
-//! 3 or more an error (3: bad arguments or request, 4: cannot reach Warden).
+//! Output is an aligned table (or a short report) for people; the global
+//! `--json`, accepted anywhere on the line, prints JSON for scripts: one
+//! object for one result, an array for a list, and for `audit query` and
+//! `audit tail` one stored entry per line.
+//!
+//! Exit codes, for scripts (`exit.rs` maps outcomes and gRPC codes to them;
+//! `wardenctl --help` lists them too):
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success; `check`: ALLOW |
+//! | 1 | `check`: DENY; `audit verify`: the chain is broken |
+//! | 2 | `check`: REQUIRE_APPROVAL |
+//! | 3 | bad arguments, input or configuration, a confirmation not given, or a request Warden rejected (`INVALID_ARGUMENT`, `FAILED_PRECONDITION`, `NOT_FOUND`, `ALREADY_EXISTS`, `OUT_OF_RANGE`) |
+//! | 4 | Warden unreachable or unavailable: no connection, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`, `CANCELLED` |
+//! | 5 | `UNAUTHENTICATED` or `PERMISSION_DENIED` |
+//! | 6 | anything else: a server fault, an unexpected answer, a local failure |
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 mod audit;
 mod connection;
+mod exit;
 mod kill;
 use serde_json::{Map, Value as Json, json};
 use warden_bundle::signature;
@@ -20,13 +37,21 @@ use warden_client::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "wardenctl", version, about = "Command-line client for Warden")]
+#[command(
+    name = "wardenctl",
+    version,
+    about = "Command-line client for Warden",
+    after_help = exit::HELP
+)]
 struct Cli {
     #[command(flatten)]
     connection: connection::ConnectionArgs,
     /// Per-call deadline, e.g. `5s` (bundle pushes get at least 5 minutes).
     #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Print JSON for scripts instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,10 +74,14 @@ enum Command {
     #[command(subcommand)]
     Kill(kill::KillCommand),
     /// What Warden is serving: bundles, snapshots, counters.
-    Status {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+    Status,
+    /// Print a shell completion script.
+    ///
+    /// For example `source <(wardenctl completions bash)` in `~/.bashrc`, or
+    /// `wardenctl completions zsh > ~/.zfunc/_wardenctl`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -89,50 +118,33 @@ enum BundleCommand {
         /// Store it without serving it.
         #[arg(long)]
         store_only: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// The stored bundles, newest first.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Serve a stored bundle (by digest or a unique prefix of 8+ digits).
     Activate {
         digest: String,
         /// As the shadow instead of the active bundle.
         #[arg(long)]
         shadow: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// Serve the previously active bundle again.
-    Rollback {
-        #[arg(long)]
-        json: bool,
-    },
+    Rollback,
     /// The active and shadow bundles.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
 enum SnapshotCommand {
     /// Replace a snapshot; its version must be newer than the current one.
     Push {
-        /// `identity` or `entitlements`.
+        #[arg(value_parser = ["identity", "entitlements"])]
         kind: String,
         file: PathBuf,
-        #[arg(long)]
-        json: bool,
     },
     /// Versions and ages of the loaded snapshots.
-    Status {
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(visible_alias = "list")]
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -171,9 +183,6 @@ struct CheckArgs {
     /// Correlation id, echoed and audited.
     #[arg(long)]
     request_id: Option<String>,
-    /// Print the whole response as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
@@ -203,69 +212,106 @@ fn parse_object(value: &str) -> Result<Map<String, Json>, String> {
     }
 }
 
-/// Exit codes beyond the three decisions.
-const EXIT_BAD_REQUEST: u8 = 3;
-const EXIT_UNREACHABLE: u8 = 4;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let connection = match cli.connection.resolve(cli.timeout) {
-        Ok(connection) => connection,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
-            eprintln!("wardenctl: {e}");
-            return ExitCode::from(EXIT_BAD_REQUEST);
+            let _ = e.print();
+            // clap would exit 2, which `check` means as REQUIRE_APPROVAL;
+            // help and version go to standard output and are no error.
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            });
         }
     };
-    let (addr, admin_addr, options) = (
+    if let Command::Completions { shell } = cli.command {
+        return report(completions(shell));
+    }
+    let connection = match cli.connection.resolve(cli.timeout) {
+        Ok(connection) => connection,
+        Err(e) => return report(Err(e.into())),
+    };
+    let (addr, admin_addr, options, json) = (
         connection.addr.as_str(),
         connection.admin_addr.as_str(),
         connection.options,
+        cli.json,
     );
     match cli.command {
-        Command::Check(args) => check(addr, options, args).await,
-        Command::Bundle(command) => report(bundle(admin_addr, options, command).await),
-        Command::Snapshot(command) => report(snapshot(admin_addr, options, command).await),
-        Command::Audit(command) => report(audit::run(admin_addr, options, command).await),
-        Command::Kill(command) => report(kill::run(admin_addr, options, command).await),
-        Command::Status { json } => report(status(admin_addr, options, json).await),
+        Command::Check(args) => check(addr, options, args, json).await,
+        Command::Bundle(command) => report(bundle(admin_addr, options, command, json).await),
+        Command::Snapshot(command) => report(snapshot(admin_addr, options, command, json).await),
+        Command::Audit(command) => report(audit::run(admin_addr, options, command, json).await),
+        Command::Kill(command) => report(kill::run(admin_addr, options, command, json).await),
+        Command::Status => report(status(admin_addr, options, json).await),
+        // Printed above, before any configuration is read.
+        Command::Completions { .. } => ExitCode::SUCCESS,
     }
 }
 
-/// Exit code for operator commands: 0 done, 1 a problem found (a broken
-/// audit chain), 3 refused, 4 unreachable or failed locally.
+fn completions(shell: clap_complete::Shell) -> Result<(), CtlError> {
+    // Into memory first: `generate` panics when its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "wardenctl", &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .map_err(|e| local(format!("cannot write the script: {e}")))
+}
+
 fn report(result: Result<(), CtlError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CtlError::Client(e)) => {
+        Err(e) => {
             eprintln!("wardenctl: {e}");
-            ExitCode::from(match e {
-                ClientError::Status(_) => EXIT_BAD_REQUEST,
-                _ => EXIT_UNREACHABLE,
-            })
-        }
-        Err(CtlError::Local(message)) => {
-            eprintln!("wardenctl: {message}");
-            ExitCode::from(EXIT_UNREACHABLE)
-        }
-        Err(CtlError::Finding(message)) => {
-            eprintln!("wardenctl: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
 enum CtlError {
     Client(ClientError),
+    /// The operator's input will not do: a file that cannot be read, a
+    /// malformed value, a confirmation not given.
+    Usage(String),
+    /// Something failed on this machine, such as writing a file.
     Local(String),
     /// The command worked and found a problem (a broken audit chain).
     Finding(String),
+}
+
+impl CtlError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Client(e) => exit::for_client(e),
+            CtlError::Usage(_) => exit::USAGE,
+            CtlError::Local(_) => exit::FAILED,
+            CtlError::Finding(_) => exit::DENY,
+        }
+    }
+}
+
+impl std::fmt::Display for CtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CtlError::Client(e) => e.fmt(f),
+            CtlError::Usage(message) | CtlError::Local(message) | CtlError::Finding(message) => {
+                f.write_str(message)
+            }
+        }
+    }
 }
 
 impl From<ClientError> for CtlError {
     fn from(e: ClientError) -> Self {
         CtlError::Client(e)
     }
+}
+
+fn usage(message: impl std::fmt::Display) -> CtlError {
+    CtlError::Usage(message.to_string())
 }
 
 fn local(message: impl std::fmt::Display) -> CtlError {
@@ -280,6 +326,7 @@ async fn bundle(
     addr: &str,
     options: ClientOptions,
     command: BundleCommand,
+    json: bool,
 ) -> Result<(), CtlError> {
     match command {
         BundleCommand::Build {
@@ -292,38 +339,51 @@ async fn bundle(
         } => {
             let limits = warden_bundle::ArchiveLimits::default();
             let mut files = warden_bundle::read_dir(&dir, &limits)
-                .map_err(|e| local(format!("`{}`: {e}", dir.display())))?;
+                .map_err(|e| usage(format!("`{}`: {e}", dir.display())))?;
             files.remove(signature::SIGNATURES_FILE);
+            let signed = signing_key.is_some();
             if let Some(path) = signing_key {
                 let algorithm = signature::algorithm(&signing_alg).ok_or_else(|| {
-                    local(format!("`{signing_alg}` is not RS256, ES256 or HS256"))
+                    usage(format!("`{signing_alg}` is not RS256, ES256 or HS256"))
                 })?;
                 let material = std::fs::read(&path)
-                    .map_err(|e| local(format!("`{}`: {e}", path.display())))?;
+                    .map_err(|e| usage(format!("`{}`: {e}", path.display())))?;
                 let key =
-                    signature::SigningKey::new(&key_id, algorithm, &material).map_err(local)?;
+                    signature::SigningKey::new(&key_id, algorithm, &material).map_err(usage)?;
                 let signatures = signature::sign(&files, &key, scope.as_deref()).map_err(local)?;
                 files.insert(signature::SIGNATURES_FILE.to_owned(), signatures);
             }
             let archive = warden_bundle::write_tar_gz(&files).map_err(local)?;
             std::fs::write(&output, &archive)
                 .map_err(|e| local(format!("`{}`: {e}", output.display())))?;
-            println!(
-                "wrote {} ({} files, {} bytes)",
-                output.display(),
-                files.len(),
-                archive.len()
-            );
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "output": output.display().to_string(),
+                        "files": files.len(),
+                        "size_bytes": archive.len(),
+                        "signed": signed,
+                    })
+                );
+            } else {
+                println!(
+                    "wrote {} ({} files, {} bytes{})",
+                    output.display(),
+                    files.len(),
+                    archive.len(),
+                    if signed { ", signed" } else { "" }
+                );
+            }
             Ok(())
         }
         BundleCommand::Push {
             file,
             shadow,
             store_only,
-            json,
         } => {
             let archive =
-                std::fs::read(&file).map_err(|e| local(format!("`{}`: {e}", file.display())))?;
+                std::fs::read(&file).map_err(|e| usage(format!("`{}`: {e}", file.display())))?;
             let bar = indicatif::ProgressBar::new(archive.len() as u64);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -359,37 +419,33 @@ async fn bundle(
             bar.set_message("uploading");
             let result = client.put_bundle(archive, target).await;
             bar.finish_and_clear();
-            print_bundles(&[result?], json);
+            print_bundle(&result?, json);
             Ok(())
         }
-        BundleCommand::List { json } => {
+        BundleCommand::List => {
             print_bundles(&admin(addr, options).await?.list_bundles().await?, json);
             Ok(())
         }
-        BundleCommand::Activate {
-            digest,
-            shadow,
-            json,
-        } => {
+        BundleCommand::Activate { digest, shadow } => {
             let target = if shadow {
                 BundleTarget::Shadow
             } else {
                 BundleTarget::Active
             };
-            print_bundles(
-                &[admin(addr, options)
+            print_bundle(
+                &admin(addr, options)
                     .await?
                     .activate(&digest, target)
-                    .await?],
+                    .await?,
                 json,
             );
             Ok(())
         }
-        BundleCommand::Rollback { json } => {
-            print_bundles(&[admin(addr, options).await?.rollback().await?], json);
+        BundleCommand::Rollback => {
+            print_bundle(&admin(addr, options).await?.rollback().await?, json);
             Ok(())
         }
-        BundleCommand::Status { json } => {
+        BundleCommand::Status => {
             let status = admin(addr, options).await?.status().await?;
             let serving: Vec<BundleInfo> = status.active.into_iter().chain(status.shadow).collect();
             print_bundles(&serving, json);
@@ -402,19 +458,24 @@ async fn snapshot(
     addr: &str,
     options: ClientOptions,
     command: SnapshotCommand,
+    json: bool,
 ) -> Result<(), CtlError> {
     match command {
-        SnapshotCommand::Push { kind, file, json } => {
+        SnapshotCommand::Push { kind, file } => {
             let document =
-                std::fs::read(&file).map_err(|e| local(format!("`{}`: {e}", file.display())))?;
+                std::fs::read(&file).map_err(|e| usage(format!("`{}`: {e}", file.display())))?;
             let snapshot = admin(addr, options)
                 .await?
                 .put_snapshot(&kind, document)
                 .await?;
-            print_snapshots(&[snapshot], json);
+            if json {
+                println!("{}", snapshot_json(&snapshot));
+            } else {
+                print_snapshots(&[snapshot], false);
+            }
             Ok(())
         }
-        SnapshotCommand::Status { json } => {
+        SnapshotCommand::Status => {
             print_snapshots(&admin(addr, options).await?.status().await?.snapshots, json);
             Ok(())
         }
@@ -455,23 +516,23 @@ async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), Ct
     println!();
     print_snapshots(&status.snapshots, false);
     println!();
-    println!(
-        "generation {}  uptime {}s  instance {}",
-        status.generation, status.uptime_seconds, status.instance_id
-    );
-    println!(
-        "kill switches {}  shadow divergences {}",
-        status.active_kill_switches, status.shadow_divergences
-    );
-    println!(
-        "audit ({}): records {}  commits {}  queued {}  refused {}  failed {}",
-        status.audit_durability,
-        status.audit_records,
-        status.audit_commits,
-        status.audit_queue_depth,
-        status.audit_refused,
-        status.audit_failed
-    );
+    let rows: Vec<Vec<String>> = [
+        ("instance", status.instance_id),
+        ("uptime", format!("{}s", status.uptime_seconds)),
+        ("generation", status.generation.to_string()),
+        ("kill switches", status.active_kill_switches.to_string()),
+        ("shadow divergences", status.shadow_divergences.to_string()),
+        ("audit durability", status.audit_durability),
+        ("audit records", status.audit_records.to_string()),
+        ("audit commits", status.audit_commits.to_string()),
+        ("audit queued", status.audit_queue_depth.to_string()),
+        ("audit refused", status.audit_refused.to_string()),
+        ("audit failed", status.audit_failed.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| vec![name.to_owned(), value])
+    .collect();
+    table(&["COUNTER", "VALUE"], &rows);
     Ok(())
 }
 
@@ -500,6 +561,15 @@ fn snapshot_json(snapshot: &SnapshotInfo) -> Json {
         "sha256": snapshot.sha256,
         "size_bytes": snapshot.size_bytes,
     })
+}
+
+/// One bundle, the answer to a push, an activation or a rollback.
+fn print_bundle(bundle: &BundleInfo, json: bool) {
+    if json {
+        println!("{}", bundle_json(bundle));
+    } else {
+        print_bundles(std::slice::from_ref(bundle), false);
+    }
 }
 
 fn print_bundles(bundles: &[BundleInfo], json: bool) {
@@ -595,7 +665,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-async fn check(addr: &str, options: ClientOptions, args: CheckArgs) -> ExitCode {
+async fn check(addr: &str, options: ClientOptions, args: CheckArgs, json: bool) -> ExitCode {
     let (principal_type, principal_id) = match args.principal.split_once(':') {
         Some((kind, id)) => (kind.to_owned(), id.to_owned()),
         None => ("user".to_owned(), args.principal.clone()),
@@ -641,20 +711,14 @@ async fn check(addr: &str, options: ClientOptions, args: CheckArgs) -> ExitCode 
     .await;
     match result {
         Ok(response) => {
-            print_response(&response, args.json);
+            print_response(&response, json);
             ExitCode::from(match response.decision() {
-                Decision::Allow => 0,
-                Decision::RequireApproval => 2,
-                Decision::Deny | Decision::Unspecified => 1,
+                Decision::Allow => exit::SUCCESS,
+                Decision::RequireApproval => exit::REQUIRE_APPROVAL,
+                Decision::Deny | Decision::Unspecified => exit::DENY,
             })
         }
-        Err(e) => {
-            eprintln!("wardenctl: {e}");
-            ExitCode::from(match e {
-                ClientError::Status(_) => EXIT_BAD_REQUEST,
-                _ => EXIT_UNREACHABLE,
-            })
-        }
+        Err(e) => report(Err(e.into())),
     }
 }
 

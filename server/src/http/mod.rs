@@ -1,0 +1,421 @@
+//! The HTTP listener: the AuthZEN Authorization API 1.0 in front of the same
+//! decision path as gRPC `Check` — same credentials and platform rules,
+//! quotas, kill switches, audit and metrics. It accepts connections through
+//! the same transport (connection cap, TLS, client certificates) as the gRPC
+//! listeners.
+
+pub mod authzen;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value as Json, json};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+use tonic_types::StatusExt;
+use tracing::{Instrument, debug};
+
+use crate::api::DecisionApi;
+use crate::api::decision::check_span;
+use crate::auth::{Authenticator, Caller, Listener, authorize};
+use crate::config::AuthzenConfig;
+use crate::metrics::{Api, Metrics};
+use crate::transport::{Conn, ConnInfo, PeerCert};
+use authzen::{BadRequest, Envelope, Semantic};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    pub decisions: DecisionApi,
+    pub auth: Arc<Authenticator>,
+    pub config: Arc<AuthzenConfig>,
+    pub metrics: Arc<Metrics>,
+    pub tls: bool,
+    pub timeout: Duration,
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// The router, with the body limit: a batch's worth of checks plus room for
+/// the JSON around them.
+pub fn router(state: HttpState, max_body: usize) -> Router {
+    Router::new()
+        .route("/access/v1/evaluation", post(evaluation))
+        .route("/access/v1/evaluations", post(evaluations))
+        .route("/.well-known/authzen-configuration", get(configuration))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The transport's accepted connections as an axum listener.
+pub struct Incoming {
+    connections: ReceiverStream<Result<Conn, io::Error>>,
+    local: SocketAddr,
+}
+
+impl Incoming {
+    pub fn new(connections: ReceiverStream<Result<Conn, io::Error>>, local: SocketAddr) -> Self {
+        Self { connections, local }
+    }
+}
+
+impl axum::serve::Listener for Incoming {
+    type Io = Conn;
+    type Addr = ConnInfo;
+
+    async fn accept(&mut self) -> (Conn, ConnInfo) {
+        loop {
+            match self.connections.next().await {
+                Some(Ok(conn)) => {
+                    let info = tonic::transport::server::Connected::connect_info(&conn);
+                    return (conn, info);
+                }
+                Some(Err(e)) => debug!(error = %e, "HTTP connection not accepted"),
+                // The acceptor stopped (shutdown): nothing more will come,
+                // and graceful shutdown ends the server.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<ConnInfo> {
+        Ok(ConnInfo {
+            remote: Some(self.local),
+            peer: Arc::new(PeerCert::None),
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>>
+    for ConnInfo
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// A refusal: status, message, and the request id to echo.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Refusal {
+    fn bad_request(error: &BadRequest) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: error.to_string(),
+            retry_after: None,
+        }
+    }
+
+    /// The gRPC status the shared decision path refused with, in HTTP terms.
+    fn from_status(status: &tonic::Status) -> Self {
+        let code = match status.code() {
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status: code,
+            message: status.message().to_owned(),
+            retry_after: status
+                .get_details_retry_info()
+                .and_then(|retry| retry.retry_delay),
+        }
+    }
+
+    fn into_response(self, request_id: Option<&HeaderValue>) -> Response {
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message + "\n",
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"warden\""),
+            );
+        }
+        if let Some(delay) = self.retry_after {
+            // Whole seconds, rounded up: Retry-After has no finer unit.
+            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if let Some(id) = request_id {
+            headers.insert(REQUEST_ID, id.clone());
+        }
+        response
+    }
+}
+
+fn answer(body: Json, request_id: Option<&HeaderValue>) -> Response {
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(id) = request_id {
+        response.headers_mut().insert(REQUEST_ID, id.clone());
+    }
+    response
+}
+
+/// A header's value as text; a value that is not visible ASCII is refused
+/// rather than guessed at.
+fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, BadRequest> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(text) if !text.is_empty() => Ok(Some(text.to_owned())),
+            _ => Err(BadRequest {
+                field: format!("header {name}"),
+                reason: "is empty or not visible ASCII".into(),
+            }),
+        },
+    }
+}
+
+/// Authenticates the caller as the gRPC decision listener would and reads
+/// the request's envelope; anything wrong is the refusal to send.
+fn admit(
+    state: &HttpState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+) -> Result<(Caller, Envelope), Refusal> {
+    if !json_content(headers) {
+        return Err(Refusal {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "Content-Type must be application/json".into(),
+            retry_after: None,
+        });
+    }
+    let caller = state
+        .auth
+        .authenticate(headers, Some(conn))
+        .and_then(|caller| {
+            authorize(
+                &caller,
+                Listener::Decision,
+                "/warden.v1.DecisionService/Check",
+            )
+            .map(|()| caller)
+        })
+        .map_err(|status| Refusal::from_status(&status))?;
+    let text = |name: &str| header_text(headers, name).map_err(|e| Refusal::bad_request(&e));
+    let envelope = Envelope {
+        platform_header: text(state.config.platform_header.as_str())?,
+        agent_header: text(state.config.agent_header.as_str())?,
+        caller_platform: caller.sole_platform().map(str::to_owned),
+        request_id: text(REQUEST_ID)?,
+    };
+    Ok((caller, envelope))
+}
+
+fn json_content(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Runs the shared decision path for `requests`, bounded by the listener's
+/// call timeout like a gRPC call.
+async fn decide(
+    state: &HttpState,
+    requests: &[warden_proto::v1::CheckRequest],
+    caller: &Caller,
+    semantic: Semantic,
+    api: Api,
+) -> Result<Vec<Json>, Refusal> {
+    let until = |result: Result<&warden_proto::v1::CheckResponse, &_>| match result {
+        Ok(response) => semantic.stops_at(authzen::permitted(response)),
+        Err(_) => semantic.stops_at(false),
+    };
+    let decided = tokio::time::timeout(
+        state.timeout,
+        state
+            .decisions
+            .decide_items_until(requests, caller, until)
+            .instrument(check_span(api, requests.len())),
+    )
+    .await
+    .map_err(|_| Refusal {
+        status: StatusCode::GATEWAY_TIMEOUT,
+        message: format!(
+            "the call took longer than the server's limit of {:?}",
+            state.timeout
+        ),
+        retry_after: None,
+    })?
+    .map_err(|status| Refusal::from_status(&status))?;
+    Ok(decided
+        .into_iter()
+        .map(|result| match result {
+            Ok(response) => authzen::decision(&response),
+            Err(invalid) => authzen::item_error(
+                &authzen::authzen_field(&invalid.field),
+                &invalid.to_string(),
+            ),
+        })
+        .collect())
+}
+
+async fn evaluation(
+    State(state): State<HttpState>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let request_id = headers.get(REQUEST_ID);
+    let result = async {
+        let (caller, envelope) = admit(&state, &conn, &headers)?;
+        let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
+        let request = authzen::evaluation(&body, &envelope, &state.config)
+            .map_err(|e| Refusal::bad_request(&e))?;
+        single(&state, request, &caller, Api::AuthzenEvaluation).await
+    }
+    .await;
+    state
+        .metrics
+        .answered(Api::AuthzenEvaluation, started.elapsed());
+    match result {
+        Ok(body) => answer(body, request_id),
+        Err(refusal) => refusal.into_response(request_id),
+    }
+}
+
+/// One check answered as one AuthZEN decision; an invalid request is a 400.
+async fn single(
+    state: &HttpState,
+    request: warden_proto::v1::CheckRequest,
+    caller: &Caller,
+    api: Api,
+) -> Result<Json, Refusal> {
+    let requests = [request];
+    let result = tokio::time::timeout(
+        state.timeout,
+        state
+            .decisions
+            .decide_items(&requests, caller)
+            .instrument(check_span(api, 1)),
+    )
+    .await
+    .map_err(|_| Refusal {
+        status: StatusCode::GATEWAY_TIMEOUT,
+        message: format!(
+            "the call took longer than the server's limit of {:?}",
+            state.timeout
+        ),
+        retry_after: None,
+    })?
+    .map_err(|status| Refusal::from_status(&status))?;
+    match result.into_iter().next() {
+        Some(Ok(response)) => Ok(authzen::decision(&response)),
+        Some(Err(invalid)) => Err(Refusal::bad_request(&BadRequest {
+            field: authzen::authzen_field(&invalid.field),
+            reason: invalid.reason,
+        })),
+        None => Err(Refusal {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "no answer".into(),
+            retry_after: None,
+        }),
+    }
+}
+
+async fn evaluations(
+    State(state): State<HttpState>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let request_id = headers.get(REQUEST_ID);
+    let result = async {
+        let (caller, envelope) = admit(&state, &conn, &headers)?;
+        let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
+        let (items, semantic) = authzen::evaluations(&body, &envelope, &state.config)
+            .map_err(|e| Refusal::bad_request(&e))?;
+        match items {
+            // No items: the body is one evaluation, answered as one.
+            None => {
+                let request = authzen::evaluation(&body, &envelope, &state.config)
+                    .map_err(|e| Refusal::bad_request(&e))?;
+                single(&state, request, &caller, Api::AuthzenEvaluations).await
+            }
+            Some(items) => {
+                let limit = state.decisions.max_batch_items();
+                if items.len() > limit {
+                    return Err(Refusal::bad_request(&BadRequest {
+                        field: "evaluations".into(),
+                        reason: format!(
+                            "has {} items, more than the limit of {limit}",
+                            items.len()
+                        ),
+                    }));
+                }
+                let decided =
+                    decide(&state, &items, &caller, semantic, Api::AuthzenEvaluations).await?;
+                Ok(json!({ "evaluations": decided }))
+            }
+        }
+    }
+    .await;
+    state
+        .metrics
+        .answered(Api::AuthzenEvaluations, started.elapsed());
+    match result {
+        Ok(body) => answer(body, request_id),
+        Err(refusal) => refusal.into_response(request_id),
+    }
+}
+
+/// PDP metadata. The PDP's identifier is the URL the caller reached: the
+/// scheme this listener serves and the `Host` it was asked for.
+async fn configuration(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let scheme = if state.tls { "https" } else { "http" };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        })
+        .map(str::to_owned);
+    let Some(host) = host else {
+        return Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: "the request has no usable Host header".into(),
+            retry_after: None,
+        }
+        .into_response(headers.get(REQUEST_ID));
+    };
+    answer(
+        authzen::metadata(&format!("{scheme}://{host}")),
+        headers.get(REQUEST_ID),
+    )
+}

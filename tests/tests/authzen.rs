@@ -1,0 +1,465 @@
+//! AuthZEN Authorization API 1.0 on the HTTP listener, end to end: the real
+//! binary, plain HTTP/1.1 requests, the Todo interop scenario from
+//! `examples/authzen-todo`, and the same kill switches, audit and
+//! credentials as gRPC.
+
+use serde_json::{Value, json};
+use warden_client::ClientOptions;
+use warden_client::admin::{EngageKillSwitchRequest, KillSwitchMode, KillSwitchScope};
+use warden_client::audit::{AuditClient, AuditQueryRequest};
+use warden_e2e::process::{Warden, WardenBuilder};
+use warden_e2e::{Demo, HttpResponse, http_request, repo_root};
+
+const RICK: &str = "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+const MORTY: &str = "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+const BETH: &str = "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
+
+fn todo_server() -> WardenBuilder {
+    let example = repo_root().join("examples/authzen-todo");
+    let path = |name: &str| example.join(name).display().to_string();
+    Warden::builder()
+        .arg("--config")
+        .arg(path("warden.toml"))
+        .arg("--bundle")
+        .arg(path("policy"))
+        .arg("--identity")
+        .arg(path("identity.json"))
+        .arg("--entitlements")
+        .arg(path("entitlements.json"))
+}
+
+fn post(warden: &Warden, path: &str, headers: &[(&str, &str)], body: &Value) -> HttpResponse {
+    post_raw(warden, path, headers, body.to_string().as_bytes())
+}
+
+fn post_raw(warden: &Warden, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    http_request(http(warden), "POST", path, &all, Some(body))
+}
+
+fn http(warden: &Warden) -> std::net::SocketAddr {
+    warden.http_addr.expect("the HTTP listener is on")
+}
+
+fn evaluation(subject: &str, action: &str, resource: Value) -> Value {
+    json!({"subject": {"type": "user", "id": subject}, "action": {"name": action}, "resource": resource})
+}
+
+fn decisions(response: &HttpResponse) -> Vec<bool> {
+    assert_eq!(response.status, 200, "{}", response.body);
+    response.json()["evaluations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no evaluations: {}", response.body))
+        .iter()
+        .map(|d| d["decision"].as_bool().expect("a boolean decision"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_todo_interop_decisions_hold_one_by_one_and_boxcarred() {
+    let warden = todo_server().start().await;
+    let cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("examples/authzen-todo/decisions.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = cases["evaluation"].as_array().unwrap();
+    assert_eq!(cases.len(), 40);
+    for case in cases {
+        let response = post(&warden, "/access/v1/evaluation", &[], &case["request"]);
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(
+            response.json()["decision"],
+            case["expected"],
+            "{} -> {}",
+            case["request"],
+            response.body
+        );
+    }
+    // All forty as one boxcar, each item complete: same answers, in order.
+    let items: Vec<Value> = cases.iter().map(|c| c["request"].clone()).collect();
+    let response = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &json!({ "evaluations": items }),
+    );
+    let expected: Vec<bool> = cases
+        .iter()
+        .map(|c| c["expected"].as_bool().unwrap())
+        .collect();
+    assert_eq!(decisions(&response), expected);
+}
+
+#[tokio::test]
+async fn evaluations_honour_each_semantic_and_truncate_short_circuits() {
+    let warden = todo_server().start().await;
+    // Morty may update his own todos, not Rick's: allow, deny, allow.
+    let body = |semantic: Option<&str>| {
+        let mut body = json!({
+            "subject": {"type": "user", "id": MORTY},
+            "action": {"name": "can_update_todo"},
+            "resource": {"type": "todo"},
+            "evaluations": [
+                {"resource": {"id": "1", "properties": {"ownerID": "morty@the-citadel.com"}}},
+                {"resource": {"id": "2", "properties": {"ownerID": "rick@the-citadel.com"}}},
+                {"resource": {"id": "3", "properties": {"ownerID": "morty@the-citadel.com"}}},
+            ]
+        });
+        if let Some(semantic) = semantic {
+            body["options"] = json!({ "evaluations_semantic": semantic });
+        }
+        body
+    };
+    let call = |semantic| {
+        decisions(&post(
+            &warden,
+            "/access/v1/evaluations",
+            &[],
+            &body(semantic),
+        ))
+    };
+    assert_eq!(call(None), [true, false, true]);
+    assert_eq!(call(Some("execute_all")), [true, false, true]);
+    assert_eq!(call(Some("deny_on_first_deny")), [true, false]);
+    assert_eq!(call(Some("permit_on_first_permit")), [true]);
+
+    // A per-item subject and action override the defaults.
+    let mut mixed = body(Some("execute_all"));
+    mixed["evaluations"][1]["subject"] = json!({"id": RICK});
+    mixed["evaluations"][2]["action"] = json!({"name": "can_read_todos"});
+    mixed["evaluations"][2]["subject"] = json!({"id": BETH});
+    assert_eq!(
+        decisions(&post(&warden, "/access/v1/evaluations", &[], &mixed)),
+        [true, true, true]
+    );
+
+    // Without items the body is one evaluation, answered as one.
+    let single = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &evaluation(
+            BETH,
+            "can_create_todo",
+            json!({"type": "todo", "id": "todo-1"}),
+        ),
+    );
+    assert_eq!(single.status, 200, "{}", single.body);
+    assert_eq!(single.json()["decision"], json!(false));
+    assert!(single.json().get("evaluations").is_none());
+}
+
+#[tokio::test]
+async fn malformed_requests_are_400_and_name_the_field() {
+    let warden = todo_server().start().await;
+    let refused = |response: HttpResponse, field: &str| {
+        assert_eq!(response.status, 400, "{}", response.body);
+        assert!(
+            response.body.contains(field),
+            "`{}` should name `{field}`",
+            response.body
+        );
+    };
+    let ok = evaluation(MORTY, "can_read_todos", json!({"type": "todo", "id": "1"}));
+    for path in ["/access/v1/evaluation", "/access/v1/evaluations"] {
+        refused(post_raw(&warden, path, &[], b""), "(body)");
+        refused(post_raw(&warden, path, &[], b"{\"subject\": "), "(body)");
+        refused(post_raw(&warden, path, &[], b"[]"), "(body)");
+        let mut no_subject = ok.clone();
+        no_subject.as_object_mut().unwrap().remove("subject");
+        refused(post(&warden, path, &[], &no_subject), "subject");
+        let mut no_id = ok.clone();
+        no_id["subject"] = json!({"type": "user"});
+        refused(post(&warden, path, &[], &no_id), "subject.id");
+        let mut typed = ok.clone();
+        typed["action"] = json!({"name": 123});
+        refused(post(&warden, path, &[], &typed), "action.name");
+        // Warden's own validation, in AuthZEN's field names.
+        let mut spaced = ok.clone();
+        spaced["action"] = json!({"name": "can read"});
+        refused(post(&warden, path, &[], &spaced), "action.name");
+        let mut long = ok.clone();
+        long["subject"]["id"] = json!("x".repeat(300));
+        refused(post(&warden, path, &[], &long), "subject.id");
+        // Only JSON is accepted.
+        let wrong_type = http_request(
+            http(&warden),
+            "POST",
+            path,
+            &[("Content-Type", "text/plain")],
+            Some(ok.to_string().as_bytes()),
+        );
+        assert_eq!(wrong_type.status, 415, "{}", wrong_type.body);
+    }
+    // Unknown fields anywhere are ignored.
+    let mut extra = ok.clone();
+    extra["future"] = json!({"field": 1});
+    extra["subject"]["also"] = json!("ignored");
+    let response = post(&warden, "/access/v1/evaluation", &[], &extra);
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["decision"], json!(true));
+
+    let semantic = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &json!({"options": {"evaluations_semantic": "sometimes"}, "evaluations": [ok]}),
+    );
+    refused(semantic, "options.evaluations_semantic");
+    let item = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &json!({"evaluations": [ok, {"subject": {"type": "user", "id": MORTY}}]}),
+    );
+    refused(item, "evaluations[1].action");
+    // An item Warden's validator refuses is a denial that says why; the
+    // others are answered.
+    let mut invalid = ok.clone();
+    invalid["resource"]["type"] = json!("");
+    let partly = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &json!({"evaluations": [ok, invalid]}),
+    );
+    assert_eq!(decisions(&partly), [true, false]);
+    let error = &partly.json()["evaluations"][1]["context"]["error"];
+    assert_eq!(error["status"], json!(400));
+    assert_eq!(error["field"], json!("resource.type"), "{error}");
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_and_metadata_names_the_endpoints() {
+    let warden = todo_server().start().await;
+    let ok = evaluation(MORTY, "can_read_todos", json!({"type": "todo", "id": "1"}));
+    let answered = post(
+        &warden,
+        "/access/v1/evaluation",
+        &[("X-Request-ID", "req-42")],
+        &ok,
+    );
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.header("x-request-id"), Some("req-42"));
+    let refused = post_raw(
+        &warden,
+        "/access/v1/evaluations",
+        &[("X-Request-ID", "req-43")],
+        b"nope",
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.header("x-request-id"), Some("req-43"));
+    let without = post(&warden, "/access/v1/evaluation", &[], &ok);
+    assert_eq!(without.header("x-request-id"), None);
+
+    let metadata = http_request(
+        http(&warden),
+        "GET",
+        "/.well-known/authzen-configuration",
+        &[],
+        None,
+    );
+    assert_eq!(metadata.status, 200, "{}", metadata.body);
+    assert_eq!(metadata.header("content-type"), Some("application/json"));
+    let base = format!("http://{}", http(&warden));
+    assert_eq!(
+        metadata.json(),
+        json!({
+            "policy_decision_point": base,
+            "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+            "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        })
+    );
+}
+
+#[tokio::test]
+async fn the_agent_model_applies_over_http_require_approval_is_not_a_permit() {
+    // The default policy and demo data: the platform and agent come from
+    // headers, or from the context.
+    let warden = Warden::start().await;
+    let demo = Demo::load();
+    let admin = demo.member_of("it-ops");
+    let grant = json!({
+        "subject": {"type": "user", "id": admin},
+        "action": {"name": "permissions.grant"},
+        "resource": {"type": "role", "id": "finance-approver"},
+    });
+    let headers = [
+        ("X-Warden-Platform", "support-desk"),
+        ("X-Warden-Agent", "access-admin"),
+    ];
+    let approval = post(&warden, "/access/v1/evaluation", &headers, &grant);
+    assert_eq!(approval.status, 200, "{}", approval.body);
+    let body = approval.json();
+    assert_eq!(body["decision"], json!(false));
+    assert_eq!(body["context"]["outcome"], json!("require_approval"));
+    assert_eq!(body["context"]["require_approval"], json!(true));
+    assert_eq!(body["context"]["reasons"], json!(["sensitive_action"]));
+
+    let mut in_context = grant.clone();
+    in_context["context"] = json!({"platform": "support-desk", "agent": "access-admin"});
+    let same = post(&warden, "/access/v1/evaluation", &[], &in_context).json();
+    assert_eq!(same["context"]["outcome"], json!("require_approval"));
+
+    // Another platform's agent is refused by the policy, not the transport.
+    let mismatch = post(
+        &warden,
+        "/access/v1/evaluation",
+        &[
+            ("X-Warden-Platform", "copilot-studio"),
+            ("X-Warden-Agent", "access-admin"),
+        ],
+        &grant,
+    )
+    .json();
+    assert_eq!(mismatch["decision"], json!(false));
+    assert!(
+        mismatch["context"]["reasons"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("platform_mismatch")),
+        "{mismatch}"
+    );
+    // No platform or agent anywhere: a 400 that says where to put them.
+    let missing = post(&warden, "/access/v1/evaluation", &[], &grant);
+    assert_eq!(missing.status, 400);
+    assert!(
+        missing.body.contains("x-warden-platform"),
+        "{}",
+        missing.body
+    );
+}
+
+#[tokio::test]
+async fn kill_switches_and_audit_cover_http_decisions() {
+    let warden = todo_server()
+        .env("WARDEN_AUDIT_DURABILITY", "sync")
+        .start()
+        .await;
+    let request = evaluation(MORTY, "can_read_todos", json!({"type": "todo", "id": "1"}));
+    let allowed = post(&warden, "/access/v1/evaluation", &[], &request).json();
+    assert_eq!(allowed["decision"], json!(true));
+
+    let mut admin = warden.admin().await;
+    let switch = admin
+        .engage_kill_switch(EngageKillSwitchRequest {
+            scope: Some(KillSwitchScope {
+                platform: "todo".into(),
+                ..KillSwitchScope::default()
+            }),
+            mode: KillSwitchMode::DenyAll as i32,
+            reason: "incident 9".into(),
+            engaged_by: "tests".into(),
+            ..EngageKillSwitchRequest::default()
+        })
+        .await
+        .unwrap();
+    let stopped = post(&warden, "/access/v1/evaluation", &[], &request).json();
+    assert_eq!(stopped["decision"], json!(false));
+    assert_eq!(stopped["context"]["kill_switch"], json!(switch.id));
+    assert_eq!(
+        stopped["context"]["reasons"][0],
+        json!(format!("kill_switch:{}", switch.id))
+    );
+
+    // Both decisions are in the audit chain under their decision ids, with
+    // the platform and agent the defaults named.
+    let mut audit = AuditClient::connect(warden.admin_endpoint(), ClientOptions::default())
+        .await
+        .unwrap();
+    let records = audit
+        .query_all(
+            AuditQueryRequest {
+                platform: "todo".into(),
+                ..AuditQueryRequest::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    for (answer, decision) in [(&allowed, "allow"), (&stopped, "deny")] {
+        let id = answer["context"]["decision_id"].as_str().unwrap();
+        let record = records
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no audit record {id} in {records:?}"));
+        assert_eq!(record.decision, decision);
+        assert_eq!(record.agent_id, "todo-backend");
+    }
+}
+
+#[tokio::test]
+async fn http_callers_need_a_platform_credential_for_the_platform_they_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = |role: &str| format!("test-token-{role}-0123456789abcdef");
+    let entry = |name: &str, role: &str| {
+        format!(
+            "{{ name = \"{name}\", sha256 = \"{}\", roles = [\"{role}\"] }}",
+            warden::auth::hash_token(&token(name))
+        )
+    };
+    let config = format!(
+        "[auth]\ntokens = [{}, {}]\n[authzen]\ndefault_agent = \"todo-backend\"\n",
+        entry("todo", "platform:todo"),
+        entry("auditor", "auditor"),
+    );
+    let path = dir.path().join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    let example = repo_root().join("examples/authzen-todo");
+    let warden = Warden::builder()
+        .env("WARDEN_CONFIG", path.display().to_string())
+        .arg("--bundle")
+        .arg(example.join("policy").display().to_string())
+        .arg("--identity")
+        .arg(example.join("identity.json").display().to_string())
+        .arg("--entitlements")
+        .arg(example.join("entitlements.json").display().to_string())
+        .start_listening();
+    // The default readiness probe speaks gRPC without credentials (health
+    // is public); wait on it as usual.
+    warden.wait_serving().await;
+    let request = evaluation(MORTY, "can_read_todos", json!({"type": "todo", "id": "1"}));
+
+    let anonymous = post(&warden, "/access/v1/evaluation", &[], &request);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert!(
+        anonymous
+            .header("www-authenticate")
+            .is_some_and(|h| h.starts_with("Bearer")),
+        "{:?}",
+        anonymous.headers
+    );
+    let bearer = |name: &str| format!("Bearer {}", token(name));
+    let wrong = post(
+        &warden,
+        "/access/v1/evaluation",
+        &[("Authorization", "Bearer not-a-token")],
+        &request,
+    );
+    assert_eq!(wrong.status, 401);
+    let operator = post(
+        &warden,
+        "/access/v1/evaluation",
+        &[("Authorization", &bearer("auditor"))],
+        &request,
+    );
+    assert_eq!(operator.status, 403, "{}", operator.body);
+    // The platform credential names its platform; naming another is refused.
+    let todo = bearer("todo");
+    let allowed = post(
+        &warden,
+        "/access/v1/evaluation",
+        &[("Authorization", &todo)],
+        &request,
+    );
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.json()["decision"], json!(true));
+    let spoofed = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[("Authorization", &todo), ("X-Warden-Platform", "payments")],
+        &json!({"evaluations": [request]}),
+    );
+    assert_eq!(spoofed.status, 403, "{}", spoofed.body);
+}
