@@ -54,6 +54,27 @@ pub struct RawConfig {
     pub auth: RawAuth,
     pub authzen: RawAuthzen,
     pub log: RawLog,
+    pub tracing: RawTracing,
+}
+
+/// `[tracing]`: OpenTelemetry export of spans (a `check` span per check,
+/// carrying its `decision_id`). Empty endpoint: no export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTracing {
+    /// OTLP/HTTP (protobuf) collector base URL, e.g. `http://127.0.0.1:4318`;
+    /// spans go to `<endpoint>/v1/traces`.
+    pub otlp_endpoint: String,
+    pub service_name: String,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: "warden".into(),
+        }
+    }
 }
 
 /// `[authzen]`: how an AuthZEN request on the HTTP listener names the
@@ -524,6 +545,9 @@ pub struct Config {
     pub audit: AuditConfig,
     pub log_level: String,
     pub log_json: bool,
+    /// Where to export spans (`<endpoint>/v1/traces`), if anywhere.
+    pub otlp_traces: Option<String>,
+    pub service_name: String,
     pub insecure: bool,
     /// TLS for both gRPC listeners.
     pub tls: Option<Arc<TlsSetup>>,
@@ -543,6 +567,33 @@ pub struct AuthzenConfig {
     pub agent_context_key: String,
     pub default_platform: Option<String>,
     pub default_agent: Option<String>,
+}
+
+/// The traces URL for an OTLP/HTTP base endpoint. Only `http://`: the
+/// exporter has no TLS here, so spans go to a collector on the same host or
+/// network segment (a sidecar or node agent).
+fn otlp_traces(endpoint: &str) -> Result<Option<String>, ConfigError> {
+    if endpoint.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "tracing.otlp_endpoint",
+        message,
+    };
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e| invalid(format!("`{endpoint}` is not a URL: {e}")))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(invalid(format!(
+            "`{endpoint}` is not an http:// URL with a host (OTLP/HTTP without TLS)"
+        )));
+    }
+    let base = endpoint.trim_end_matches('/');
+    Ok(Some(if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    }))
 }
 
 fn authzen_config(raw: &RawAuthzen) -> Result<AuthzenConfig, ConfigError> {
@@ -775,6 +826,16 @@ impl TryFrom<RawConfig> for Config {
             },
             log_level: raw.log.level,
             log_json,
+            otlp_traces: otlp_traces(&raw.tracing.otlp_endpoint)?,
+            service_name: match raw.tracing.service_name.as_str() {
+                "" => {
+                    return Err(ConfigError::Invalid {
+                        key: "tracing.service_name",
+                        message: "must not be empty".into(),
+                    });
+                }
+                name => name.to_owned(),
+            },
             insecure: raw.server.insecure,
             transport: TransportLimits {
                 max_connections: positive("limits.max_connections", raw.limits.max_connections)?,

@@ -26,5 +26,6 @@ pub mod server;
 pub mod snapshot;
 pub mod stats;
 pub mod store;
+pub mod telemetry;
 pub mod transport;
 pub mod wasm;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use warden::config::{Config, RawConfig};
 
 /// Checks allocate and free many small values (policy evaluation above
@@ -141,12 +140,12 @@ fn main() -> ExitCode {
 
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
-    init_logging(&config)?;
+    let telemetry = warden::telemetry::init(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(warden::server::serve(
+    let served = runtime.block_on(warden::server::serve(
         config,
         shutdown_signal(),
         |listener, addr| {
@@ -159,26 +158,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             );
             let _ = out.flush();
         },
-    ))?;
+    ));
+    // Outside the runtime: the span exporter flushes on its own thread.
+    drop(runtime);
+    telemetry.shutdown();
+    served?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&config.log_level).with_context(|| {
-        format!(
-            "config key `log.level`: `{}` is not a filter",
-            config.log_level
-        )
-    })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -199,9 +184,15 @@ async fn shutdown_signal() {
 }
 
 fn token(name: &str, roles: &[String], hash: bool) -> anyhow::Result<ExitCode> {
-    for role in roles {
-        warden::auth::Role::parse(role).map_err(anyhow::Error::msg)?;
-    }
+    let parsed = roles
+        .iter()
+        .map(|role| warden::auth::Role::parse(role))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    // The same rules `serve` applies to the entry (a name, at least one
+    // role, never platform and operator roles together), so that what is
+    // printed here is accepted there.
+    warden::auth::Principal::new(name.to_owned(), parsed).map_err(anyhow::Error::msg)?;
     let token = if hash {
         let mut line = String::new();
         std::io::stdin()

@@ -155,3 +155,113 @@ async fn counters_move_with_traffic_and_gauges_read_the_served_state() {
         1.0
     );
 }
+
+/// A stand-in OTLP/HTTP collector: accepts POSTs and keeps their bodies
+/// (protobuf; the span's string attributes appear in it verbatim).
+fn collector() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        reader.read_line(&mut line).unwrap();
+                        let line = line.trim_end();
+                        if line.is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let path = request_line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send((path, body));
+                    let _ = reader.get_mut().write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                    );
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn checks_are_exported_as_spans_carrying_their_decision_id() {
+    let (collector, received) = collector();
+    let mut warden = Warden::builder()
+        .env(
+            "WARDEN_TRACING_OTLP_ENDPOINT",
+            format!("http://{collector}"),
+        )
+        .env("WARDEN_TRACING_SERVICE_NAME", "warden-under-test")
+        .start()
+        .await;
+    let mut client = warden.client().await;
+    let finance = Demo::load().member_of("finance");
+    let response = client
+        .check(
+            CheckBuilder::new(
+                "copilot-studio",
+                "expense-assistant",
+                &finance,
+                "expenses.submit",
+                "expense",
+            )
+            .build(),
+        )
+        .await
+        .unwrap();
+    // Spans are batched; stopping the server flushes them. The client's
+    // connection closes first (its task runs while this one waits), or the
+    // drain would wait for it for the whole grace period.
+    drop(client);
+    let (_warden, stopped) = tokio::task::spawn_blocking(move || {
+        let status = warden.terminate();
+        (warden, status)
+    })
+    .await
+    .unwrap();
+    assert!(stopped.success());
+    let mut bodies = Vec::new();
+    while let Ok((path, body)) = received.recv_timeout(std::time::Duration::from_secs(10)) {
+        assert_eq!(path, "/v1/traces");
+        bodies.extend(body);
+        let contains = |needle: &str| bodies.windows(needle.len()).any(|w| w == needle.as_bytes());
+        if contains(&response.decision_id) {
+            assert!(
+                contains("warden-under-test"),
+                "the service name is exported"
+            );
+            assert!(contains("grpc_check") && contains("allow"));
+            return;
+        }
+    }
+    panic!(
+        "no exported span carries decision id {}",
+        response.decision_id
+    );
+}

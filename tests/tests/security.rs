@@ -824,3 +824,34 @@ async fn wardenctl_takes_tls_and_tokens_from_env_and_config_file() {
     );
     assert!(!out.status.success());
 }
+
+#[test]
+fn warden_token_prints_only_entries_that_serve_accepts() {
+    let warden = &warden_e2e::process::binaries().warden;
+    let run = |args: &[&str]| {
+        std::process::Command::new(warden)
+            .arg("token")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&["--name", "acme", "--role", "platform:acme"]);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("roles = [\"platform:acme\"]"));
+    for args in [
+        &["--name", "nobody"][..],
+        &[
+            "--name",
+            "mixed",
+            "--role",
+            "platform:acme",
+            "--role",
+            "auditor",
+        ],
+        &["--name", "", "--role", "auditor"],
+    ] {
+        let refused = run(args);
+        assert!(!refused.status.success(), "{args:?} should be refused");
+        assert!(refused.stdout.is_empty(), "{args:?} printed an entry");
+    }
+}

@@ -234,6 +234,12 @@ impl DecisionApi {
             let stop = match validate(item, &self.limits) {
                 Ok(valid) => {
                     let answer = self.answer(&valid, &generation, &label);
+                    if items.len() == 1 {
+                        // Before the audit wait, so that everything logged
+                        // from here on carries the decision id.
+                        tracing::Span::current()
+                            .record("decision_id", answer.0.decision_id.as_str());
+                    }
                     let stop = until(Ok(&answer.0));
                     answers.push(answer);
                     slots.push(None);
@@ -266,10 +272,8 @@ impl DecisionApi {
                 },
             });
         }
-        let span = tracing::Span::current();
         if let [Ok(only)] = results.as_slice() {
-            span.record("decision_id", only.decision_id.as_str());
-            span.record("decision", verdict_of(only).as_str());
+            tracing::Span::current().record("decision", verdict_of(only).as_str());
         }
         Ok(results)
     }
