@@ -16,6 +16,7 @@ pub fn raw_config(data: &Path) -> RawConfig {
     let mut raw = RawConfig::default();
     raw.server.decision_addr = "127.0.0.1:0".into();
     raw.server.admin_addr = "127.0.0.1:0".into();
+    raw.server.http_addr = "127.0.0.1:0".into();
     raw.server.ops_addr = "127.0.0.1:0".into();
     raw.server.data_dir = data.display().to_string();
     raw.policy.bundle = root.join("policies").display().to_string();

@@ -91,6 +91,9 @@ pub struct RawAuthzen {
     pub agent_context_key: String,
     pub default_platform: String,
     pub default_agent: String,
+    /// The PDP's public URL for the metadata document; empty: the scheme
+    /// and `Host` each request used.
+    pub base_url: String,
 }
 
 impl Default for RawAuthzen {
@@ -102,6 +105,7 @@ impl Default for RawAuthzen {
             agent_context_key: "agent".into(),
             default_platform: String::new(),
             default_agent: String::new(),
+            base_url: String::new(),
         }
     }
 }
@@ -567,6 +571,8 @@ pub struct AuthzenConfig {
     pub agent_context_key: String,
     pub default_platform: Option<String>,
     pub default_agent: Option<String>,
+    /// Without a trailing `/`.
+    pub base_url: Option<String>,
 }
 
 /// The traces URL for an OTLP/HTTP base endpoint. Only `http://`: the
@@ -620,7 +626,33 @@ fn authzen_config(raw: &RawAuthzen) -> Result<AuthzenConfig, ConfigError> {
         agent_context_key: nonempty("authzen.agent_context_key", &raw.agent_context_key)?,
         default_platform: (!raw.default_platform.is_empty()).then(|| raw.default_platform.clone()),
         default_agent: (!raw.default_agent.is_empty()).then(|| raw.default_agent.clone()),
+        base_url: base_url(&raw.base_url)?,
     })
+}
+
+/// An `http(s)://host[:port][/path]` URL with no query or fragment, as
+/// AuthZEN requires of a PDP identifier.
+fn base_url(value: &str) -> Result<Option<String>, ConfigError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "authzen.base_url",
+        message,
+    };
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|e| invalid(format!("`{value}` is not a URL: {e}")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https"))
+        || uri.host().is_none()
+        || uri.query().is_some()
+        || value.contains('#')
+    {
+        return Err(invalid(format!(
+            "`{value}` is not an http(s) URL with a host and no query or fragment"
+        )));
+    }
+    Ok(Some(value.trim_end_matches('/').to_owned()))
 }
 
 /// Connection and call limits of the gRPC listeners.

@@ -25,10 +25,23 @@ use crate::generation::Generations;
 use crate::killswitch::{KillSwitches, unix_ms};
 use crate::snapshot::SnapshotKind;
 
-/// Distinct `reason` label values kept before the rest are counted as
-/// `other`: reasons come from policies, and an unbounded label would let a
-/// policy (or an error message) blow up the scrape and the server's memory.
+/// Distinct policy `reason` label values kept before the rest are counted
+/// as `other`: reasons come from policies, and an unbounded label would let
+/// a policy (or an error message) blow up the scrape and the server's
+/// memory.
 const MAX_REASONS: usize = 256;
+
+/// The server's own reason codes: always their own label, whatever policies
+/// did to the cap, so that alerts on them never go blind.
+const SERVER_REASONS: [&str; 7] = [
+    "kill_switch",
+    "kill_switch_state_unavailable",
+    "stale_snapshot",
+    "evaluation_error",
+    "evaluation_timeout",
+    "audit_queue_full",
+    "audit_unavailable",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DecisionLabels {
@@ -74,6 +87,7 @@ pub struct Metrics {
     evaluation_latency: Family<EngineLabels, Histogram>,
     audit_commit_latency: Histogram,
     reasons: RwLock<HashSet<Arc<str>>>,
+    reserved: HashSet<Arc<str>>,
     other: Arc<str>,
     none: Arc<str>,
 }
@@ -91,6 +105,7 @@ impl Default for Metrics {
             evaluation_latency: Family::new_with_constructor(latency_buckets),
             audit_commit_latency: latency_buckets(),
             reasons: RwLock::new(HashSet::new()),
+            reserved: SERVER_REASONS.into_iter().map(Arc::from).collect(),
             other: Arc::from("other"),
             none: Arc::from("none"),
         }
@@ -129,12 +144,16 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// One group commit of the audit writer (write and flush).
+    /// One successful flush of the audit writer: what a `sync` check waits
+    /// for once its record is written.
     pub fn audit_committed(&self, elapsed: Duration) {
         self.audit_commit_latency.observe(elapsed.as_secs_f64());
     }
 
     fn reason_label(&self, code: &str) -> Arc<str> {
+        if let Some(label) = self.reserved.get(code) {
+            return label.clone();
+        }
         let known = self
             .reasons
             .read()
@@ -353,7 +372,7 @@ pub fn registry(metrics: &Arc<Metrics>, sources: Sources) -> Registry {
     );
     registry.register_with_unit(
         "audit_commit_duration",
-        "Time of one audit group commit (write and flush)",
+        "Time of one successful audit flush (group commit)",
         Unit::Seconds,
         metrics.audit_commit_latency.clone(),
     );
@@ -410,5 +429,20 @@ mod tests {
             "{text}"
         );
         assert_eq!(text.matches("outcome=\"deny\"").count(), MAX_REASONS + 1);
+        // The server's own codes keep their label past the cap.
+        metrics.decided(Verdict::Deny, &["kill_switch:019a".into()]);
+        metrics.decided(Verdict::Deny, &["audit_queue_full".into()]);
+        let mut registry = Registry::default();
+        registry.register("d", "d", metrics.decisions.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"d_total{outcome="deny",reason="kill_switch"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"d_total{outcome="deny",reason="audit_queue_full"} 1"#),
+            "{text}"
+        );
     }
 }

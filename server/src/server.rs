@@ -203,10 +203,17 @@ pub async fn serve(
         stop_rx.clone(),
     );
     let http_server = http_listener.map(|(listener, local)| {
+        let http_accept = AcceptOptions {
+            tls: accept
+                .tls
+                .as_ref()
+                .map(|tls| Arc::new(tls.with_alpn(&[b"http/1.1"]))),
+            ..accept.clone()
+        };
         let incoming = transport::incoming(
             "http",
             listener,
-            accept.clone(),
+            http_accept,
             config.auth.clone(),
             connections.clone(),
             stop_rx.clone(),

@@ -179,8 +179,8 @@ impl WardenBuilder {
         let mut admin_addr = None;
         let mut ops_addr = None;
         let mut http_addr = None;
-        // A test that turns the HTTP listener off (`--http-addr ""`) has
-        // none to wait for.
+        // Only `--http-addr ""` turns the HTTP listener off here: the flag
+        // added above overrides the variable and the config file.
         let http_off = self
             .args
             .windows(2)

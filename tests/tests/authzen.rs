@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use warden_client::ClientOptions;
 use warden_client::admin::{EngageKillSwitchRequest, KillSwitchMode, KillSwitchScope};
 use warden_client::audit::{AuditClient, AuditQueryRequest};
+use warden_e2e::pki::Authority;
 use warden_e2e::process::{Warden, WardenBuilder};
-use warden_e2e::{Demo, HttpResponse, http_request, repo_root};
+use warden_e2e::{Demo, HttpResponse, TlsClient, http_request, https_request, repo_root};
 
 const RICK: &str = "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 const MORTY: &str = "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
@@ -124,6 +125,27 @@ async fn evaluations_honour_each_semantic_and_truncate_short_circuits() {
     assert_eq!(call(Some("deny_on_first_deny")), [true, false]);
     assert_eq!(call(Some("permit_on_first_permit")), [true]);
 
+    // Beth (a viewer) may not update; the walk stops after the first deny,
+    // or runs past it to the first permit.
+    let mut beth_first = body(None);
+    beth_first["evaluations"][0]["subject"] = json!({"id": BETH});
+    let walk = |semantic: &str| {
+        let mut body = beth_first.clone();
+        body["options"] = json!({ "evaluations_semantic": semantic });
+        decisions(&post(&warden, "/access/v1/evaluations", &[], &body))
+    };
+    assert_eq!(walk("execute_all"), [false, false, true]);
+    assert_eq!(walk("deny_on_first_deny"), [false]);
+    assert_eq!(walk("permit_on_first_permit"), [false, false, true]);
+    let mut late_permit = beth_first.clone();
+    late_permit["evaluations"][1]["resource"]["properties"]["ownerID"] =
+        json!("morty@the-citadel.com");
+    late_permit["options"] = json!({"evaluations_semantic": "permit_on_first_permit"});
+    assert_eq!(
+        decisions(&post(&warden, "/access/v1/evaluations", &[], &late_permit)),
+        [false, true]
+    );
+
     // A per-item subject and action override the defaults.
     let mut mixed = body(Some("execute_all"));
     mixed["evaluations"][1]["subject"] = json!({"id": RICK});
@@ -148,6 +170,80 @@ async fn evaluations_honour_each_semantic_and_truncate_short_circuits() {
     assert_eq!(single.status, 200, "{}", single.body);
     assert_eq!(single.json()["decision"], json!(false));
     assert!(single.json().get("evaluations").is_none());
+}
+
+#[tokio::test]
+async fn items_after_a_short_circuit_are_neither_decided_nor_audited() {
+    let warden = todo_server()
+        .env("WARDEN_AUDIT_DURABILITY", "sync")
+        .start()
+        .await;
+    let mut audit = AuditClient::connect(warden.admin_endpoint(), ClientOptions::default())
+        .await
+        .unwrap();
+    let query = AuditQueryRequest {
+        platform: "todo".into(),
+        r#type: "decision".into(),
+        ..AuditQueryRequest::default()
+    };
+    assert_eq!(audit.query_all(query.clone(), 100).await.unwrap().len(), 0);
+    let body = json!({
+        "subject": {"type": "user", "id": MORTY},
+        "action": {"name": "can_read_todos"},
+        "resource": {"type": "todo", "id": "1"},
+        "options": {"evaluations_semantic": "permit_on_first_permit"},
+        "evaluations": [{}, {}, {}, {}],
+    });
+    let response = post(&warden, "/access/v1/evaluations", &[], &body);
+    assert_eq!(decisions(&response), [true]);
+    assert_eq!(audit.query_all(query, 100).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn bodies_and_batches_past_the_limits_are_refused() {
+    let warden = todo_server()
+        .env("WARDEN_LIMITS_MAX_REQUEST_BYTES", "1024")
+        .env("WARDEN_LIMITS_MAX_BATCH_ITEMS", "4")
+        .start()
+        .await;
+    let item = evaluation(MORTY, "can_read_todos", json!({"type": "todo", "id": "1"}));
+    let four = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &json!({"evaluations": [item, item, item, item]}),
+    );
+    assert_eq!(decisions(&four), [true; 4]);
+    let five = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &json!({"evaluations": [item, item, item, item, item]}),
+    );
+    assert_eq!(five.status, 400, "{}", five.body);
+    assert!(five.body.contains("evaluations"), "{}", five.body);
+    // A default every item would copy may be no larger than one check.
+    let large_default = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[],
+        &json!({"context": {"blob": "x".repeat(2000)}, "evaluations": [item]}),
+    );
+    assert_eq!(large_default.status, 400, "{}", large_default.body);
+    assert!(
+        large_default.body.starts_with("context"),
+        "{}",
+        large_default.body
+    );
+    // The body limit: twice a full batch's protobuf, checked as it arrives.
+    let huge = vec![b' '; 1024 * 1024];
+    let too_large = post_raw(&warden, "/access/v1/evaluation", &[], &huge);
+    assert_eq!(too_large.status, 413, "{}", too_large.body);
+    // One check over the size limit is Warden's validation: a 400.
+    let mut big = item.clone();
+    big["context"] = json!({"blob": "x".repeat(2000)});
+    let one = post(&warden, "/access/v1/evaluation", &[], &big);
+    assert_eq!(one.status, 400, "{}", one.body);
 }
 
 #[tokio::test]
@@ -192,6 +288,19 @@ async fn malformed_requests_are_400_and_name_the_field() {
         );
         assert_eq!(wrong_type.status, 415, "{}", wrong_type.body);
     }
+    // Header values must be visible ASCII.
+    let accented = post(
+        &warden,
+        "/access/v1/evaluation",
+        &[("X-Warden-Agent", "agént")],
+        &ok,
+    );
+    assert_eq!(accented.status, 400, "{}", accented.body);
+    assert!(
+        accented.body.contains("x-warden-agent"),
+        "{}",
+        accented.body
+    );
     // Unknown fields anywhere are ignored.
     let mut extra = ok.clone();
     extra["future"] = json!({"field": 1});
@@ -262,6 +371,7 @@ async fn request_ids_are_echoed_and_metadata_names_the_endpoints() {
     );
     assert_eq!(metadata.status, 200, "{}", metadata.body);
     assert_eq!(metadata.header("content-type"), Some("application/json"));
+    assert_eq!(metadata.header("vary"), Some("host"));
     let base = format!("http://{}", http(&warden));
     assert_eq!(
         metadata.json(),
@@ -387,6 +497,18 @@ async fn kill_switches_and_audit_cover_http_decisions() {
         assert_eq!(record.decision, decision);
         assert_eq!(record.agent_id, "todo-backend");
     }
+    // Both are counted under their own entry point.
+    let metrics = http_request(warden.ops_addr, "GET", "/metrics", &[], None).body;
+    for sample in [
+        r#"warden_check_duration_seconds_count{api="authzen_evaluation"} 2"#,
+        r#"warden_decisions_total{outcome="allow",reason="none"} 1"#,
+        r#"warden_decisions_total{outcome="deny",reason="kill_switch"} 1"#,
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == sample),
+            "no `{sample}` in\n{metrics}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -462,4 +584,112 @@ async fn http_callers_need_a_platform_credential_for_the_platform_they_name() {
         &json!({"evaluations": [request]}),
     );
     assert_eq!(spoofed.status, 403, "{}", spoofed.body);
+    // Through the context, and in one item of several: the whole call.
+    let mut in_context = request.clone();
+    in_context["context"] = json!({"platform": "payments"});
+    let spoofed = post(
+        &warden,
+        "/access/v1/evaluation",
+        &[("Authorization", &todo)],
+        &in_context,
+    );
+    assert_eq!(spoofed.status, 403, "{}", spoofed.body);
+    let spoofed = post(
+        &warden,
+        "/access/v1/evaluations",
+        &[("Authorization", &todo)],
+        &json!({"evaluations": [request, in_context, request]}),
+    );
+    assert_eq!(spoofed.status, 403, "{}", spoofed.body);
+    assert!(
+        spoofed.body.contains("evaluations[1].platform"),
+        "{}",
+        spoofed.body
+    );
+    // The metadata document needs no credential: it is what a PEP reads
+    // before it has one.
+    let metadata = http_request(
+        http(&warden),
+        "GET",
+        "/.well-known/authzen-configuration",
+        &[],
+        None,
+    );
+    assert_eq!(metadata.status, 200);
+}
+
+#[tokio::test]
+async fn the_http_listener_speaks_http1_over_tls_and_knows_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new(dir.path(), "ca");
+    let server = ca.server("server");
+    let todo_cert = ca.valid_client("todo-cert", "todo-backend", None);
+    let config = format!(
+        r#"
+[tls]
+cert_file = "{cert}"
+key_file = "{key}"
+client_ca_file = "{ca}"
+
+[auth]
+clients = [{{ name = "todo-backend", cn = "todo-backend", roles = ["platform:todo"] }}]
+
+[authzen]
+default_agent = "todo-backend"
+"#,
+        cert = server.cert.display(),
+        key = server.key.display(),
+        ca = ca.cert_file.display(),
+    );
+    let path = dir.path().join("warden.toml");
+    std::fs::write(&path, config).unwrap();
+    let example = repo_root().join("examples/authzen-todo");
+    let warden = Warden::builder()
+        .env("WARDEN_CONFIG", path.display().to_string())
+        .arg("--bundle")
+        .arg(example.join("policy").display().to_string())
+        .arg("--identity")
+        .arg(example.join("identity.json").display().to_string())
+        .arg("--entitlements")
+        .arg(example.join("entitlements.json").display().to_string())
+        .start_listening();
+    let ca_pem = ca.ca_pem();
+    let (cert, key) = (todo_cert.cert_pem(), todo_cert.key_pem());
+    let body = evaluation(MORTY, "can_read_todos", json!({"type": "todo", "id": "1"})).to_string();
+    let call = |identity: Option<(&[u8], &[u8])>, alpn: &[&[u8]]| {
+        let tls = TlsClient {
+            ca_pem: &ca_pem,
+            identity,
+            alpn,
+        };
+        // The listener comes up with the others; retry until it answers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match https_request(
+                http(&warden),
+                &tls,
+                "POST",
+                "/access/v1/evaluation",
+                &[("Content-Type", "application/json")],
+                Some(body.as_bytes()),
+            ) {
+                Ok(response) if response.status != 0 => return response,
+                other => {
+                    assert!(std::time::Instant::now() < deadline, "{other:?}");
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        }
+    };
+    let identity = Some((cert.as_slice(), key.as_slice()));
+    // Whatever the client offers, HTTP/1.1 is what it gets.
+    let offers: [&[&[u8]]; 3] = [&[], &[b"http/1.1"], &[b"h2", b"http/1.1"]];
+    for alpn in offers {
+        let response = call(identity, alpn);
+        assert_eq!(response.status, 200, "{alpn:?}: {}", response.body);
+        assert_eq!(response.json()["decision"], json!(true));
+    }
+    // Without the certificate there is no credential.
+    let anonymous = call(None, &[b"http/1.1"]);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
 }

@@ -189,34 +189,49 @@ impl DecisionApi {
         self.limits.max_batch_items
     }
 
+    /// The largest one check may be, encoded.
+    pub fn max_request_bytes(&self) -> usize {
+        self.limits.max_request_bytes
+    }
+
     /// The decision path every entry point shares: the caller may act for
     /// each item's platform (a spoofed item refuses the whole call: it is
     /// the caller, not the item, that is out of bounds), the platforms'
     /// quotas admit the call, then each item is validated, decided on one
     /// generation and audited. An invalid item gets its own error.
+    ///
+    /// `list` names the field the items came in (`items` for `BatchCheck`),
+    /// for refusals that blame one of them; `None` for a single check.
     pub async fn decide_items(
         &self,
         items: &[pb::CheckRequest],
+        list: Option<&str>,
         caller: &Caller,
     ) -> Result<Vec<Result<pb::CheckResponse, InvalidRequest>>, Status> {
-        self.decide_items_until(items, caller, |_| false).await
+        self.decide_items_until(items, list, caller, |_| false)
+            .await
     }
 
     /// `decide_items`, stopping after the first item for which `until` is
     /// true (before its record is written): the items after it are neither
-    /// decided nor audited, and the answer ends with it.
+    /// decided nor audited, and the answer ends with it. `until` sees the
+    /// policy's answer; a record that then cannot be written turns that
+    /// item into a DENY (never the reverse), so a stop can only err towards
+    /// denying.
     pub async fn decide_items_until(
         &self,
         items: &[pb::CheckRequest],
+        list: Option<&str>,
         caller: &Caller,
         until: impl Fn(Result<&pb::CheckResponse, &InvalidRequest>) -> bool,
     ) -> Result<Vec<Result<pb::CheckResponse, InvalidRequest>>, Status> {
         let mut per_platform: Vec<(&str, usize)> = Vec::new();
         for (index, item) in items.iter().enumerate() {
-            if items.len() == 1 {
-                caller.check_platform(&item.platform, "platform")?;
-            } else {
-                caller.check_platform(&item.platform, &format!("items[{index}].platform"))?;
+            match list {
+                None => caller.check_platform(&item.platform, "platform")?,
+                Some(list) => {
+                    caller.check_platform(&item.platform, &format!("{list}[{index}].platform"))?;
+                }
             }
             match per_platform.iter_mut().find(|(p, _)| *p == item.platform) {
                 Some((_, count)) => *count += 1,
@@ -310,7 +325,7 @@ impl DecisionService for DecisionApi {
         let caller = Caller::of(&request);
         let items = std::slice::from_ref(request.get_ref());
         let mut results = self
-            .decide_items(items, &caller)
+            .decide_items(items, None, &caller)
             .instrument(check_span(Api::GrpcCheck, 1))
             .await?;
         self.metrics.answered(Api::GrpcCheck, started.elapsed());
@@ -348,7 +363,7 @@ impl DecisionService for DecisionApi {
         }
         let caller = Caller::of(&request);
         let results = self
-            .decide_items(items, &caller)
+            .decide_items(items, Some("items"), &caller)
             .instrument(check_span(Api::GrpcBatchCheck, items.len()))
             .await?;
         self.metrics

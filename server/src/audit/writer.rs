@@ -348,10 +348,10 @@ impl Writer {
             if dirty && due {
                 let flushing = Instant::now();
                 let flushed = self.log.flush();
-                self.metrics.audit_committed(flushing.elapsed());
                 last_flush = Instant::now();
                 dirty = false;
                 if flushed.is_ok() {
+                    self.metrics.audit_committed(flushing.elapsed());
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);
                 } else if let Err(e) = &flushed {
                     error!(error = %e, "cannot flush audit records");

@@ -196,9 +196,6 @@ impl Caller {
         }
     }
 
-    /// `PERMISSION_DENIED` unless the caller may check for `platform`.
-    /// An empty platform passes here so that validation can name it as
-    /// missing.
     /// The platform a credential names, when it names exactly one.
     pub fn sole_platform(&self) -> Option<&str> {
         let mut platforms = self
@@ -214,6 +211,9 @@ impl Caller {
         platforms.next().is_none().then_some(first)
     }
 
+    /// `PERMISSION_DENIED` unless the caller may check for `platform`.
+    /// An empty platform passes here so that validation can name it as
+    /// missing.
     pub fn check_platform(&self, platform: &str, field: &str) -> Result<(), Status> {
         if platform.is_empty() || self.may_act_for(platform) {
             return Ok(());

@@ -122,25 +122,40 @@ fn parts(body: &Map<String, Json>, prefix: &str) -> Result<Parts, BadRequest> {
     })
 }
 
-/// An item's entity with the top-level default's fields filled in where
-/// the item leaves them out (an item may name just a resource id and take
-/// the type from the default).
+/// An item's entity: its own replaces the default whole, as the spec says,
+/// except that a required identifier it leaves out (`type`, `id`, `name`)
+/// is the default's, so that an item may name just a resource id under a
+/// default type. Properties are never inherited: they describe the
+/// default's entity, not the item's.
 fn merged(
     item: Option<Map<String, Json>>,
     default: &Option<Map<String, Json>>,
+    identifiers: &[&str],
 ) -> Option<Map<String, Json>> {
     match (item, default) {
         (None, default) => default.clone(),
         (Some(item), None) => Some(item),
         (Some(mut item), Some(default)) => {
-            for (key, value) in default {
-                if !item.contains_key(key) || item.get(key) == Some(&Json::Null) {
-                    item.insert(key.clone(), value.clone());
+            for key in identifiers {
+                let missing = matches!(item.get(*key), None | Some(Json::Null));
+                if missing && let Some(value) = default.get(*key) {
+                    item.insert((*key).to_owned(), value.clone());
                 }
             }
             Some(item)
         }
     }
+}
+
+/// How much an `/evaluations` body may expand to: each item becomes a
+/// check holding its own copy of the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Items per call.
+    pub max_items: usize,
+    /// Encoded size of any one default (`subject`, `action`, `resource`,
+    /// `context`), which every item may copy.
+    pub max_default_bytes: usize,
 }
 
 /// A required string field; empty strings are left to Warden's validator,
@@ -300,6 +315,7 @@ pub fn evaluations(
     body: &Map<String, Json>,
     envelope: &Envelope,
     config: &AuthzenConfig,
+    limits: BatchLimits,
 ) -> Result<(Option<Vec<pb::CheckRequest>>, Semantic), BadRequest> {
     let semantic = match object(body, "options", "options")? {
         None => Semantic::ExecuteAll,
@@ -338,6 +354,32 @@ pub fn evaluations(
             ));
         }
     };
+    // Before anything is copied: a body of many empty items under one large
+    // default must not become that many copies of it.
+    if items.len() > limits.max_items {
+        return Err(bad(
+            "evaluations",
+            format!(
+                "has {} items, more than the limit of {}",
+                items.len(),
+                limits.max_items
+            ),
+        ));
+    }
+    for key in ["subject", "action", "resource", "context"] {
+        if let Some(default) = body.get(key) {
+            let size = serde_json::to_vec(default).map_or(usize::MAX, |v| v.len());
+            if size > limits.max_default_bytes {
+                return Err(bad(
+                    key,
+                    format!(
+                        "is {size} bytes as a default for every item, more than the limit of {}",
+                        limits.max_default_bytes
+                    ),
+                ));
+            }
+        }
+    }
     let defaults = parts(body, "")?;
     let mut requests = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
@@ -350,9 +392,9 @@ pub fn evaluations(
         };
         let own = parts(item, &prefix)?;
         let parts = Parts {
-            subject: merged(own.subject, &defaults.subject),
-            action: merged(own.action, &defaults.action),
-            resource: merged(own.resource, &defaults.resource),
+            subject: merged(own.subject, &defaults.subject, &["type", "id"]),
+            action: merged(own.action, &defaults.action, &["name"]),
+            resource: merged(own.resource, &defaults.resource, &["type", "id"]),
             // A context is one value, not an entity: the item's replaces
             // the default.
             context: own.context.or_else(|| defaults.context.clone()),

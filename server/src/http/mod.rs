@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -30,7 +30,7 @@ use crate::auth::{Authenticator, Caller, Listener, authorize};
 use crate::config::AuthzenConfig;
 use crate::metrics::{Api, Metrics};
 use crate::transport::{Conn, ConnInfo, PeerCert};
-use authzen::{BadRequest, Envelope, Semantic};
+use authzen::{BadRequest, BatchLimits, Envelope, Semantic};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -48,9 +48,12 @@ const REQUEST_ID: &str = "x-request-id";
 /// The router, with the body limit: a batch's worth of checks plus room for
 /// the JSON around them.
 pub fn router(state: HttpState, max_body: usize) -> Router {
-    Router::new()
+    let evaluate = Router::new()
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), admit));
+    Router::new()
+        .merge(evaluate)
         .route("/.well-known/authzen-configuration", get(configuration))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
@@ -195,42 +198,6 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<Option<String>, BadReq
     }
 }
 
-/// Authenticates the caller as the gRPC decision listener would and reads
-/// the request's envelope; anything wrong is the refusal to send.
-fn admit(
-    state: &HttpState,
-    conn: &ConnInfo,
-    headers: &HeaderMap,
-) -> Result<(Caller, Envelope), Refusal> {
-    if !json_content(headers) {
-        return Err(Refusal {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            message: "Content-Type must be application/json".into(),
-            retry_after: None,
-        });
-    }
-    let caller = state
-        .auth
-        .authenticate(headers, Some(conn))
-        .and_then(|caller| {
-            authorize(
-                &caller,
-                Listener::Decision,
-                "/warden.v1.DecisionService/Check",
-            )
-            .map(|()| caller)
-        })
-        .map_err(|status| Refusal::from_status(&status))?;
-    let text = |name: &str| header_text(headers, name).map_err(|e| Refusal::bad_request(&e));
-    let envelope = Envelope {
-        platform_header: text(state.config.platform_header.as_str())?,
-        agent_header: text(state.config.agent_header.as_str())?,
-        caller_platform: caller.sole_platform().map(str::to_owned),
-        request_id: text(REQUEST_ID)?,
-    };
-    Ok((caller, envelope))
-}
-
 fn json_content(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -239,36 +206,99 @@ fn json_content(headers: &HeaderMap) -> bool {
         .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Runs the shared decision path for `requests`, bounded by the listener's
-/// call timeout like a gRPC call.
+/// Who is asking and what the headers say, settled before the body is read.
+#[derive(Clone)]
+struct Admitted {
+    caller: Caller,
+    envelope: Envelope,
+}
+
+/// Runs in front of the evaluation endpoints, on the headers alone: the
+/// content type, the caller (authenticated and authorized as the gRPC
+/// decision listener would), the envelope. Only then is the body read, and
+/// the whole exchange — upload, decision, audit — is bounded by the
+/// listener's call timeout, like a gRPC call.
+async fn admit(
+    State(state): State<HttpState>,
+    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let headers = request.headers();
+    let request_id = headers.get(REQUEST_ID).cloned();
+    let admitted = (|| {
+        if !json_content(headers) {
+            return Err(Refusal {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: "Content-Type must be application/json".into(),
+                retry_after: None,
+            });
+        }
+        let caller = state
+            .auth
+            .authenticate(headers, Some(&conn))
+            .and_then(|caller| {
+                authorize(
+                    &caller,
+                    Listener::Decision,
+                    "/warden.v1.DecisionService/Check",
+                )
+                .map(|()| caller)
+            })
+            .map_err(|status| Refusal::from_status(&status))?;
+        let text = |name: &str| header_text(headers, name).map_err(|e| Refusal::bad_request(&e));
+        let envelope = Envelope {
+            platform_header: text(state.config.platform_header.as_str())?,
+            agent_header: text(state.config.agent_header.as_str())?,
+            caller_platform: caller.sole_platform().map(str::to_owned),
+            request_id: text(REQUEST_ID)?,
+        };
+        Ok(Admitted { caller, envelope })
+    })();
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            debug!(
+                status = refusal.status.as_u16(),
+                reason = refusal.message,
+                "AuthZEN call refused"
+            );
+            return refusal.into_response(request_id.as_ref());
+        }
+    };
+    request.extensions_mut().insert(admitted);
+    match tokio::time::timeout(state.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Refusal {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: format!(
+                "the call took longer than the server's limit of {:?}",
+                state.timeout
+            ),
+            retry_after: None,
+        }
+        .into_response(request_id.as_ref()),
+    }
+}
+
+/// Runs the shared decision path for `requests`, stopping where `semantic`
+/// says.
 async fn decide(
     state: &HttpState,
     requests: &[warden_proto::v1::CheckRequest],
     caller: &Caller,
     semantic: Semantic,
-    api: Api,
 ) -> Result<Vec<Json>, Refusal> {
     let until = |result: Result<&warden_proto::v1::CheckResponse, &_>| match result {
         Ok(response) => semantic.stops_at(authzen::permitted(response)),
         Err(_) => semantic.stops_at(false),
     };
-    let decided = tokio::time::timeout(
-        state.timeout,
-        state
-            .decisions
-            .decide_items_until(requests, caller, until)
-            .instrument(check_span(api, requests.len())),
-    )
-    .await
-    .map_err(|_| Refusal {
-        status: StatusCode::GATEWAY_TIMEOUT,
-        message: format!(
-            "the call took longer than the server's limit of {:?}",
-            state.timeout
-        ),
-        retry_after: None,
-    })?
-    .map_err(|status| Refusal::from_status(&status))?;
+    let decided = state
+        .decisions
+        .decide_items_until(requests, Some("evaluations"), caller, until)
+        .instrument(check_span(Api::AuthzenEvaluations, requests.len()))
+        .await
+        .map_err(|status| Refusal::from_status(&status))?;
     Ok(decided
         .into_iter()
         .map(|result| match result {
@@ -281,31 +311,6 @@ async fn decide(
         .collect())
 }
 
-async fn evaluation(
-    State(state): State<HttpState>,
-    ConnectInfo(conn): ConnectInfo<ConnInfo>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let started = Instant::now();
-    let request_id = headers.get(REQUEST_ID);
-    let result = async {
-        let (caller, envelope) = admit(&state, &conn, &headers)?;
-        let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
-        let request = authzen::evaluation(&body, &envelope, &state.config)
-            .map_err(|e| Refusal::bad_request(&e))?;
-        single(&state, request, &caller, Api::AuthzenEvaluation).await
-    }
-    .await;
-    state
-        .metrics
-        .answered(Api::AuthzenEvaluation, started.elapsed());
-    match result {
-        Ok(body) => answer(body, request_id),
-        Err(refusal) => refusal.into_response(request_id),
-    }
-}
-
 /// One check answered as one AuthZEN decision; an invalid request is a 400.
 async fn single(
     state: &HttpState,
@@ -314,23 +319,12 @@ async fn single(
     api: Api,
 ) -> Result<Json, Refusal> {
     let requests = [request];
-    let result = tokio::time::timeout(
-        state.timeout,
-        state
-            .decisions
-            .decide_items(&requests, caller)
-            .instrument(check_span(api, 1)),
-    )
-    .await
-    .map_err(|_| Refusal {
-        status: StatusCode::GATEWAY_TIMEOUT,
-        message: format!(
-            "the call took longer than the server's limit of {:?}",
-            state.timeout
-        ),
-        retry_after: None,
-    })?
-    .map_err(|status| Refusal::from_status(&status))?;
+    let result = state
+        .decisions
+        .decide_items(&requests, None, caller)
+        .instrument(check_span(api, 1))
+        .await
+        .map_err(|status| Refusal::from_status(&status))?;
     match result.into_iter().next() {
         Some(Ok(response)) => Ok(authzen::decision(&response)),
         Some(Err(invalid)) => Err(Refusal::bad_request(&BadRequest {
@@ -345,56 +339,84 @@ async fn single(
     }
 }
 
-async fn evaluations(
+/// The answer, or the refusal, with the request id echoed; the latency of
+/// a call that was decided goes to the metrics.
+fn respond(
+    state: &HttpState,
+    api: Api,
+    started: Instant,
+    headers: &HeaderMap,
+    result: Result<Json, Refusal>,
+) -> Response {
+    let request_id = headers.get(REQUEST_ID);
+    match result {
+        Ok(body) => {
+            state.metrics.answered(api, started.elapsed());
+            answer(body, request_id)
+        }
+        Err(refusal) => refusal.into_response(request_id),
+    }
+}
+
+async fn evaluation(
     State(state): State<HttpState>,
-    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let request_id = headers.get(REQUEST_ID);
     let result = async {
-        let (caller, envelope) = admit(&state, &conn, &headers)?;
         let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
-        let (items, semantic) = authzen::evaluations(&body, &envelope, &state.config)
+        let request = authzen::evaluation(&body, &admitted.envelope, &state.config)
             .map_err(|e| Refusal::bad_request(&e))?;
+        single(&state, request, &admitted.caller, Api::AuthzenEvaluation).await
+    }
+    .await;
+    respond(&state, Api::AuthzenEvaluation, started, &headers, result)
+}
+
+async fn evaluations(
+    State(state): State<HttpState>,
+    Extension(admitted): Extension<Admitted>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
+        let limits = BatchLimits {
+            max_items: state.decisions.max_batch_items(),
+            max_default_bytes: state.decisions.max_request_bytes(),
+        };
+        let (items, semantic) =
+            authzen::evaluations(&body, &admitted.envelope, &state.config, limits)
+                .map_err(|e| Refusal::bad_request(&e))?;
         match items {
             // No items: the body is one evaluation, answered as one.
             None => {
-                let request = authzen::evaluation(&body, &envelope, &state.config)
+                let request = authzen::evaluation(&body, &admitted.envelope, &state.config)
                     .map_err(|e| Refusal::bad_request(&e))?;
-                single(&state, request, &caller, Api::AuthzenEvaluations).await
+                single(&state, request, &admitted.caller, Api::AuthzenEvaluations).await
             }
             Some(items) => {
-                let limit = state.decisions.max_batch_items();
-                if items.len() > limit {
-                    return Err(Refusal::bad_request(&BadRequest {
-                        field: "evaluations".into(),
-                        reason: format!(
-                            "has {} items, more than the limit of {limit}",
-                            items.len()
-                        ),
-                    }));
-                }
-                let decided =
-                    decide(&state, &items, &caller, semantic, Api::AuthzenEvaluations).await?;
+                let decided = decide(&state, &items, &admitted.caller, semantic).await?;
                 Ok(json!({ "evaluations": decided }))
             }
         }
     }
     .await;
-    state
-        .metrics
-        .answered(Api::AuthzenEvaluations, started.elapsed());
-    match result {
-        Ok(body) => answer(body, request_id),
-        Err(refusal) => refusal.into_response(request_id),
-    }
+    respond(&state, Api::AuthzenEvaluations, started, &headers, result)
 }
 
-/// PDP metadata. The PDP's identifier is the URL the caller reached: the
-/// scheme this listener serves and the `Host` it was asked for.
+/// PDP metadata. The PDP's identifier is `authzen.base_url` when set, else
+/// the URL the caller reached: the scheme this listener serves and the
+/// `Host` it was asked for (the response then varies by `Host`, so that no
+/// shared cache hands one caller's answer to another).
 async fn configuration(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let request_id = headers.get(REQUEST_ID);
+    if let Some(base) = &state.config.base_url {
+        return answer(authzen::metadata(base), request_id);
+    }
     let scheme = if state.tls { "https" } else { "http" };
     let host = headers
         .get(header::HOST)
@@ -404,18 +426,18 @@ async fn configuration(State(state): State<HttpState>, headers: HeaderMap) -> Re
                 && host
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        })
-        .map(str::to_owned);
+        });
     let Some(host) = host else {
         return Refusal {
             status: StatusCode::BAD_REQUEST,
             message: "the request has no usable Host header".into(),
             retry_after: None,
         }
-        .into_response(headers.get(REQUEST_ID));
+        .into_response(request_id);
     };
-    answer(
-        authzen::metadata(&format!("{scheme}://{host}")),
-        headers.get(REQUEST_ID),
-    )
+    let mut response = answer(authzen::metadata(&format!("{scheme}://{host}")), request_id);
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("host"));
+    response
 }

@@ -36,6 +36,7 @@ pub enum TlsError {
 /// A listener's TLS: the acceptor, and the verifier that judges client
 /// certificates after the handshake.
 pub struct TlsSetup {
+    config: Arc<ServerConfig>,
     acceptor: TlsAcceptor,
     clients: Option<Arc<dyn ClientCertVerifier>>,
 }
@@ -115,10 +116,25 @@ impl TlsSetup {
             .with_single_cert(chain, key)
             .map_err(|e| TlsError::Config(format!("server certificate and key: {e}")))?;
         config.alpn_protocols = vec![b"h2".to_vec()];
+        let config = Arc::new(config);
         Ok(Self {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            acceptor: TlsAcceptor::from(config.clone()),
+            config,
             clients,
         })
+    }
+
+    /// The same certificate and client verification, offering `protocols`
+    /// in ALPN instead of gRPC's `h2` (the HTTP listener speaks HTTP/1.1).
+    pub fn with_alpn(&self, protocols: &[&[u8]]) -> Self {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        let config = Arc::new(config);
+        Self {
+            acceptor: TlsAcceptor::from(config.clone()),
+            config,
+            clients: self.clients.clone(),
+        }
     }
 
     pub async fn accept(&self, stream: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {

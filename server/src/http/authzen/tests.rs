@@ -17,6 +17,11 @@ fn body(value: Json) -> Map<String, Json> {
     }
 }
 
+const LIMITS: BatchLimits = BatchLimits {
+    max_items: 256,
+    max_default_bytes: 65536,
+};
+
 fn with_agent() -> Envelope {
     Envelope {
         platform_header: Some("todo-app".into()),
@@ -190,6 +195,7 @@ fn evaluations_take_top_level_defaults_and_item_overrides() {
         })),
         &with_agent(),
         &config(),
+        LIMITS,
     )
     .unwrap();
     assert_eq!(semantic, Semantic::ExecuteAll);
@@ -222,6 +228,7 @@ fn evaluations_semantics_and_their_errors() {
             &body(json!({"options": options, "evaluations": []})),
             &envelope,
             &cfg,
+            LIMITS,
         )
         .map(|(items, semantic)| {
             assert!(items.is_none(), "an empty list is a single evaluation");
@@ -256,6 +263,7 @@ fn evaluations_semantics_and_their_errors() {
             &body(json!({"evaluations": items})),
             &envelope,
             &cfg,
+            LIMITS,
         ))
     };
     assert_eq!(bad_items(json!({"a": 1})), "evaluations");
@@ -302,7 +310,7 @@ proptest! {
         let cfg = config();
         if let Ok(body) = parse_body(&bytes) {
             let _ = evaluation(&body, &with_agent(), &cfg);
-            let _ = evaluations(&body, &with_agent(), &cfg);
+            let _ = evaluations(&body, &with_agent(), &cfg, LIMITS);
         }
     }
 
@@ -327,4 +335,73 @@ proptest! {
         prop_assert_eq!(resource.r#type, rtype);
         prop_assert_eq!(resource.id, rid);
     }
+}
+
+#[test]
+fn an_item_entity_replaces_the_default_but_for_missing_identifiers() {
+    let (items, _) = evaluations(
+        &body(json!({
+            "subject": {"type": "user", "id": "alice", "properties": {"role": "admin"}},
+            "action": {"name": "read", "properties": {"why": "default"}},
+            "resource": {"type": "doc", "id": "1", "properties": {"owner": "alice"}},
+            "evaluations": [
+                {"subject": {"type": "user", "id": "bob"}},
+                {"subject": {"id": "carol"}, "resource": {"id": "2"}},
+                {"action": {"name": "write"}},
+                {}
+            ]
+        })),
+        &with_agent(),
+        &config(),
+        LIMITS,
+    )
+    .unwrap();
+    let items = items.unwrap();
+    let principal = |i: usize| items[i].principal.clone().unwrap();
+    // Bob does not inherit Alice's properties.
+    assert_eq!(principal(0).id, "bob");
+    assert!(principal(0).attributes.is_none());
+    assert_eq!(
+        (principal(1).r#type.as_str(), principal(1).id.as_str()),
+        ("user", "carol")
+    );
+    assert!(principal(1).attributes.is_none());
+    let resource = items[1].resource.clone().unwrap();
+    assert_eq!(
+        (resource.r#type.as_str(), resource.id.as_str()),
+        ("doc", "2")
+    );
+    assert!(resource.attributes.is_none());
+    assert!(items[2].action.clone().unwrap().attributes.is_none());
+    // An item that names nothing takes every default whole.
+    assert!(principal(3).attributes.is_some());
+    assert!(items[3].resource.clone().unwrap().attributes.is_some());
+}
+
+#[test]
+fn evaluations_are_bounded_before_they_are_expanded() {
+    let limits = BatchLimits {
+        max_items: 3,
+        max_default_bytes: 64,
+    };
+    let items = |n: usize| Json::Array(vec![json!({}); n]);
+    let ok = json!({
+        "subject": {"type": "user", "id": "a"},
+        "action": {"name": "x"},
+        "resource": {"type": "t", "id": "1"},
+        "evaluations": items(3),
+    });
+    assert!(evaluations(&body(ok.clone()), &with_agent(), &config(), limits).is_ok());
+    let mut many = ok.clone();
+    many["evaluations"] = items(4);
+    assert_eq!(
+        field(evaluations(&body(many), &with_agent(), &config(), limits)),
+        "evaluations"
+    );
+    let mut large = ok;
+    large["context"] = json!({"blob": "x".repeat(100)});
+    assert_eq!(
+        field(evaluations(&body(large), &with_agent(), &config(), limits)),
+        "context"
+    );
 }
