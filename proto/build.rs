@@ -1,4 +1,4 @@
-//! Compiles `warden/v1/*.proto` with protox, a pure-Rust protobuf compiler, so
+//! Compiles `warden/v1/*.proto` (and the etcd API subset in `etcd/`) with protox, a pure-Rust protobuf compiler, so
 //! that building needs no system `protoc`.
 
 use std::path::PathBuf;
@@ -24,5 +24,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .codec_path("crate::codec::WardenCodec")
         .compile_fds(fds)?;
+
+    // The subset of etcd's v3 API the cluster mode calls, client side only.
+    let etcd = ["etcd/mvccpb/kv.proto", "etcd/etcdserverpb/rpc.proto"];
+    for file in &etcd {
+        println!("cargo:rerun-if-changed={file}");
+    }
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .compile_fds(protox::compile(etcd, ["."])?)?;
     Ok(())
 }

@@ -201,6 +201,13 @@ impl Entry {
     /// Reads one line of a chain or an export.
     pub fn parse(line: &str) -> Result<Self, String> {
         let value: Json = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        Self::from_json(&value)
+    }
+
+    /// Reads an entry already parsed as JSON: for files that carry entries
+    /// inside lines of their own (a merge of several chains tags each line
+    /// with its chain, and strips the tag before this).
+    pub fn from_json(value: &Json) -> Result<Self, String> {
         let object = value.as_object().ok_or("not a JSON object")?;
         let text = |name: &str| {
             object

@@ -55,6 +55,38 @@ pub struct RawConfig {
     pub authzen: RawAuthzen,
     pub log: RawLog,
     pub tracing: RawTracing,
+    pub cluster: RawCluster,
+}
+
+/// `[cluster]`: replicas sharing kill switches, the active bundle and the
+/// snapshots through etcd. No endpoints: a single node (the default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCluster {
+    /// etcd client URLs, e.g. `["http://10.0.0.5:2379"]`.
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix, so that several Warden clusters can share one etcd.
+    pub prefix: String,
+    /// This replica's name in audit records; empty: the store's instance id.
+    pub replica_id: String,
+    /// How long an etcd call may take before the replica counts etcd as lost.
+    pub etcd_timeout: String,
+    /// Allow etcd endpoints that are not on loopback: the connection has no
+    /// TLS or credentials, so etcd must sit on a network only Warden's
+    /// replicas reach.
+    pub insecure_etcd: bool,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        Self {
+            etcd_endpoints: Vec::new(),
+            prefix: "/warden".into(),
+            replica_id: String::new(),
+            etcd_timeout: "2s".into(),
+            insecure_etcd: false,
+        }
+    }
 }
 
 /// `[tracing]`: OpenTelemetry export of spans (a `check` span per check,
@@ -560,6 +592,79 @@ pub struct Config {
     pub platform_quota: Quota,
     pub platform_quotas: HashMap<String, Quota>,
     pub authzen: AuthzenConfig,
+    /// `None`: a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    pub etcd_endpoints: Vec<String>,
+    /// Without a trailing `/`.
+    pub prefix: String,
+    /// Empty: the store's instance id.
+    pub replica_id: String,
+    pub etcd_timeout: Duration,
+}
+
+fn cluster_config(raw: &RawCluster) -> Result<Option<ClusterConfig>, ConfigError> {
+    if raw.etcd_endpoints.is_empty() {
+        return Ok(None);
+    }
+    for endpoint in &raw.etcd_endpoints {
+        let uri: Result<http::Uri, _> = endpoint.parse();
+        let usable =
+            uri.is_ok_and(|uri| matches!(uri.scheme_str(), Some("http")) && uri.host().is_some());
+        if !usable {
+            return Err(ConfigError::Invalid {
+                key: "cluster.etcd_endpoints",
+                message: format!("`{endpoint}` is not an http:// URL with a host"),
+            });
+        }
+        // Whoever can write to etcd can release every kill switch: a
+        // plaintext, unauthenticated connection is only acceptable where
+        // nobody else can reach it.
+        let loopback = endpoint
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|uri| uri.host().map(str::to_owned))
+            .is_some_and(|host| {
+                host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+        if !loopback && !raw.insecure_etcd {
+            return Err(ConfigError::Invalid {
+                key: "cluster.etcd_endpoints",
+                message: format!(
+                    "`{endpoint}` is not on loopback, and Warden talks to etcd without TLS or \
+                     credentials; put etcd on a network only the replicas reach and set \
+                     cluster.insecure_etcd = true"
+                ),
+            });
+        }
+    }
+    let prefix = raw.prefix.trim_end_matches('/');
+    if !prefix.starts_with('/') || prefix.len() < 2 || prefix.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid {
+            key: "cluster.prefix",
+            message: format!("`{}` is not a key prefix such as `/warden`", raw.prefix),
+        });
+    }
+    if raw.replica_id.chars().any(char::is_control) || raw.replica_id.len() > 256 {
+        return Err(ConfigError::Invalid {
+            key: "cluster.replica_id",
+            message: "must be at most 256 bytes without control characters".into(),
+        });
+    }
+    Ok(Some(ClusterConfig {
+        etcd_endpoints: raw.etcd_endpoints.clone(),
+        prefix: prefix.to_owned(),
+        replica_id: raw.replica_id.clone(),
+        etcd_timeout: nonzero_duration("cluster.etcd_timeout", &raw.etcd_timeout)?,
+    }))
 }
 
 /// `[authzen]`, validated: header names are lower-case HTTP header names.
@@ -800,11 +905,13 @@ impl TryFrom<RawConfig> for Config {
         }
         let (platform_quota, platform_quotas) = platform_quotas(&raw.limits)?;
         let authzen = authzen_config(&raw.authzen)?;
+        let cluster = cluster_config(&raw.cluster)?;
         Ok(Config {
             decision_addr,
             admin_addr,
             http_addr,
             authzen,
+            cluster,
             ops_addr: addr("server.ops_addr", &raw.server.ops_addr)?,
             data_dir: nonempty_path("server.data_dir", &raw.server.data_dir)?,
             shutdown_grace: duration("server.shutdown_grace", &raw.server.shutdown_grace)?,
@@ -1143,6 +1250,7 @@ fn audit_config(raw: &RawAudit) -> Result<AuditConfig, ConfigError> {
             .max(Duration::from_millis(10)),
         redact_drop: paths("audit.redact_drop", &raw.redact_drop)?,
         redact_hash: paths("audit.redact_hash", &raw.redact_hash)?,
+        replica: None,
     })
 }
 
@@ -1236,6 +1344,55 @@ mod tests {
 
     fn refusal(vars: &[(&str, &str)]) -> String {
         config(vars).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_loopback_etcd_unless_told_otherwise() {
+        assert!(config(&[]).is_ok_and(|c| c.cluster.is_none()));
+        let local = config(&[(
+            "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+            r#"["http://127.0.0.1:2379", "http://localhost:2380"]"#,
+        )]);
+        let local = local.ok().and_then(|c| c.cluster);
+        assert!(local.as_ref().is_some_and(|c| c.prefix == "/warden"
+            && c.etcd_timeout == Duration::from_secs(2)
+            && c.etcd_endpoints.len() == 2));
+        let remote = [(
+            "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+            r#"["http://10.0.0.5:2379"]"#,
+        )];
+        let err = refusal(&remote);
+        assert!(
+            err.contains("cluster.etcd_endpoints") && err.contains("insecure_etcd"),
+            "{err}"
+        );
+        assert!(
+            config(&[remote[0], ("WARDEN_CLUSTER_INSECURE_ETCD", "true")])
+                .is_ok_and(|c| c.cluster.is_some())
+        );
+        for (name, value, key) in [
+            (
+                "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+                r#"["etcd:2379"]"#,
+                "cluster.etcd_endpoints",
+            ),
+            (
+                "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+                r#"["https://127.0.0.1:2379"]"#,
+                "cluster.etcd_endpoints",
+            ),
+            ("WARDEN_CLUSTER_PREFIX", "warden", "cluster.prefix"),
+            ("WARDEN_CLUSTER_ETCD_TIMEOUT", "0s", "cluster.etcd_timeout"),
+        ] {
+            let err = refusal(&[
+                (
+                    "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+                    r#"["http://127.0.0.1:2379"]"#,
+                ),
+                (name, value),
+            ]);
+            assert!(err.contains(key), "{name}={value}: {err}");
+        }
     }
 
     #[test]

@@ -470,6 +470,35 @@ impl Control {
         kind: &str,
         document: Vec<u8>,
     ) -> Result<Arc<Snapshot>, ControlError> {
+        let snapshot = self.parse_snapshot(kind, &document)?;
+        let _guard = self.lock();
+        let (snapshot, next) = self.snapshot_successor(snapshot)?;
+        self.store.put_snapshot(
+            snapshot.kind,
+            self.store.next_seq()?,
+            &document,
+            self.config.snapshot_keep,
+        )?;
+        self.generations.publish(next);
+        info!(kind = %snapshot.kind, version = snapshot.version, "snapshot loaded");
+        Ok(snapshot)
+    }
+
+    /// Whether `put_snapshot` would accept `document` now, without changing
+    /// anything: in a cluster a snapshot is checked here before it is
+    /// shared, and applied when it comes back from etcd.
+    pub fn check_snapshot(
+        &self,
+        kind: &str,
+        document: &[u8],
+    ) -> Result<Arc<Snapshot>, ControlError> {
+        let snapshot = self.parse_snapshot(kind, document)?;
+        let _guard = self.lock();
+        self.snapshot_successor(snapshot)
+            .map(|(snapshot, _)| snapshot)
+    }
+
+    fn parse_snapshot(&self, kind: &str, document: &[u8]) -> Result<Arc<Snapshot>, ControlError> {
         let kind = SnapshotKind::parse(kind).ok_or_else(|| {
             invalid(
                 "kind",
@@ -479,11 +508,19 @@ impl Control {
         if document.is_empty() {
             return Err(invalid("document", "is required"));
         }
-        let snapshot = Arc::new(
-            Snapshot::parse(kind, &document, self.config.max_id_bytes)
+        Ok(Arc::new(
+            Snapshot::parse(kind, document, self.config.max_id_bytes)
                 .map_err(|e| invalid("document", e))?,
-        );
-        let _guard = self.lock();
+        ))
+    }
+
+    /// The generation serving `snapshot`, if it is newer than the current
+    /// one of its kind and binds to the policy. Called under the lock.
+    fn snapshot_successor(
+        &self,
+        snapshot: Arc<Snapshot>,
+    ) -> Result<(Arc<Snapshot>, Generation), ControlError> {
+        let kind = snapshot.kind;
         let current = self.generations.current();
         let existing = current.snapshot(kind);
         if compare_versions(&snapshot.version, &existing.version) != std::cmp::Ordering::Greater {
@@ -507,15 +544,7 @@ impl Control {
         )
         .and_then(|g| g.with_shadow(shadow))
         .map_err(|e| invalid("document", e))?;
-        self.store.put_snapshot(
-            kind,
-            self.store.next_seq()?,
-            &document,
-            self.config.snapshot_keep,
-        )?;
-        self.generations.publish(next);
-        info!(%kind, version = snapshot.version, "snapshot loaded");
-        Ok(snapshot)
+        Ok((snapshot, next))
     }
 
     /// The next generation: `policy` replaces the active policy when given;

@@ -8,6 +8,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod bundle;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod decision;

@@ -200,6 +200,8 @@ pub struct Sources {
     pub generations: Arc<Generations>,
     pub switches: Arc<KillSwitches>,
     pub auditor: Arc<Auditor>,
+    /// In cluster mode.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 #[derive(Debug)]
@@ -345,6 +347,22 @@ impl Collector for StateCollector {
             None,
             version.metric_type(),
         )?)?;
+        if let Some(cluster) = &self.0.cluster {
+            gauge(
+                &mut encoder,
+                "cluster_connected",
+                "1 while this replica is in step with etcd; 0 while degraded (serving its last known state, refusing admin writes)",
+                None,
+                u8::from(cluster.link() == crate::cluster::Link::Connected),
+            )?;
+            gauge(
+                &mut encoder,
+                "cluster_applied_revision",
+                "The etcd revision this replica has applied",
+                None,
+                cluster.applied_revision() as f64,
+            )?;
+        }
         Ok(())
     }
 }

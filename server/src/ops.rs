@@ -21,6 +21,9 @@ use crate::metrics;
 pub struct Readiness {
     serving: AtomicBool,
     blocked: Mutex<Option<String>>,
+    /// Serving, and ready, but with a caveat operators must see: a replica
+    /// that lost etcd answers from its last known state.
+    degraded: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -39,6 +42,20 @@ impl Readiness {
 
     pub fn get(&self) -> bool {
         self.serving.load(Ordering::SeqCst) && self.blocked_reason().is_none()
+    }
+
+    pub fn set_degraded(&self, reason: Option<String>) {
+        *self
+            .degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+    }
+
+    pub fn degraded_reason(&self) -> Option<String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn blocked_reason(&self) -> Option<String> {
@@ -83,7 +100,12 @@ async fn scrape(State(state): State<OpsState>) -> Response {
 async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
     let readiness = &state.readiness;
     if readiness.get() {
-        (StatusCode::OK, "ready\n".into())
+        // Still ready: taking every replica out of rotation when etcd is
+        // lost would turn an etcd outage into a decision outage.
+        match readiness.degraded_reason() {
+            Some(reason) => (StatusCode::OK, format!("ready, degraded: {reason}\n")),
+            None => (StatusCode::OK, "ready\n".into()),
+        }
     } else {
         let reason = readiness.blocked_reason().unwrap_or_default();
         (

@@ -16,6 +16,7 @@ use crate::api::{AdminApi, AuditApi, DecisionApi};
 use crate::audit::record::admin_record;
 use crate::audit::{AuditLog, Auditor};
 use crate::auth::{AuthLayer, Listener};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
 use crate::http;
@@ -102,9 +103,19 @@ pub async fn serve(
     }
     let stats = Arc::new(Stats::default());
     let metrics = Arc::new(Metrics::default());
+    let replica = config.cluster.as_ref().map(|cluster| {
+        if cluster.replica_id.is_empty() {
+            store.instance_id().to_owned()
+        } else {
+            cluster.replica_id.clone()
+        }
+    });
     let auditor = Auditor::start(
         AuditLog::open(store.db())?,
-        config.audit.clone(),
+        crate::audit::AuditConfig {
+            replica: replica.clone(),
+            ..config.audit.clone()
+        },
         metrics.clone(),
     )?;
     {
@@ -167,18 +178,41 @@ pub async fn serve(
     );
     let decision =
         DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
+    let readiness = Arc::new(Readiness::default());
+    let cluster = match (&config.cluster, &replica) {
+        (Some(settings), Some(replica)) => Some(
+            Cluster::new(
+                settings,
+                replica.clone(),
+                control.clone(),
+                auditor.clone(),
+                readiness.clone(),
+            )
+            .map_err(|e| ServeError::Serve {
+                listener: "cluster",
+                message: e.to_string(),
+            })?,
+        ),
+        _ => None,
+    };
+    let admin_api = AdminApi::new(control.clone(), auditor.clone(), stats.clone(), started);
+    let admin_api = match &cluster {
+        Some(cluster) => admin_api.with_cluster(cluster.clone()),
+        None => admin_api,
+    };
     // Room for the largest bundle push plus the envelope.
-    let admin = AdminServiceServer::new(AdminApi::new(
-        control.clone(),
-        auditor.clone(),
-        stats.clone(),
-        started,
-    ))
-    .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
+    let admin = AdminServiceServer::new(admin_api)
+        .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
     let audit_service = AuditServiceServer::new(AuditApi::new(auditor.clone()));
 
-    let readiness = Arc::new(Readiness::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cluster_sync = match &cluster {
+        Some(cluster) => {
+            info!(replica = cluster.replica(), endpoints = ?config.cluster.as_ref().map(|c| &c.etcd_endpoints), "cluster mode");
+            Some(cluster.spawn(stop_rx.clone()))
+        }
+        None => None,
+    };
     let connections = Arc::new(ConnectionStats::default());
 
     let transport = &config.transport;
@@ -281,6 +315,7 @@ pub async fn serve(
                         generations: generations.clone(),
                         switches: control.kill_switches(),
                         auditor: auditor.clone(),
+                        cluster: cluster.clone(),
                     },
                 )),
             ),
@@ -366,6 +401,9 @@ pub async fn serve(
         }
     };
     expiry.abort();
+    if let Some(sync) = cluster_sync {
+        sync.abort();
+    }
     // Every record of a check that was answered is written before exit.
     let writer = auditor.clone();
     let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;

@@ -1,6 +1,7 @@
 //! Test support: the real `warden` binary started on loopback ports, and
 //! real OPA loaded as an oracle.
 
+pub mod etcd;
 pub mod pki;
 pub mod process;
 

@@ -15,18 +15,27 @@ const RICK: &str = "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs
 const MORTY: &str = "CiRmZDE2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 const BETH: &str = "CiRmZDM2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs";
 
-fn todo_server() -> WardenBuilder {
+/// The Todo example's bundle and directory, on `builder`'s configuration.
+fn todo_data(builder: WardenBuilder) -> WardenBuilder {
     let example = repo_root().join("examples/authzen-todo");
     let path = |name: &str| example.join(name).display().to_string();
-    Warden::builder()
-        .arg("--config")
-        .arg(path("warden.toml"))
+    builder
         .arg("--bundle")
         .arg(path("policy"))
         .arg("--identity")
         .arg(path("identity.json"))
         .arg("--entitlements")
         .arg(path("entitlements.json"))
+}
+
+/// The Todo example as its README runs it.
+fn todo_server() -> WardenBuilder {
+    let config = repo_root().join("examples/authzen-todo/warden.toml");
+    todo_data(
+        Warden::builder()
+            .arg("--config")
+            .arg(config.display().to_string()),
+    )
 }
 
 fn post(warden: &Warden, path: &str, headers: &[(&str, &str)], body: &Value) -> HttpResponse {
@@ -528,15 +537,7 @@ async fn http_callers_need_a_platform_credential_for_the_platform_they_name() {
     );
     let path = dir.path().join("warden.toml");
     std::fs::write(&path, config).unwrap();
-    let example = repo_root().join("examples/authzen-todo");
-    let warden = Warden::builder()
-        .env("WARDEN_CONFIG", path.display().to_string())
-        .arg("--bundle")
-        .arg(example.join("policy").display().to_string())
-        .arg("--identity")
-        .arg(example.join("identity.json").display().to_string())
-        .arg("--entitlements")
-        .arg(example.join("entitlements.json").display().to_string())
+    let warden = todo_data(Warden::builder().env("WARDEN_CONFIG", path.display().to_string()))
         .start_listening();
     // The default readiness probe speaks gRPC without credentials (health
     // is public); wait on it as usual.
@@ -643,15 +644,7 @@ default_agent = "todo-backend"
     );
     let path = dir.path().join("warden.toml");
     std::fs::write(&path, config).unwrap();
-    let example = repo_root().join("examples/authzen-todo");
-    let warden = Warden::builder()
-        .env("WARDEN_CONFIG", path.display().to_string())
-        .arg("--bundle")
-        .arg(example.join("policy").display().to_string())
-        .arg("--identity")
-        .arg(example.join("identity.json").display().to_string())
-        .arg("--entitlements")
-        .arg(example.join("entitlements.json").display().to_string())
+    let warden = todo_data(Warden::builder().env("WARDEN_CONFIG", path.display().to_string()))
         .start_listening();
     let ca_pem = ca.ca_pem();
     let (cert, key) = (todo_cert.cert_pem(), todo_cert.key_pem());

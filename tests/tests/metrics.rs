@@ -52,6 +52,19 @@ fn only<'a>(samples: &'a BTreeMap<String, f64>, prefix: &str) -> (&'a str, f64) 
     (found[0].0.as_str(), *found[0].1)
 }
 
+/// A check the demo data allows.
+fn expense_check(finance_user: &str) -> warden_client::CheckRequest {
+    CheckBuilder::new(
+        "copilot-studio",
+        "expense-assistant",
+        finance_user,
+        "expenses.submit",
+        "expense",
+    )
+    .resource_id("exp-1")
+    .build()
+}
+
 #[tokio::test]
 async fn counters_move_with_traffic_and_gauges_read_the_served_state() {
     let warden = Warden::builder()
@@ -61,17 +74,7 @@ async fn counters_move_with_traffic_and_gauges_read_the_served_state() {
     let before = scrape(&warden);
     let mut client = warden.client().await;
     let finance = Demo::load().member_of("finance");
-    let allow = || {
-        CheckBuilder::new(
-            "copilot-studio",
-            "expense-assistant",
-            &finance,
-            "expenses.submit",
-            "expense",
-        )
-        .resource_id("exp-1")
-        .build()
-    };
+    let allow = || expense_check(&finance);
     for _ in 0..3 {
         let response = client.check(allow()).await.unwrap();
         assert_eq!(response.reasons, Vec::<String>::new());
@@ -222,19 +225,7 @@ async fn checks_are_exported_as_spans_carrying_their_decision_id() {
         .await;
     let mut client = warden.client().await;
     let finance = Demo::load().member_of("finance");
-    let response = client
-        .check(
-            CheckBuilder::new(
-                "copilot-studio",
-                "expense-assistant",
-                &finance,
-                "expenses.submit",
-                "expense",
-            )
-            .build(),
-        )
-        .await
-        .unwrap();
+    let response = client.check(expense_check(&finance)).await.unwrap();
     // Spans are batched; stopping the server flushes them. The client's
     // connection closes first (its task runs while this one waits), or the
     // drain would wait for it for the whole grace period.

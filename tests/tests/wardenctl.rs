@@ -579,3 +579,240 @@ async fn auditors_query_export_and_verify_from_the_command_line() {
         text(&offline.stderr)
     );
 }
+
+/// Two single-node servers stand in for two replicas: each keeps its own
+/// chain, as replicas of a cluster do.
+#[tokio::test]
+async fn replicas_chains_export_into_one_merged_file_that_verifies_each_chain() {
+    let (a, b) = tokio::join!(Warden::start(), Warden::start());
+    for (warden, agents) in [(&a, ["a1", "a2"]), (&b, ["b1", "b2"])] {
+        let mut client = warden.client().await;
+        for agent in agents.iter().chain(&agents) {
+            client
+                .check(
+                    warden_client::CheckBuilder::new("p1", *agent, "u1", "docs.read", "doc")
+                        .build(),
+                )
+                .await
+                .unwrap();
+        }
+        let mut admin = warden.admin().await;
+        while admin.status().await.unwrap().audit_queue_depth > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let ctl = |args: &[&str]| {
+        Command::new(&binaries().wardenctl)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // One bare HOST:PORT, one URL: chains are named as they were given.
+    let (name_a, name_b) = (a.admin_addr.to_string(), b.admin_endpoint());
+    let merged = path("merged.jsonl");
+    let exported = json_out(&ctl(&[
+        "audit",
+        "export",
+        "--replica",
+        &name_a,
+        "--replica",
+        &name_b,
+        "-o",
+        &merged,
+        "--json",
+    ]));
+    assert_eq!(exported["chains"][0]["chain"], name_a.as_str());
+    assert_eq!(exported["chains"][1]["chain"], name_b.as_str());
+
+    let text_of = |file: &str| std::fs::read_to_string(file).unwrap();
+    let lines: Vec<serde_json::Value> = text_of(&merged)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines[..2]
+            .iter()
+            .all(|h| h["format"] == "warden-audit-merge-v1"),
+        "{lines:?}"
+    );
+    let entries = &lines[2..];
+    // The server's own export is inside, line for line, under its tag.
+    for (warden, name, header) in [(&a, &name_a, &lines[0]), (&b, &name_b, &lines[1])] {
+        let single = path("single.jsonl");
+        let out = admin_cli(warden, &["audit", "export", "-o", &single]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let ours: Vec<serde_json::Value> = entries
+            .iter()
+            .filter(|e| e["chain"] == name.as_str())
+            .map(|e| {
+                let mut e = e.clone();
+                e.as_object_mut().unwrap().remove("chain");
+                e
+            })
+            .collect();
+        let theirs: Vec<serde_json::Value> = text_of(&single)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(ours, theirs);
+        assert_eq!(header["entries"], theirs.len());
+        assert!(theirs.iter().any(|e| e["record"]["agent_id"] == "a1") == (name == &name_a));
+    }
+    // One timeline.
+    let times: Vec<time::OffsetDateTime> = entries
+        .iter()
+        .map(|e| {
+            time::OffsetDateTime::parse(
+                e["record"]["time"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+
+    let verified = json_out(&ctl(&["audit", "verify", "--file", &merged, "--json"]));
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["chains"].as_array().map(Vec::len), Some(2));
+    let human = ctl(&["audit", "verify", "--file", &merged]);
+    assert_eq!(human.status.code(), Some(0), "{}", text(&human.stderr));
+    assert!(
+        text(&human.stdout).contains(&format!("ok: chain `{name_b}`")),
+        "{}",
+        text(&human.stdout)
+    );
+
+    // One line of b's chain changed: b is named, a still verifies.
+    let original = text_of(&merged);
+    let tampered = original.replacen(r#""agent_id":"b2""#, r#""agent_id":"b3""#, 1);
+    assert_ne!(tampered, original);
+    std::fs::write(&merged, &tampered).unwrap();
+    let broken = ctl(&["audit", "verify", "--file", &merged]);
+    assert_eq!(broken.status.code(), Some(1), "{}", text(&broken.stderr));
+    let stderr = text(&broken.stderr);
+    assert!(
+        stderr.contains(&format!("chain `{name_b}` broken at line"))
+            && stderr.contains("altered")
+            && !stderr.contains(&format!("chain `{name_a}`")),
+        "{stderr}"
+    );
+    assert!(
+        text(&broken.stdout).contains(&format!("ok: chain `{name_a}`")),
+        "{}",
+        text(&broken.stdout)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&ctl(&["audit", "verify", "--file", &merged, "--json"]).stdout)
+            .unwrap();
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["chains"][0]["ok"], true);
+    assert_eq!(report["chains"][1]["ok"], false);
+
+    // A replica that cannot be reached fails the export, named, exit 4.
+    let failed = path("failed.jsonl");
+    let unreachable = ctl(&[
+        "--timeout",
+        "2s",
+        "audit",
+        "export",
+        "--replica",
+        &name_a,
+        "--replica",
+        "127.0.0.1:1",
+        "-o",
+        &failed,
+    ]);
+    assert_eq!(
+        unreachable.status.code(),
+        Some(4),
+        "{}",
+        text(&unreachable.stderr)
+    );
+    assert!(
+        text(&unreachable.stderr).contains("replica `127.0.0.1:1`"),
+        "{}",
+        text(&unreachable.stderr)
+    );
+    assert!(!std::path::Path::new(&failed).exists(), "nothing written");
+    let ranged = ctl(&["audit", "export", "--replica", &name_a, "--from", "2"]);
+    assert_eq!(ranged.status.code(), Some(3));
+}
+
+#[tokio::test]
+async fn export_files_merge_offline_and_a_single_export_verifies_as_before() {
+    let (a, b) = tokio::join!(Warden::start(), Warden::start());
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let (file_a, file_b, merged) = (path("a.jsonl"), path("b.jsonl"), path("merged.jsonl"));
+    for (warden, file) in [(&a, &file_a), (&b, &file_b)] {
+        let mut client = warden.client().await;
+        client
+            .check(warden_client::CheckBuilder::new("p1", "a1", "u1", "docs.read", "doc").build())
+            .await
+            .unwrap();
+        let mut admin = warden.admin().await;
+        while admin.status().await.unwrap().audit_queue_depth > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let out = admin_cli(warden, &["audit", "export", "-o", file]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    drop((a, b));
+    let ctl = |args: &[&str]| {
+        Command::new(&binaries().wardenctl)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // A single export: the same report as ever.
+    let single = ctl(&["audit", "verify", "--file", &file_a]);
+    assert_eq!(single.status.code(), Some(0), "{}", text(&single.stderr));
+    assert!(
+        text(&single.stdout).starts_with("ok: ")
+            && text(&single.stdout).contains(" entries from seq 1 verified; head "),
+        "{}",
+        text(&single.stdout)
+    );
+    let single = json_out(&ctl(&["audit", "verify", "--file", &file_a, "--json"]));
+    assert_eq!(single["first_seq"], 1);
+    assert!(single.get("chains").is_none(), "{single}");
+
+    let out = ctl(&["audit", "merge", &file_a, &file_b, "-o", &merged]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let verified = json_out(&ctl(&["audit", "verify", "--file", &merged, "--json"]));
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["chains"][0]["chain"], file_a.as_str());
+    assert_eq!(verified["chains"][1]["chain"], file_b.as_str());
+    let exported = std::fs::read_to_string(&file_b).unwrap().lines().count();
+    assert_eq!(verified["chains"][1]["checked"], exported);
+
+    // Merged again with nothing new, it comes out the same.
+    let again = path("again.jsonl");
+    let out = ctl(&["audit", "merge", &merged, "-o", &again]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&merged).unwrap()
+    );
+
+    // A broken input: named, exit 1, and the earlier merge left alone.
+    let original = std::fs::read_to_string(&file_b).unwrap();
+    let tampered = original.replacen(r#""agent_id":"a1""#, r#""agent_id":"a9""#, 1);
+    assert_ne!(tampered, original);
+    std::fs::write(&file_b, tampered).unwrap();
+    let before = std::fs::read(&merged).unwrap();
+    let out = ctl(&["audit", "merge", &file_a, &file_b, "-o", &merged]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("chain `{file_b}` broken")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&merged).unwrap(), before);
+    let out = ctl(&["audit", "merge", &file_a, &file_a]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}

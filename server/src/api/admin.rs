@@ -16,6 +16,7 @@ use super::status::invalid_field;
 use crate::audit::record::admin_record;
 use crate::audit::{Auditor, Durability};
 use crate::auth::Caller;
+use crate::cluster::{Cluster, Link};
 use crate::control::{Control, ControlError, Target};
 use crate::generation::LoadedPolicy;
 use crate::killswitch::{rfc3339_ms, unix_ms};
@@ -31,6 +32,8 @@ pub struct AdminApi {
     auditor: Arc<Auditor>,
     stats: Arc<Stats>,
     started: Instant,
+    /// In cluster mode, where every change goes first.
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl AdminApi {
@@ -45,7 +48,15 @@ impl AdminApi {
             auditor,
             stats,
             started,
+            cluster: None,
         }
+    }
+
+    /// Routes every change through the cluster (etcd) instead of applying
+    /// it to this replica alone.
+    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, Status>
@@ -109,7 +120,7 @@ impl AdminApi {
 }
 
 /// Maps a refused change to the status that says why.
-fn status(error: &ControlError) -> Status {
+pub(crate) fn status(error: &ControlError) -> Status {
     match error {
         ControlError::Invalid { field, reason } => invalid_field(field, &error.to_string(), reason),
         ControlError::FailedPrecondition(message) => Status::failed_precondition(message),
@@ -160,9 +171,13 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let target = target(request.target, true)?;
         let size = request.bundle.len();
-        let record = self
-            .blocking(move |c| c.put_bundle(request.bundle, target))
-            .await?;
+        let record = match &self.cluster {
+            Some(cluster) => cluster.put_bundle(request.bundle, target).await?,
+            None => {
+                self.blocking(move |c| c.put_bundle(request.bundle, target))
+                    .await?
+            }
+        };
         let event = match target {
             Target::Active => "bundle.activated",
             Target::Shadow => "bundle.shadowed",
@@ -192,9 +207,13 @@ impl AdminService for AdminApi {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let target = target(request.target, false)?;
-        let record = self
-            .blocking(move |c| c.activate(&request.digest, target))
-            .await?;
+        let record = match &self.cluster {
+            Some(cluster) => cluster.activate(request.digest, target).await?,
+            None => {
+                self.blocking(move |c| c.activate(&request.digest, target))
+                    .await?
+            }
+        };
         let event = match target {
             Target::Shadow => "bundle.shadowed",
             _ => "bundle.activated",
@@ -210,7 +229,10 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
-        let record = self.blocking(|c| c.rollback()).await?;
+        let record = match &self.cluster {
+            Some(cluster) => cluster.rollback().await?,
+            None => self.blocking(|c| c.rollback()).await?,
+        };
         self.audit(
             &Caller::of(&request),
             "bundle.rolled_back",
@@ -228,9 +250,13 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::PutSnapshotResponse>, Status> {
         let caller = Caller::of(&request);
         let request = request.into_inner();
-        let snapshot = self
-            .blocking(move |c| c.put_snapshot(&request.kind, request.document))
-            .await?;
+        let snapshot = match &self.cluster {
+            Some(cluster) => cluster.put_snapshot(request.kind, request.document).await?,
+            None => {
+                self.blocking(move |c| c.put_snapshot(&request.kind, request.document))
+                    .await?
+            }
+        };
         self.audit(
             &caller,
             "snapshot.loaded",
@@ -284,6 +310,19 @@ impl AdminService for AdminApi {
             .to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             instance_id: self.control.store().instance_id().to_owned(),
+            cluster: match &self.cluster {
+                None => "single-node".to_owned(),
+                Some(cluster) => match cluster.link() {
+                    Link::Connected => "connected".to_owned(),
+                    Link::Starting => "degraded: etcd not reached yet".to_owned(),
+                    Link::Degraded(reason) => format!("degraded: {reason}"),
+                },
+            },
+            replica_id: self
+                .cluster
+                .as_ref()
+                .map(|c| c.replica().to_owned())
+                .unwrap_or_default(),
         }))
     }
 
@@ -293,9 +332,13 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::EngageKillSwitchResponse>, Status> {
         let caller = Caller::of(&request).label();
         let spec = killswitch::engage_spec(request.into_inner(), &caller)?;
-        let switch = self
-            .blocking(move |c| c.engage(spec, SystemTime::now()))
-            .await?;
+        let switch = match &self.cluster {
+            Some(cluster) => cluster.engage(spec).await?,
+            None => {
+                self.blocking(move |c| c.engage(spec, SystemTime::now()))
+                    .await?
+            }
+        };
         self.audit_as(
             &caller,
             "kill_switch.engaged",
@@ -321,9 +364,15 @@ impl AdminService for AdminApi {
         let caller = Caller::of(&request).label();
         let request = request.into_inner();
         let by = killswitch::actor(request.released_by, &caller);
-        let switch = self
-            .blocking(move |c| c.release(&request.id, request.reason, by, SystemTime::now()))
-            .await?;
+        let switch = match &self.cluster {
+            Some(cluster) => cluster.release(request.id, request.reason, by).await?,
+            None => {
+                self.blocking(move |c| {
+                    c.release(&request.id, request.reason, by, SystemTime::now())
+                })
+                .await?
+            }
+        };
         self.audit_as(
             &caller,
             "kill_switch.released",

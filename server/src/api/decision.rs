@@ -97,6 +97,7 @@ impl DecisionApi {
                     time: now,
                     latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                     caller,
+                    replica: self.auditor.replica(),
                 },
                 self.auditor.redaction(),
             )

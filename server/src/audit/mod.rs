@@ -50,6 +50,9 @@ pub struct AuditConfig {
     pub retention_interval: Duration,
     pub redact_drop: Vec<Vec<String>>,
     pub redact_hash: Vec<Vec<String>>,
+    /// In a cluster, this replica's id, carried by every record so that
+    /// merged exports say where each decision was made.
+    pub replica: Option<String>,
 }
 
 impl Default for AuditConfig {
@@ -63,6 +66,7 @@ impl Default for AuditConfig {
             max_records: 0,
             max_bytes: 0,
             retention_interval: Duration::from_secs(60),
+            replica: None,
             redact_drop: Vec::new(),
             redact_hash: Vec::new(),
         }

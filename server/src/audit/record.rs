@@ -71,6 +71,8 @@ pub struct DecisionFacts<'a> {
     pub time: SystemTime,
     pub latency_us: u64,
     pub caller: &'a str,
+    /// In a cluster, the replica that decided.
+    pub replica: Option<&'a str>,
 }
 
 /// The record of one decision, as DESIGN lists its fields, in its
@@ -120,6 +122,9 @@ pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Stri
     record.value("reasons", &strings(&decision.reasons));
     if !redacted.is_empty() {
         record.value("redacted", &strings(&redacted));
+    }
+    if let Some(replica) = facts.replica {
+        record.string("replica", replica);
     }
     if let Some(request_id) = &request.request_id {
         record.string("request_id", request_id);
@@ -258,6 +263,8 @@ mod tests {
                 time: SystemTime::UNIX_EPOCH,
                 latency_us: 12,
                 caller: "127.0.0.1:1",
+                // Written in its place among the sorted keys.
+                replica: request_id.map(|_| "replica-a"),
             };
             let written = decision_record(&facts, &redaction);
             let parsed: Json = serde_json::from_str(&written).unwrap_or_default();

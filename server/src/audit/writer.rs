@@ -80,6 +80,7 @@ pub struct Auditor {
     durability: Durability,
     on_full: OnFull,
     redaction: Redaction,
+    replica: Option<String>,
     tx: SyncSender<Message>,
     counters: Arc<Counters>,
     live: broadcast::Sender<(u64, Arc<str>)>,
@@ -126,6 +127,7 @@ impl Auditor {
         info!(head_seq, durability = ?config.durability, "audit chain opened");
         Ok(Arc::new(Self {
             durability: config.durability,
+            replica: config.replica.clone(),
             on_full: config.on_full,
             redaction: Redaction {
                 drop: config.redact_drop,
@@ -141,6 +143,11 @@ impl Auditor {
 
     pub fn durability(&self) -> Durability {
         self.durability
+    }
+
+    /// This replica's id in records, in a cluster.
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
     }
 
     pub fn redaction(&self) -> &Redaction {
@@ -182,7 +189,15 @@ impl Auditor {
         match self.durability {
             Durability::Off => Ok(()),
             Durability::Async | Durability::Sync => {
-                self.durable(canonical(record)).await.map(|_| ())
+                let body = match (&self.replica, record) {
+                    (Some(replica), Json::Object(fields)) => {
+                        let mut fields = fields.clone();
+                        fields.insert("replica".into(), Json::from(replica.as_str()));
+                        canonical(&Json::Object(fields))
+                    }
+                    _ => canonical(record),
+                };
+                self.durable(body).await.map(|_| ())
             }
         }
     }

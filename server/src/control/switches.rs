@@ -56,12 +56,16 @@ impl Control {
         self.switches.clone()
     }
 
-    /// Engages a switch; it is durable and in force when this returns.
-    pub fn engage(&self, request: EngageSpec, now: SystemTime) -> Result<Switch, ControlError> {
+    /// The switch an engage request describes, validated and given its id,
+    /// not yet in force (in a cluster it is written to etcd first).
+    pub fn prepare_engage(
+        &self,
+        request: EngageSpec,
+        now: SystemTime,
+    ) -> Result<Switch, ControlError> {
         let valid = spec::validate_engage(request, self.config.max_id_bytes, now)?;
-        let _guard = self.lock();
-        let current = self.available_switches()?;
-        let switch = Switch {
+        self.available_switches()?;
+        Ok(Switch {
             id: format!("ks-{}", uuid::Uuid::now_v7()),
             scope: valid.scope,
             mode: valid.mode,
@@ -70,13 +74,53 @@ impl Control {
             engaged_at_ms: unix_ms(now),
             expires_at_ms: valid.expires_at_ms,
             ended: None,
+        })
+    }
+
+    /// Makes `switch` (engaged, or ended) what this replica enforces under
+    /// its id: durable and in force, or out of force, when this returns.
+    /// An ended switch never comes back: a record of its engagement that
+    /// arrives after its release (replicas apply changes as they hear of
+    /// them) changes nothing. Returns whether anything changed.
+    pub fn apply_switch(&self, switch: &Switch, now: SystemTime) -> Result<bool, ControlError> {
+        let _guard = self.lock();
+        self.apply_switch_locked(switch, now)
+    }
+
+    fn apply_switch_locked(&self, switch: &Switch, now: SystemTime) -> Result<bool, ControlError> {
+        let current = self.available_switches()?;
+        let stored = self
+            .store
+            .switches()?
+            .into_iter()
+            .find(|s| s.id == switch.id);
+        match &stored {
+            Some(stored) if stored == switch => return Ok(false),
+            // The first end recorded stands.
+            Some(stored) if stored.ended.is_some() => return Ok(false),
+            _ => {}
+        }
+        let kept = current
+            .switches()
+            .iter()
+            .filter(|s| s.id != switch.id)
+            .cloned();
+        let next = match switch.ended {
+            None => SwitchIndex::build(
+                kept.chain([Arc::new(switch.clone())]),
+                self.config.read_verbs.clone(),
+            ),
+            Some(_) => SwitchIndex::build(kept, self.config.read_verbs.clone()),
         };
-        let engaged = Arc::new(switch.clone());
-        let next = SwitchIndex::build(
-            current.switches().iter().cloned().chain([engaged]),
-            self.config.read_verbs.clone(),
-        );
-        self.commit_switch(&switch, &current, next, now)?;
+        self.commit_switch(switch, &current, next, now)?;
+        Ok(true)
+    }
+
+    /// Engages a switch; it is durable and in force when this returns.
+    pub fn engage(&self, request: EngageSpec, now: SystemTime) -> Result<Switch, ControlError> {
+        let switch = self.prepare_engage(request, now)?;
+        let _guard = self.lock();
+        self.apply_switch_locked(&switch, now)?;
         info!(
             target: "warden::audit",
             event = "kill_switch.engaged",
@@ -100,12 +144,35 @@ impl Control {
         released_by: String,
         now: SystemTime,
     ) -> Result<Switch, ControlError> {
+        // Under the lock from check to commit, so that of two concurrent
+        // releases the second is told the switch is already released.
+        let _guard = self.lock();
+        let released = self.prepare_release(id, reason, released_by, now)?;
+        self.apply_switch_locked(&released, now)?;
+        info!(
+            target: "warden::audit",
+            event = "kill_switch.released",
+            id,
+            released_by = released.ended.as_ref().map(|e| e.by.as_str()),
+            reason = released.ended.as_ref().map(|e| e.reason.as_str()),
+            "kill switch released"
+        );
+        Ok(released)
+    }
+
+    /// The released record of an engaged switch, validated, not yet applied.
+    pub fn prepare_release(
+        &self,
+        id: &str,
+        reason: String,
+        released_by: String,
+        now: SystemTime,
+    ) -> Result<Switch, ControlError> {
         if id.is_empty() {
             return Err(invalid("id", "is required"));
         }
         let reason = spec::text_field("reason", reason, true)?;
         let released_by = spec::text_field("released_by", released_by, false)?;
-        let _guard = self.lock();
         let current = self.available_switches()?;
         let now_ms = unix_ms(now);
         let Some(engaged) = current.switches().iter().find(|s| s.id == id) else {
@@ -135,19 +202,6 @@ impl Control {
             by: released_by,
             reason,
         });
-        let next = SwitchIndex::build(
-            current.switches().iter().filter(|s| s.id != id).cloned(),
-            self.config.read_verbs.clone(),
-        );
-        self.commit_switch(&released, &current, next, now)?;
-        info!(
-            target: "warden::audit",
-            event = "kill_switch.released",
-            id,
-            released_by = released.ended.as_ref().map(|e| e.by.as_str()),
-            reason = released.ended.as_ref().map(|e| e.reason.as_str()),
-            "kill switch released"
-        );
         Ok(released)
     }
 

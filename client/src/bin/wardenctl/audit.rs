@@ -5,8 +5,11 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use serde_json::{Value as Json, json};
-use warden_client::ClientOptions;
-use warden_client::audit::{AuditClient, AuditQueryRequest, AuditRecord, verify_export};
+use warden_client::audit::{
+    AuditClient, AuditQueryRequest, AuditRecord, ChainReport, FileReport, Merge, MergeError,
+    MergedReport, verify_file,
+};
+use warden_client::{ClientError, ClientOptions, TlsOptions};
 
 use super::{CtlError, local, parse_duration, table, usage};
 
@@ -48,6 +51,14 @@ pub enum AuditCommand {
         from: u64,
     },
     /// Write the chain as JSON Lines, verifiable offline.
+    ///
+    /// With --replica (repeat it, one per replica of a cluster), export
+    /// every replica's own chain, verify each as it arrives, and write one
+    /// merged file: see `wardenctl audit merge --help` for its format. A
+    /// replica unreachable or refusing fails the export with the exit code
+    /// of that failure, a broken chain with exit code 1, each naming the
+    /// replica; nothing is written then.
+    #[command(verbatim_doc_comment)]
     Export {
         /// Output file; standard output when absent.
         #[arg(short, long)]
@@ -56,9 +67,47 @@ pub enum AuditCommand {
         from: u64,
         #[arg(long, default_value_t = 0)]
         to: u64,
+        /// A replica's admin listener, `HOST:PORT` or a URL, instead of
+        /// --admin-addr; repeat for each. The TLS and token options apply
+        /// to every one. Sequence ranges differ per replica, so --from and
+        /// --to do not combine with it.
+        #[arg(
+            long = "replica",
+            value_name = "HOST:PORT|URL",
+            conflicts_with_all = ["from", "to"]
+        )]
+        replicas: Vec<String>,
+    },
+    /// Merge export files (single exports, or merged files) into one merged
+    /// file, offline, verifying every chain first; exit code 1 and nothing
+    /// written when one is broken.
+    ///
+    /// A merged file starts with one header line per chain:
+    ///   {"chain":NAME,"entries":N,"first_seq":A,"format":"warden-audit-merge-v1",
+    ///    "head_hash":H,"last_seq":B,"replica":R,"source":S}
+    /// then every entry as the server exported it, with its chain's NAME as
+    /// one more member in front, outside the hashed part:
+    ///   {"chain":NAME,"hash":…,"prev_hash":…,"record":{…},"seq":N}
+    /// NAME is where the chain was read from: the --replica address, or the
+    /// export file's path (a merged input keeps its names). `replica`, shown
+    /// when records carry one, is theirs. Each chain's lines keep their
+    /// order; lines of different chains are interleaved by record time,
+    /// ties in the order the sources were given. `audit verify --file`
+    /// checks each chain on its own, from its header's first record to its
+    /// last.
+    #[command(verbatim_doc_comment)]
+    Merge {
+        /// Export or merged files, in the order ties are broken.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Output file; standard output when absent. It may be one of the
+        /// inputs: they are all read first.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Check every hash and link: the server's chain, or an export file
-    /// (--file, offline). Exit code 1 when the chain is broken.
+    /// (--file, offline; a merged file: every chain in it). Exit code 1 when
+    /// a chain is broken.
     Verify {
         #[arg(long)]
         file: Option<PathBuf>,
@@ -136,7 +185,31 @@ pub async fn run(
             }
             Ok(())
         }
-        AuditCommand::Export { output, from, to } => {
+        AuditCommand::Export {
+            output, replicas, ..
+        } if !replicas.is_empty() => {
+            // Before connecting anywhere: a replica named twice is a typo.
+            for (i, replica) in replicas.iter().enumerate() {
+                if replicas.get(..i).is_some_and(|seen| seen.contains(replica)) {
+                    return Err(usage(format!("replica `{replica}` is given twice")));
+                }
+            }
+            let mut merge = Merge::new();
+            for replica in &replicas {
+                export_replica(&mut merge, replica, &options).await?;
+            }
+            finish_merge(merge, output, json)
+        }
+        AuditCommand::Merge { files, output } => {
+            let mut merge = Merge::new();
+            for file in &files {
+                merge.add_file(file).map_err(merge_error)?;
+            }
+            finish_merge(merge, output, json)
+        }
+        AuditCommand::Export {
+            output, from, to, ..
+        } => {
             let mut client = AuditClient::connect(addr, options).await?;
             match output {
                 Some(path) => {
@@ -162,10 +235,13 @@ pub async fn run(
             Ok(())
         }
         AuditCommand::Verify { file: Some(path) } => {
-            let file = std::fs::File::open(&path)
-                .map_err(|e| usage(format!("`{}`: {e}", path.display())))?;
-            let report = verify_export(std::io::BufReader::new(file))
-                .map_err(|e| local(format!("`{}`: {e}", path.display())))?;
+            std::fs::File::open(&path).map_err(|e| usage(format!("`{}`: {e}", path.display())))?;
+            let report = match verify_file(&path)
+                .map_err(|e| local(format!("`{}`: {e}", path.display())))?
+            {
+                FileReport::Single(report) => report,
+                FileReport::Merged(report) => return print_merged(&report, json),
+            };
             let problem = report
                 .broken
                 .as_ref()
@@ -263,4 +339,204 @@ fn print_records(records: &[AuditRecord], json: bool) {
         &["SEQ", "TIME", "TYPE", "DECISION", "SUBJECT", "REASONS"],
         &rows,
     );
+}
+
+/// Exports `replica`'s chain into `merge`, verifying it as it arrives.
+async fn export_replica(
+    merge: &mut Merge,
+    replica: &str,
+    options: &ClientOptions,
+) -> Result<(), CtlError> {
+    let mut options = options.clone();
+    // As for --admin-addr: an `https://` address alone asks for TLS.
+    if options.tls.is_none() && replica.starts_with("https://") {
+        options.tls = Some(TlsOptions::from_files(None, None, None)?);
+    }
+    let endpoint = if replica.contains("://") {
+        replica.to_owned()
+    } else {
+        // `connect_channel` dials it as https:// when TLS is configured.
+        format!("http://{replica}")
+    };
+    let mut writer = merge.chain(replica, &endpoint).map_err(merge_error)?;
+    let exported = async {
+        AuditClient::connect(endpoint.as_str(), options)
+            .await?
+            .export(0, 0, &mut writer)
+            .await
+    }
+    .await;
+    exported.map_err(|e| CtlError::Client(naming(replica, e)))?;
+    let report = writer.finish().map_err(local)?;
+    match &report.broken {
+        None => Ok(()),
+        Some(_) => Err(CtlError::Finding(format!(
+            "replica `{replica}`: {}",
+            chain_problem(&report)
+        ))),
+    }
+}
+
+/// `error`, saying which replica it came from, with its kind (and so its
+/// exit code) kept.
+fn naming(replica: &str, error: ClientError) -> ClientError {
+    match error {
+        ClientError::Status(status) => ClientError::Status(tonic::Status::with_details(
+            status.code(),
+            format!("replica `{replica}`: {}", status.message()),
+            status.details().to_vec().into(),
+        )),
+        ClientError::Connect { endpoint, message } => ClientError::Connect {
+            endpoint: format!("replica `{replica}` ({endpoint})"),
+            message,
+        },
+        ClientError::Endpoint { endpoint, message } => ClientError::Endpoint {
+            endpoint: format!("{endpoint} (replica `{replica}`)"),
+            message,
+        },
+        ClientError::Protocol(message) => {
+            ClientError::Protocol(format!("replica `{replica}`: {message}"))
+        }
+        ClientError::Config(message) => {
+            ClientError::Config(format!("replica `{replica}`: {message}"))
+        }
+    }
+}
+
+fn merge_error(error: MergeError) -> CtlError {
+    usage(error)
+}
+
+/// Refuses a merge with a broken chain; otherwise writes it and says what
+/// it holds.
+fn finish_merge(merge: Merge, output: Option<PathBuf>, json: bool) -> Result<(), CtlError> {
+    let reports = merge.reports();
+    let mut problems: Vec<String> = merge
+        .problems()
+        .iter()
+        .map(|(_, problem)| problem.clone())
+        .collect();
+    problems.extend(
+        reports
+            .iter()
+            .filter(|r| r.broken.is_some())
+            .map(chain_problem),
+    );
+    if !problems.is_empty() {
+        return Err(CtlError::Finding(format!(
+            "{}; nothing written",
+            problems.join("; ")
+        )));
+    }
+    let Some(path) = output else {
+        let mut out = std::io::stdout().lock();
+        merge.write_to(&mut out).map_err(local)?;
+        return Ok(());
+    };
+    let file =
+        std::fs::File::create(&path).map_err(|e| local(format!("`{}`: {e}", path.display())))?;
+    let bytes = merge
+        .write_to(&mut std::io::BufWriter::new(file))
+        .map_err(|e| local(format!("`{}`: {e}", path.display())))?;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "output": path.display().to_string(),
+                "size_bytes": bytes,
+                "chains": reports.iter().map(chain_json).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        eprintln!(
+            "wrote {bytes} bytes to {}: {} chains, each verified",
+            path.display(),
+            reports.len()
+        );
+        for report in &reports {
+            eprintln!("  {}", chain_summary(report));
+        }
+    }
+    Ok(())
+}
+
+fn print_merged(report: &MergedReport, json: bool) -> Result<(), CtlError> {
+    let mut problems: Vec<String> = report
+        .problems
+        .iter()
+        .map(|(_, problem)| problem.clone())
+        .collect();
+    problems.extend(
+        report
+            .chains
+            .iter()
+            .filter(|r| r.broken.is_some())
+            .map(chain_problem),
+    );
+    if json {
+        println!(
+            "{}",
+            json!({
+                "ok": problems.is_empty(),
+                "chains": report.chains.iter().map(chain_json).collect::<Vec<_>>(),
+                "problem": (!problems.is_empty()).then(|| problems.join("; ")),
+            })
+        );
+    } else {
+        for chain in &report.chains {
+            match chain.broken {
+                None => println!("ok: {}", chain_summary(chain)),
+                Some(_) => println!("BROKEN: chain `{}`", chain.chain),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CtlError::Finding(problems.join("; ")))
+    }
+}
+
+/// The first problem of a broken chain, naming the chain.
+fn chain_problem(report: &ChainReport) -> String {
+    match &report.broken {
+        Some((0, fault)) => format!("chain `{}` broken: {fault}", report.chain),
+        Some((line, fault)) => format!(
+            "chain `{}` broken at line {line} (seq {}): {fault}",
+            report.chain,
+            fault.seq()
+        ),
+        None => format!("chain `{}` intact", report.chain),
+    }
+}
+
+fn chain_summary(report: &ChainReport) -> String {
+    let replica = report
+        .replica
+        .as_deref()
+        .map(|r| format!(" (replica {r})"))
+        .unwrap_or_default();
+    format!(
+        "chain `{}`{replica}: {} entries from seq {} to {} verified; head {}",
+        report.chain,
+        report.checked,
+        report.first_seq.unwrap_or(0),
+        report.last_seq.unwrap_or(0),
+        report.head_hash.as_deref().unwrap_or("-")
+    )
+}
+
+fn chain_json(report: &ChainReport) -> Json {
+    json!({
+        "chain": report.chain,
+        "source": report.source,
+        "replica": report.replica,
+        "ok": report.broken.is_none(),
+        "checked": report.checked,
+        "first_seq": report.first_seq,
+        "last_seq": report.last_seq,
+        "head_hash": report.head_hash,
+        "broken_seq": report.broken.as_ref().map(|(_, fault)| fault.seq()),
+        "problem": report.broken.as_ref().map(|_| chain_problem(report)),
+    })
 }

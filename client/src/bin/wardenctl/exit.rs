@@ -6,7 +6,8 @@ use warden_client::ClientError;
 
 /// Success; for `check`, ALLOW.
 pub const SUCCESS: u8 = 0;
-/// `check`: DENY. `audit verify`: the chain is broken.
+/// `check`: DENY. `audit verify`, `audit export`, `audit merge`: a chain is
+/// broken.
 pub const DENY: u8 = 1;
 /// `check`: REQUIRE_APPROVAL.
 pub const REQUIRE_APPROVAL: u8 = 2;
@@ -26,7 +27,7 @@ pub const FAILED: u8 = 6;
 pub const HELP: &str = "\
 Exit codes:
   0  success; check: ALLOW
-  1  check: DENY; audit verify: the chain is broken
+  1  check: DENY; audit verify, export or merge: a chain is broken
   2  check: REQUIRE_APPROVAL
   3  bad arguments, input or configuration, a confirmation not given, or a
      request Warden rejected (INVALID_ARGUMENT, FAILED_PRECONDITION,

@@ -11,7 +11,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success; `check`: ALLOW |
-//! | 1 | `check`: DENY; `audit verify`: the chain is broken |
+//! | 1 | `check`: DENY; `audit verify`, `export`, `merge`: a chain is broken |
 //! | 2 | `check`: REQUIRE_APPROVAL |
 //! | 3 | bad arguments, input or configuration, a confirmation not given, or a request Warden rejected (`INVALID_ARGUMENT`, `FAILED_PRECONDITION`, `NOT_FOUND`, `ALREADY_EXISTS`, `OUT_OF_RANGE`) |
 //! | 4 | Warden unreachable or unavailable: no connection, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`, `CANCELLED` |

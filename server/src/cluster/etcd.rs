@@ -1,0 +1,318 @@
+//! A thin etcd v3 client over Warden's own tonic stack: the unary KV calls
+//! cluster mode makes, each bounded by the configured timeout, blobs split
+//! into chunks below etcd's request limit, and a watch stream.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use warden_proto::etcd::etcdserverpb as rpc;
+use warden_proto::etcd::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use warden_proto::etcd::etcdserverpb::kv_client::KvClient;
+use warden_proto::etcd::etcdserverpb::watch_client::WatchClient;
+use warden_proto::etcd::mvccpb;
+
+/// etcd refuses requests over 1.5 MiB by default; chunks stay well below.
+const CHUNK_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("etcd: {0}")]
+    Status(#[from] tonic::Status),
+    #[error("etcd endpoint `{0}`: {1}")]
+    Endpoint(String, String),
+    #[error("{0}")]
+    Data(String),
+}
+
+/// A connection to the etcd cluster (all endpoints, balanced).
+#[derive(Debug, Clone)]
+pub struct Etcd {
+    channel: Channel,
+    timeout: Duration,
+}
+
+/// A value and the revision that last changed it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+/// What `range` saw, and at which revision of the whole store.
+#[derive(Debug)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub revision: i64,
+}
+
+/// One change seen by a watch.
+#[derive(Debug)]
+pub enum Change {
+    Put(Entry),
+    Delete { key: String },
+}
+
+/// The end of a key range covering every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn entry(kv: mvccpb::KeyValue) -> Entry {
+    Entry {
+        key: String::from_utf8_lossy(&kv.key).into_owned(),
+        value: kv.value,
+        mod_revision: kv.mod_revision,
+    }
+}
+
+impl Etcd {
+    /// Connects lazily: a replica starts, and serves, whether or not etcd
+    /// is up; calls fail (and the replica reports itself degraded) until it
+    /// is.
+    pub fn new(endpoints: &[String], timeout: Duration) -> Result<Self, EtcdError> {
+        let mut built = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            let built_one = Endpoint::from_shared(endpoint.clone())
+                .map_err(|e| EtcdError::Endpoint(endpoint.clone(), e.to_string()))?
+                .connect_timeout(timeout)
+                // A dead etcd is noticed within about a second, even on an
+                // idle watch.
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(timeout)
+                .keep_alive_while_idle(true)
+                .tcp_nodelay(true);
+            built.push(built_one);
+        }
+        Ok(Self {
+            channel: Channel::balance_list(built.into_iter()),
+            timeout,
+        })
+    }
+
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, EtcdError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(EtcdError::Status(status)),
+            Err(_) => Err(EtcdError::Timeout(self.timeout)),
+        }
+    }
+
+    fn kv(&self) -> KvClient<Channel> {
+        // Blobs are read back in chunks; the default 4 MiB is plenty.
+        KvClient::new(self.channel.clone())
+    }
+
+    /// Every key under `prefix`, and the store revision they were read at.
+    pub async fn range(&self, prefix: &str) -> Result<Listing, EtcdError> {
+        let response = self
+            .bounded(self.kv().range(rpc::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                ..rpc::RangeRequest::default()
+            }))
+            .await?;
+        Ok(Listing {
+            revision: response.header.map_or(0, |h| h.revision),
+            entries: response.kvs.into_iter().map(entry).collect(),
+        })
+    }
+
+    /// One key's value.
+    pub async fn get(&self, key: &str) -> Result<Option<Entry>, EtcdError> {
+        let response = self
+            .bounded(self.kv().range(rpc::RangeRequest {
+                key: key.as_bytes().to_vec(),
+                ..rpc::RangeRequest::default()
+            }))
+            .await?;
+        Ok(response.kvs.into_iter().next().map(entry))
+    }
+
+    /// Writes `value` under `key`; returns the revision of the write.
+    pub async fn put(&self, key: &str, value: Vec<u8>) -> Result<i64, EtcdError> {
+        let response = self
+            .bounded(self.kv().put(rpc::PutRequest {
+                key: key.as_bytes().to_vec(),
+                value,
+                ..rpc::PutRequest::default()
+            }))
+            .await?;
+        Ok(response.header.map_or(0, |h| h.revision))
+    }
+
+    /// Writes `value` under `key` only if the key does not exist; returns
+    /// whether it was written.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<bool, EtcdError> {
+        let response = self
+            .bounded(self.kv().txn(rpc::TxnRequest {
+                compare: vec![rpc::Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Version as i32,
+                    key: key.as_bytes().to_vec(),
+                    target_union: Some(TargetUnion::Version(0)),
+                }],
+                success: vec![rpc::RequestOp {
+                    request: Some(rpc::request_op::Request::RequestPut(rpc::PutRequest {
+                        key: key.as_bytes().to_vec(),
+                        value,
+                        ..rpc::PutRequest::default()
+                    })),
+                }],
+                failure: Vec::new(),
+            }))
+            .await?;
+        Ok(response.succeeded)
+    }
+
+    /// Stores `bytes` under `{base}/{index}` chunks and then `{base}/meta`,
+    /// so that a blob whose meta exists is complete. Skipped when the meta
+    /// is already there (blobs are named by their hash).
+    pub async fn put_blob(&self, base: &str, bytes: &[u8]) -> Result<(), EtcdError> {
+        let meta_key = format!("{base}/meta");
+        if self.get(&meta_key).await?.is_some() {
+            return Ok(());
+        }
+        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
+        for (index, chunk) in chunks.iter().enumerate() {
+            self.put(&format!("{base}/{index:06}"), chunk.to_vec())
+                .await?;
+        }
+        let meta = serde_json::json!({"size": bytes.len(), "chunks": chunks.len()});
+        self.put(&meta_key, meta.to_string().into_bytes()).await?;
+        Ok(())
+    }
+
+    /// The blob under `base`, reassembled; the caller verifies its hash.
+    pub async fn get_blob(&self, base: &str) -> Result<Vec<u8>, EtcdError> {
+        let meta = self
+            .get(&format!("{base}/meta"))
+            .await?
+            .ok_or_else(|| EtcdError::Data(format!("blob `{base}` is not in etcd")))?;
+        let meta: serde_json::Value = serde_json::from_slice(&meta.value)
+            .map_err(|e| EtcdError::Data(format!("blob `{base}`: bad meta: {e}")))?;
+        let (Some(size), Some(chunks)) = (meta["size"].as_u64(), meta["chunks"].as_u64()) else {
+            return Err(EtcdError::Data(format!("blob `{base}`: bad meta")));
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        for index in 0..chunks {
+            let chunk = self
+                .get(&format!("{base}/{index:06}"))
+                .await?
+                .ok_or_else(|| EtcdError::Data(format!("blob `{base}`: chunk {index} missing")))?;
+            bytes.extend_from_slice(&chunk.value);
+        }
+        if bytes.len() as u64 != size {
+            return Err(EtcdError::Data(format!(
+                "blob `{base}`: {} bytes, meta says {size}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Changes under `prefix` from `start_revision` on, until the stream
+    /// fails; the receiver ends when it does (with the error last).
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+    ) -> Result<mpsc::Receiver<Result<(Vec<Change>, i64), EtcdError>>, EtcdError> {
+        let (requests, outgoing) = mpsc::channel(1);
+        let create = rpc::WatchRequest {
+            request_union: Some(rpc::watch_request::RequestUnion::CreateRequest(
+                rpc::WatchCreateRequest {
+                    key: prefix.as_bytes().to_vec(),
+                    range_end: prefix_end(prefix.as_bytes()),
+                    start_revision,
+                    progress_notify: true,
+                    prev_kv: false,
+                },
+            )),
+        };
+        requests
+            .send(create)
+            .await
+            .map_err(|_| EtcdError::Data("the watch request could not be queued".into()))?;
+        let mut stream = self
+            .bounded(WatchClient::new(self.channel.clone()).watch(ReceiverStream::new(outgoing)))
+            .await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            // Kept open: etcd ends a watch whose client stops sending.
+            let _requests = requests;
+            loop {
+                let message = match stream.message().await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => {
+                        let _ = tx
+                            .send(Err(EtcdError::Data("etcd closed the watch".into())))
+                            .await;
+                        return;
+                    }
+                    Err(status) => {
+                        let _ = tx.send(Err(EtcdError::Status(status))).await;
+                        return;
+                    }
+                };
+                if message.canceled {
+                    let reason = if message.compact_revision > 0 {
+                        format!(
+                            "the watch start was compacted (compacted at {})",
+                            message.compact_revision
+                        )
+                    } else {
+                        format!("etcd cancelled the watch: {}", message.cancel_reason)
+                    };
+                    let _ = tx.send(Err(EtcdError::Data(reason))).await;
+                    return;
+                }
+                let revision = message.header.as_ref().map_or(0, |h| h.revision);
+                let changes = message
+                    .events
+                    .into_iter()
+                    .filter_map(|event| {
+                        let kv = event.kv?;
+                        Some(if event.r#type == mvccpb::event::EventType::Delete as i32 {
+                            Change::Delete {
+                                key: String::from_utf8_lossy(&kv.key).into_owned(),
+                            }
+                        } else {
+                            Change::Put(entry(kv))
+                        })
+                    })
+                    .collect();
+                if tx.send(Ok((changes, revision))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn a_prefix_range_ends_after_every_key_under_it() {
+        assert_eq!(prefix_end(b"/warden/"), b"/warden0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff\xff"), vec![0]);
+    }
+}

@@ -1,0 +1,411 @@
+//! Cluster mode: replicas that answer identically because they share, in
+//! etcd, the kill switches, the bundles and which one is active, and the
+//! snapshots. Audit chains stay local to each replica.
+//!
+//! etcd is the order of changes. A write made on any replica is checked
+//! there first (nothing invalid reaches etcd), written to etcd, and then
+//! applied by every replica — the writer included — as its watch reports
+//! it, in etcd's order, so replicas converge on the same state. Kill
+//! switches are also applied by the writer at once, before it answers:
+//! an acknowledged engage is in force there already, and on the others as
+//! soon as their watch delivers it. Bundle and snapshot contents travel as
+//! blobs named by their SHA-256, verified before they are used.
+//!
+//! Without etcd a replica keeps serving what it last knew — its own store
+//! holds every applied change — reports itself degraded, and refuses admin
+//! writes: applying one locally only would make it answer differently from
+//! the others.
+
+mod etcd;
+mod sync;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tonic::Status;
+
+use crate::audit::Auditor;
+use crate::config::ClusterConfig;
+use crate::control::{Control, ControlError, Target};
+use crate::killswitch::{EngageSpec, Switch};
+use crate::ops::Readiness;
+use crate::snapshot::Snapshot;
+use crate::store::BundleRecord;
+pub use etcd::EtcdError;
+use etcd::{Etcd, Listing};
+
+/// Where the cluster's state lives under the prefix.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn all(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+    fn switch(&self, id: &str) -> String {
+        format!("{}/switches/{id}", self.prefix)
+    }
+    fn bundle(&self, target: Target) -> String {
+        match target {
+            Target::Active => format!("{}/bundle/active", self.prefix),
+            Target::Shadow => format!("{}/bundle/shadow", self.prefix),
+            Target::Stored => format!("{}/bundle/stored", self.prefix),
+        }
+    }
+    fn stored_bundle(&self, digest: &str) -> String {
+        format!("{}/bundle/stored/{digest}", self.prefix)
+    }
+    fn snapshot(&self, kind: &str) -> String {
+        format!("{}/snapshot/{kind}", self.prefix)
+    }
+    fn blob(&self, sha256: &str) -> String {
+        format!("{}/blob/{sha256}", self.prefix)
+    }
+}
+
+/// A bundle named in etcd: which one, and the blob holding its archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct BundlePointer {
+    digest: String,
+    revision: String,
+    archive_sha256: String,
+}
+
+/// A snapshot named in etcd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SnapshotPointer {
+    version: String,
+    sha256: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Whether this replica is in step with etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Not yet in contact since start.
+    Starting,
+    Connected,
+    Degraded(String),
+}
+
+/// The cluster side of one replica.
+#[derive(Debug)]
+pub struct Cluster {
+    etcd: Etcd,
+    keys: Keys,
+    replica: String,
+    timeout: Duration,
+    control: Arc<Control>,
+    auditor: Arc<Auditor>,
+    readiness: Arc<Readiness>,
+    link: Mutex<Link>,
+    /// The highest etcd revision this replica has applied.
+    applied: watch::Sender<i64>,
+}
+
+/// Why a cluster write was refused.
+fn unavailable(link: &Link) -> Status {
+    let why = match link {
+        Link::Starting => "etcd has not been reached since this replica started".to_owned(),
+        Link::Degraded(reason) => reason.clone(),
+        Link::Connected => "etcd is unreachable".to_owned(),
+    };
+    Status::unavailable(format!(
+        "cluster mode: {why}; admin writes are refused so that replicas do not diverge"
+    ))
+}
+
+fn etcd_status(error: &EtcdError) -> Status {
+    Status::unavailable(format!(
+        "cluster mode: the change could not be written to etcd ({error}); nothing changed"
+    ))
+}
+
+impl Cluster {
+    pub fn new(
+        config: &ClusterConfig,
+        replica: String,
+        control: Arc<Control>,
+        auditor: Arc<Auditor>,
+        readiness: Arc<Readiness>,
+    ) -> Result<Arc<Self>, EtcdError> {
+        let (applied, _) = watch::channel(0);
+        Ok(Arc::new(Self {
+            etcd: Etcd::new(&config.etcd_endpoints, config.etcd_timeout)?,
+            keys: Keys {
+                prefix: config.prefix.clone(),
+            },
+            replica,
+            timeout: config.etcd_timeout,
+            control,
+            auditor,
+            readiness,
+            link: Mutex::new(Link::Starting),
+            applied,
+        }))
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    pub fn link(&self) -> Link {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_link(&self, link: Link) {
+        match &link {
+            Link::Connected => self.readiness.set_degraded(None),
+            Link::Degraded(reason) => {
+                self.readiness
+                    .set_degraded(Some(format!("cluster_store_unreachable: {reason}")));
+            }
+            Link::Starting => {}
+        }
+        *self
+            .link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = link;
+    }
+
+    /// The etcd revision applied here.
+    pub fn applied_revision(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    fn writable(&self) -> Result<(), Status> {
+        match self.link() {
+            Link::Connected => Ok(()),
+            other => Err(unavailable(&other)),
+        }
+    }
+
+    /// Waits until this replica has applied etcd's revision `revision`.
+    async fn caught_up(&self, revision: i64) -> Result<(), Status> {
+        let mut applied = self.applied.subscribe();
+        let wait = applied.wait_for(|applied| *applied >= revision);
+        match tokio::time::timeout(self.timeout.saturating_mul(5), wait).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(Status::unavailable(format!(
+                "cluster mode: the change is in etcd (revision {revision}) but this replica has not applied it yet; \
+                 it will, once its watch catches up"
+            ))),
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let control = self.control.clone();
+        tokio::task::spawn_blocking(move || work(&control))
+            .await
+            .map_err(|e| Status::internal(format!("admin task failed: {e}")))?
+            .map_err(|e| crate::api::admin::status(&e))
+    }
+
+    /// Engages a switch cluster-wide: written to etcd, then in force here
+    /// before this returns, and on every replica as its watch delivers it.
+    pub async fn engage(&self, spec: EngageSpec) -> Result<Switch, Status> {
+        self.writable()?;
+        let now = SystemTime::now();
+        let switch = self.blocking(move |c| c.prepare_engage(spec, now)).await?;
+        self.share_switch(switch).await
+    }
+
+    /// Releases a switch cluster-wide, as `engage` engages one.
+    pub async fn release(&self, id: String, reason: String, by: String) -> Result<Switch, Status> {
+        self.writable()?;
+        let now = SystemTime::now();
+        let switch = self
+            .blocking(move |c| c.prepare_release(&id, reason, by, now))
+            .await?;
+        self.share_switch(switch).await
+    }
+
+    async fn share_switch(&self, switch: Switch) -> Result<Switch, Status> {
+        let value = serde_json::to_vec(&switch)
+            .map_err(|e| Status::internal(format!("cannot encode the switch: {e}")))?;
+        self.etcd
+            .put(&self.keys.switch(&switch.id), value)
+            .await
+            .map_err(|e| etcd_status(&e))?;
+        let applied = switch.clone();
+        self.blocking(move |c| c.apply_switch(&applied, SystemTime::now()))
+            .await?;
+        Ok(switch)
+    }
+
+    /// Pushes a bundle cluster-wide: checked and stored here, its archive
+    /// shared, then served (per `target`) by every replica.
+    pub async fn put_bundle(
+        &self,
+        archive: Vec<u8>,
+        target: Target,
+    ) -> Result<BundleRecord, Status> {
+        self.writable()?;
+        let archive_sha256 = sha256_hex(&archive);
+        let shared = archive.clone();
+        let record = self
+            .blocking(move |c| c.put_bundle(archive, Target::Stored))
+            .await?;
+        self.etcd
+            .put_blob(&self.keys.blob(&archive_sha256), &shared)
+            .await
+            .map_err(|e| etcd_status(&e))?;
+        let pointer = BundlePointer {
+            digest: record.digest.clone(),
+            revision: record.revision.clone(),
+            archive_sha256,
+        };
+        let key = match target {
+            Target::Stored => self.keys.stored_bundle(&record.digest),
+            other => self.keys.bundle(other),
+        };
+        let revision = self.put_json(&key, &pointer).await?;
+        self.caught_up(revision).await?;
+        self.current_record(&record.digest)
+    }
+
+    /// Serves a stored bundle cluster-wide.
+    pub async fn activate(
+        &self,
+        digest_prefix: String,
+        target: Target,
+    ) -> Result<BundleRecord, Status> {
+        self.writable()?;
+        let record = self
+            .blocking(move |c| {
+                if digest_prefix.len() < 8
+                    || !digest_prefix.chars().all(|ch| ch.is_ascii_hexdigit())
+                {
+                    return Err(ControlError::Invalid {
+                        field: "digest".into(),
+                        reason: "must be at least 8 hex digits of a stored bundle's digest".into(),
+                    });
+                }
+                Ok(c.store().find_bundle(&digest_prefix.to_ascii_lowercase())?)
+            })
+            .await?;
+        self.point_at(record, target).await
+    }
+
+    /// Serves, cluster-wide, the bundle this replica served before the
+    /// active one (every replica applied the same activations, in order).
+    pub async fn rollback(&self) -> Result<BundleRecord, Status> {
+        self.writable()?;
+        let record = self
+            .blocking(|c| {
+                let serving = c.store().serving()?;
+                let previous = serving.history.last().cloned().ok_or_else(|| {
+                    ControlError::FailedPrecondition(
+                        "there is no previous bundle to roll back to".into(),
+                    )
+                })?;
+                c.store().bundle_record(&previous)?.ok_or_else(|| {
+                    ControlError::FailedPrecondition(format!(
+                        "the previous bundle `{previous}` is no longer stored"
+                    ))
+                })
+            })
+            .await?;
+        self.point_at(record, Target::Active).await
+    }
+
+    async fn point_at(&self, record: BundleRecord, target: Target) -> Result<BundleRecord, Status> {
+        let digest = record.digest.clone();
+        let archive = self
+            .blocking(move |c| {
+                c.store().bundle_archive(&digest)?.ok_or_else(|| {
+                    ControlError::NotFound(format!("bundle `{digest}` is not stored"))
+                })
+            })
+            .await?;
+        let archive_sha256 = sha256_hex(&archive);
+        self.etcd
+            .put_blob(&self.keys.blob(&archive_sha256), &archive)
+            .await
+            .map_err(|e| etcd_status(&e))?;
+        let pointer = BundlePointer {
+            digest: record.digest.clone(),
+            revision: record.revision.clone(),
+            archive_sha256,
+        };
+        let revision = self.put_json(&self.keys.bundle(target), &pointer).await?;
+        self.caught_up(revision).await?;
+        self.current_record(&record.digest)
+    }
+
+    fn current_record(&self, digest: &str) -> Result<BundleRecord, Status> {
+        self.control
+            .store()
+            .bundle_record(digest)
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| Status::internal(format!("bundle `{digest}` vanished")))
+    }
+
+    /// Replaces a snapshot cluster-wide: checked here (newer, well formed,
+    /// binds to the policy), shared, then loaded by every replica.
+    pub async fn put_snapshot(
+        &self,
+        kind: String,
+        document: Vec<u8>,
+    ) -> Result<Arc<Snapshot>, Status> {
+        self.writable()?;
+        let checked_document = document.clone();
+        let checked_kind = kind.clone();
+        let snapshot = self
+            .blocking(move |c| c.check_snapshot(&checked_kind, &checked_document))
+            .await?;
+        let sha256 = sha256_hex(&document);
+        self.etcd
+            .put_blob(&self.keys.blob(&sha256), &document)
+            .await
+            .map_err(|e| etcd_status(&e))?;
+        let pointer = SnapshotPointer {
+            version: snapshot.version.clone(),
+            sha256,
+        };
+        let revision = self.put_json(&self.keys.snapshot(&kind), &pointer).await?;
+        self.caught_up(revision).await?;
+        let loaded = self
+            .control
+            .generations()
+            .current()
+            .snapshot(snapshot.kind)
+            .clone();
+        if loaded.version != snapshot.version {
+            return Err(Status::failed_precondition(format!(
+                "{kind} snapshot `{}` was shared, but replicas now serve `{}` (another push overtook it)",
+                snapshot.version, loaded.version
+            )));
+        }
+        Ok(Arc::new(loaded))
+    }
+
+    async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<i64, Status> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| Status::internal(format!("cannot encode `{key}`: {e}")))?;
+        self.etcd.put(key, bytes).await.map_err(|e| etcd_status(&e))
+    }
+
+    /// Keeps this replica in step with etcd until `stop`: see `sync`.
+    pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(sync::run(self.clone(), stop))
+    }
+
+    async fn listing(&self) -> Result<Listing, EtcdError> {
+        self.etcd.range(&self.keys.all()).await
+    }
+}

@@ -1,0 +1,379 @@
+//! Cluster mode end to end: a real etcd and three real replicas on
+//! loopback, each with its own data directory. Switches and bundles pushed
+//! to one reach all; losing etcd leaves replicas serving and refusing admin
+//! writes; they converge when it is back, and a restarted replica catches up.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tonic::Code;
+use warden_client::admin::{
+    BundleTarget, EngageKillSwitchRequest, KillSwitch, KillSwitchMode, KillSwitchScope,
+};
+use warden_client::{AdminClient, CheckBuilder, CheckRequest, Decision, WardenClient};
+use warden_e2e::etcd::Etcd;
+use warden_e2e::process::Warden;
+use warden_e2e::{Demo, http_get};
+
+fn replica(etcd: &Etcd, name: &str, data_dir: Option<&std::path::Path>) -> Warden {
+    let builder = Warden::builder()
+        .env("WARDEN_CLUSTER_ETCD_ENDPOINTS", etcd.endpoints_env())
+        .env("WARDEN_CLUSTER_REPLICA_ID", name)
+        .env("WARDEN_CLUSTER_ETCD_TIMEOUT", "1s");
+    match data_dir {
+        Some(dir) => builder.data_dir(dir),
+        None => builder,
+    }
+    .start_listening()
+}
+
+/// Waits until `replica` reports `connected` (or `what` otherwise).
+async fn wait_status(admin: &mut AdminClient, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = admin.status().await.map(|s| s.cluster);
+        if status.as_deref().is_ok_and(|s| s.starts_with(what)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cluster status stayed {status:?}, never {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Replicas {
+    servers: Vec<Warden>,
+    admins: Vec<AdminClient>,
+    clients: Vec<WardenClient>,
+}
+
+async fn three(etcd: &Etcd) -> Replicas {
+    let servers: Vec<Warden> = ["r1", "r2", "r3"]
+        .iter()
+        .map(|name| replica(etcd, name, None))
+        .collect();
+    let mut admins = Vec::new();
+    let mut clients = Vec::new();
+    for server in &servers {
+        server.wait_serving().await;
+        let mut admin = server.admin().await;
+        wait_status(&mut admin, "connected").await;
+        admins.push(admin);
+        clients.push(server.client().await);
+    }
+    Replicas {
+        servers,
+        admins,
+        clients,
+    }
+}
+
+fn allowed() -> CheckRequest {
+    let finance = Demo::load().member_of("finance");
+    CheckBuilder::new(
+        "copilot-studio",
+        "expense-assistant",
+        &finance,
+        "expenses.submit",
+        "expense",
+    )
+    .resource_id("exp-1")
+    .build()
+}
+
+fn engage_request(agent: &str) -> EngageKillSwitchRequest {
+    EngageKillSwitchRequest {
+        scope: Some(KillSwitchScope {
+            agent_id: agent.into(),
+            ..KillSwitchScope::default()
+        }),
+        mode: KillSwitchMode::DenyAll as i32,
+        reason: "incident".into(),
+        engaged_by: "tests".into(),
+        ..EngageKillSwitchRequest::default()
+    }
+}
+
+/// How long until `client` denies `request` because of `switch`.
+async fn until_stopped(
+    client: &mut WardenClient,
+    switch: &KillSwitch,
+    started: Instant,
+) -> Duration {
+    loop {
+        let response = client.check(allowed()).await.unwrap();
+        if response
+            .kill_switch
+            .as_ref()
+            .is_some_and(|k| k.id == switch.id)
+        {
+            assert_eq!(response.decision(), Decision::Deny);
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "switch {} never reached this replica",
+            switch.id
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+#[tokio::test]
+async fn an_engage_on_one_replica_is_enforced_by_all_within_a_second() {
+    let etcd = Etcd::start();
+    let mut replicas = three(&etcd).await;
+    for client in &mut replicas.clients {
+        assert_eq!(
+            client.check(allowed()).await.unwrap().decision(),
+            Decision::Allow
+        );
+    }
+    // More rounds for a measurement: WARDEN_PROPAGATION_ROUNDS=200.
+    let rounds: usize = std::env::var("WARDEN_PROPAGATION_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let mut latencies = Vec::new();
+    let mut acks = Vec::new();
+    for round in 0..rounds {
+        let engager = round % 3;
+        let started = Instant::now();
+        let switch = replicas.admins[engager]
+            .engage_kill_switch(engage_request("expense-assistant"))
+            .await
+            .unwrap();
+        acks.push(started.elapsed());
+        // In force on the acknowledging replica the moment it answers.
+        let here = replicas.clients[engager].check(allowed()).await.unwrap();
+        assert_eq!(here.kill_switch.map(|k| k.id), Some(switch.id.clone()));
+        let mut slowest = Duration::ZERO;
+        for client in &mut replicas.clients {
+            slowest = slowest.max(until_stopped(client, &switch, started).await);
+        }
+        assert!(
+            slowest < Duration::from_secs(1),
+            "round {round}: {slowest:?}"
+        );
+        latencies.push(slowest);
+        replicas.admins[(engager + 1) % 3]
+            .release_kill_switch(&switch.id, "over", "tests")
+            .await
+            .unwrap();
+        for client in &mut replicas.clients {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while client.check(allowed()).await.unwrap().decision() != Decision::Allow {
+                assert!(Instant::now() < deadline, "the release never arrived");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    latencies.sort();
+    acks.sort();
+    eprintln!(
+        "engage acknowledged: p50 {:?}, p99 {:?}; enforced on all 3 replicas: p50 {:?}, p99 {:?} ({} engages)",
+        percentile(&acks, 0.5),
+        percentile(&acks, 0.99),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len()
+    );
+    drop(replicas.servers);
+}
+
+fn bundle(revision: &str) -> Vec<u8> {
+    let files: BTreeMap<String, Vec<u8>> = [
+        (
+            ".manifest".to_owned(),
+            format!(r#"{{"revision": "{revision}", "roots": ["warden"]}}"#).into_bytes(),
+        ),
+        (
+            "warden/authz/policy.rego".to_owned(),
+            b"package warden.authz\n\ndecision := {\"allow\": false, \"reasons\": [\"closed\"]}\n"
+                .to_vec(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    warden_bundle::write_tar_gz(&files).unwrap()
+}
+
+#[tokio::test]
+async fn a_bundle_pushed_to_one_replica_is_served_by_all() {
+    let etcd = Etcd::start();
+    let mut replicas = three(&etcd).await;
+    let pushed = replicas.admins[1]
+        .put_bundle(bundle("closed-v1"), BundleTarget::Active)
+        .await
+        .unwrap();
+    assert_eq!(pushed.revision, "closed-v1");
+    for (admin, client) in replicas.admins.iter_mut().zip(&mut replicas.clients) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let active = admin.status().await.unwrap().active.unwrap();
+            if active.digest == pushed.digest {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still serving {}",
+                active.revision
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let response = client.check(allowed()).await.unwrap();
+        assert_eq!(response.reasons, ["closed"]);
+        assert_eq!(response.policy_revision, "closed-v1");
+    }
+    // A rollback on another replica goes back everywhere.
+    replicas.admins[2].rollback().await.unwrap();
+    for client in &mut replicas.clients {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.check(allowed()).await.unwrap().decision() != Decision::Allow {
+            assert!(Instant::now() < deadline, "the rollback never arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    drop(replicas.servers);
+}
+
+#[tokio::test]
+async fn without_etcd_replicas_serve_report_degraded_refuse_writes_and_converge_after() {
+    let mut etcd = Etcd::start();
+    let mut replicas = three(&etcd).await;
+    let before = replicas.admins[0]
+        .engage_kill_switch(engage_request("calendar-assistant"))
+        .await
+        .unwrap();
+
+    etcd.stop();
+    for (i, admin) in replicas.admins.iter_mut().enumerate() {
+        wait_status(admin, "degraded").await;
+        let (status, body) = http_get(replicas.servers[i].ops_addr, "/readyz");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("degraded"), "{body}");
+        let refused = admin
+            .engage_kill_switch(engage_request("expense-assistant"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.status().map(|s| s.code()),
+            Some(Code::Unavailable),
+            "{refused}"
+        );
+        let refused = admin
+            .put_bundle(bundle("while-down"), BundleTarget::Active)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.status().map(|s| s.code()),
+            Some(Code::Unavailable),
+            "{refused}"
+        );
+    }
+    // Still answering, with what they knew: the earlier switch holds.
+    for client in &mut replicas.clients {
+        assert_eq!(
+            client.check(allowed()).await.unwrap().decision(),
+            Decision::Allow
+        );
+        let calendar = CheckBuilder::new(
+            "copilot-studio",
+            "calendar-assistant",
+            "u",
+            "calendar.read",
+            "calendar",
+        )
+        .build();
+        let stopped = client.check(calendar).await.unwrap();
+        assert_eq!(stopped.kill_switch.map(|k| k.id), Some(before.id.clone()));
+    }
+
+    etcd.resume();
+    for admin in &mut replicas.admins {
+        wait_status(admin, "connected").await;
+    }
+    let after = replicas.admins[2]
+        .engage_kill_switch(engage_request("expense-assistant"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for client in &mut replicas.clients {
+        until_stopped(client, &after, started).await;
+    }
+    let (status, body) = http_get(replicas.servers[0].ops_addr, "/readyz");
+    assert_eq!((status, body.trim()), (200, "ready"));
+}
+
+#[tokio::test]
+async fn a_restarted_replica_catches_up_and_records_carry_the_replica() {
+    let etcd = Etcd::start();
+    let mut replicas = three(&etcd).await;
+    let dir = replicas.servers[2].data_dir.clone();
+    replicas.clients.pop();
+    replicas.admins.pop();
+    let mut stopped = replicas.servers.pop().unwrap();
+    stopped.kill9();
+    drop(stopped);
+
+    let switch = replicas.admins[0]
+        .engage_kill_switch(engage_request("expense-assistant"))
+        .await
+        .unwrap();
+    let pushed = replicas.admins[1]
+        .put_bundle(bundle("while-away"), BundleTarget::Stored)
+        .await
+        .unwrap();
+
+    let back = replica(&etcd, "r3", Some(&dir));
+    back.wait_serving().await;
+    let mut admin = back.admin().await;
+    wait_status(&mut admin, "connected").await;
+    let mut client = back.client().await;
+    until_stopped(&mut client, &switch, Instant::now()).await;
+    let bundles = admin.list_bundles().await.unwrap();
+    assert!(
+        bundles.iter().any(|b| b.digest == pushed.digest),
+        "the bundle stored while it was away is stored here too"
+    );
+    assert_eq!(admin.status().await.unwrap().replica_id, "r3");
+
+    // Each replica's audit chain names it.
+    let mut audit = warden_client::audit::AuditClient::connect(
+        back.admin_endpoint(),
+        warden_client::ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    client.check(allowed()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut bytes = Vec::new();
+        audit.export(0, 0, &mut bytes).await.unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let decisions: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("\"type\":\"decision\""))
+            .collect();
+        if !decisions.is_empty() {
+            assert!(
+                decisions.iter().all(|l| l.contains("\"replica\":\"r3\"")),
+                "{decisions:?}"
+            );
+            assert!(
+                text.contains("cluster.applied"),
+                "remote changes are audited"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no decision record yet");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
