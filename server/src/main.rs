@@ -145,10 +145,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let served = runtime.block_on(warden::server::serve(
-        config,
-        shutdown_signal(),
-        |listener, addr| {
+    let served = runtime.block_on(async {
+        // Registered before anything listens: a SIGTERM that arrives while
+        // the server starts must stop it cleanly, not kill it.
+        let shutdown = shutdown_signal();
+        warden::server::serve(config, shutdown, |listener, addr| {
             // One JSON line per listener on stdout, so that scripts and tests
             // started on port 0 learn the real port; logs go to stderr.
             let mut out = std::io::stdout().lock();
@@ -157,8 +158,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 r#"{{"event":"listening","listener":"{listener}","addr":"{addr}"}}"#
             );
             let _ = out.flush();
-        },
-    ));
+        })
+        .await
+    });
     // Outside the runtime: the span exporter flushes on its own thread.
     drop(runtime);
     telemetry.shutdown();
@@ -166,20 +168,34 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is
+/// called, not when the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        // Without one of the handlers, the other still stops the server.
+        let terminate = async {
+            match terminate {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            // Without a SIGTERM handler, SIGINT still stops the server.
-            Err(_) => std::future::pending::<()>().await,
+        };
+        let interrupt = async {
+            match interrupt {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = interrupt => {}
+            () = terminate => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
     }
 }
 

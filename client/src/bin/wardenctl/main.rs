@@ -502,6 +502,8 @@ async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), Ct
                 "audit_failed": status.audit_failed,
                 "uptime_seconds": status.uptime_seconds,
                 "instance_id": status.instance_id,
+                "cluster": status.cluster,
+                "replica_id": status.replica_id,
             })
         );
         return Ok(());
@@ -518,6 +520,8 @@ async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), Ct
     println!();
     let rows: Vec<Vec<String>> = [
         ("instance", status.instance_id),
+        ("cluster", status.cluster),
+        ("replica", status.replica_id),
         ("uptime", format!("{}s", status.uptime_seconds)),
         ("generation", status.generation.to_string()),
         ("kill switches", status.active_kill_switches.to_string()),
