@@ -350,8 +350,10 @@ impl Control {
         }
         let files =
             read_tar_gz(&archive, &self.config.archive).map_err(|e| invalid("bundle", e))?;
-        let _guard = self.lock();
+        // Compiling and testing take long; other changes (a kill switch
+        // arriving from the cluster) must not wait for them.
         let accepted = Self::accept(&self.config, &self.store, files, archive)?;
+        let _guard = self.lock();
         let current = self.generations.current();
         let mut serving = self.store.serving()?;
         // Built before anything is stored: data that cannot be bound to the
@@ -400,11 +402,12 @@ impl Control {
                 "must be at least 8 hex digits of a stored bundle's digest",
             ));
         }
-        let _guard = self.lock();
         let record = self
             .store
             .find_bundle(&digest_prefix.to_ascii_lowercase())?;
+        // Compiled before the lock, for the same reason as in `put_bundle`.
         let policy = self.load_stored(&record.digest)?;
+        let _guard = self.lock();
         let current = self.generations.current();
         let mut serving = self.store.serving()?;
         let next = match target {
@@ -429,6 +432,19 @@ impl Control {
             "bundle activated"
         );
         Ok(record)
+    }
+
+    /// Whether the stored bundle `digest` could be served as `target` now
+    /// (it compiles and binds to the snapshots), without changing anything.
+    pub fn check_activation(&self, digest: &str, target: Target) -> Result<(), ControlError> {
+        let policy = self.load_stored(digest)?;
+        let _guard = self.lock();
+        let current = self.generations.current();
+        match target {
+            Target::Shadow => self.successor(&current, None, Some(Some(policy))),
+            _ => self.successor(&current, Some(policy), None),
+        }
+        .map(|_| ())
     }
 
     /// Serves the previously active bundle again.

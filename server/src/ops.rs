@@ -24,6 +24,9 @@ pub struct Readiness {
     /// Serving, and ready, but with a caveat operators must see: a replica
     /// that lost etcd answers from its last known state.
     degraded: Mutex<Option<String>>,
+    /// Not ready yet for this reason, without being blocked: a replica
+    /// that has not yet read the cluster's state might lack a switch.
+    pending: Mutex<Option<String>>,
 }
 
 impl Readiness {
@@ -41,7 +44,23 @@ impl Readiness {
     }
 
     pub fn get(&self) -> bool {
-        self.serving.load(Ordering::SeqCst) && self.blocked_reason().is_none()
+        self.serving.load(Ordering::SeqCst)
+            && self.blocked_reason().is_none()
+            && self.pending_reason().is_none()
+    }
+
+    pub fn set_pending(&self, reason: Option<String>) {
+        *self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+    }
+
+    fn pending_reason(&self) -> Option<String> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn set_degraded(&self, reason: Option<String>) {
@@ -107,7 +126,10 @@ async fn readyz(State(state): State<OpsState>) -> (StatusCode, String) {
             None => (StatusCode::OK, "ready\n".into()),
         }
     } else {
-        let reason = readiness.blocked_reason().unwrap_or_default();
+        let reason = readiness
+            .blocked_reason()
+            .or_else(|| readiness.pending_reason())
+            .unwrap_or_default();
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready {reason}").trim_end().to_owned() + "\n",

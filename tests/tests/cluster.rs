@@ -167,6 +167,16 @@ async fn an_engage_on_one_replica_is_enforced_by_all_within_a_second() {
             .release_kill_switch(&switch.id, "over", "tests")
             .await
             .unwrap();
+        // As on one node, a second release is refused, wherever it is asked.
+        let again = replicas.admins[(engager + 2) % 3]
+            .release_kill_switch(&switch.id, "over", "tests")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            again.status().map(|s| s.code()),
+            Some(Code::FailedPrecondition),
+            "{again}"
+        );
         for client in &mut replicas.clients {
             let deadline = Instant::now() + Duration::from_secs(10);
             while client.check(allowed()).await.unwrap().decision() != Decision::Allow {
@@ -189,6 +199,21 @@ async fn an_engage_on_one_replica_is_enforced_by_all_within_a_second() {
 }
 
 fn bundle(revision: &str) -> Vec<u8> {
+    bundle_with_data(revision, 0)
+}
+
+/// A bundle that denies everything, with `padding` bytes of incompressible
+/// data (to push past what one etcd value or one gRPC message holds).
+fn bundle_with_data(revision: &str, padding: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: String = (0..padding)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b"0123456789abcdef"[(state % 16) as usize])
+        })
+        .collect();
     let files: BTreeMap<String, Vec<u8>> = [
         (
             ".manifest".to_owned(),
@@ -198,6 +223,10 @@ fn bundle(revision: &str) -> Vec<u8> {
             "warden/authz/policy.rego".to_owned(),
             b"package warden.authz\n\ndecision := {\"allow\": false, \"reasons\": [\"closed\"]}\n"
                 .to_vec(),
+        ),
+        (
+            "warden/padding/data.json".to_owned(),
+            serde_json::to_vec(&serde_json::json!({ "noise": noise })).unwrap(),
         ),
     ]
     .into_iter()
@@ -253,6 +282,31 @@ async fn without_etcd_replicas_serve_report_degraded_refuse_writes_and_converge_
         .await
         .unwrap();
 
+    let calendar = || {
+        CheckBuilder::new(
+            "copilot-studio",
+            "calendar-assistant",
+            "u",
+            "calendar.read",
+            "calendar",
+        )
+        .build()
+    };
+    // Everywhere before etcd goes.
+    for client in &mut replicas.clients {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client
+            .check(calendar())
+            .await
+            .unwrap()
+            .kill_switch
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "the engage never arrived");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     etcd.stop();
     for (i, admin) in replicas.admins.iter_mut().enumerate() {
         wait_status(admin, "degraded").await;
@@ -284,15 +338,7 @@ async fn without_etcd_replicas_serve_report_degraded_refuse_writes_and_converge_
             client.check(allowed()).await.unwrap().decision(),
             Decision::Allow
         );
-        let calendar = CheckBuilder::new(
-            "copilot-studio",
-            "calendar-assistant",
-            "u",
-            "calendar.read",
-            "calendar",
-        )
-        .build();
-        let stopped = client.check(calendar).await.unwrap();
+        let stopped = client.check(calendar()).await.unwrap();
         assert_eq!(stopped.kill_switch.map(|k| k.id), Some(before.id.clone()));
     }
 
@@ -331,6 +377,23 @@ async fn a_restarted_replica_catches_up_and_records_carry_the_replica() {
         .put_bundle(bundle("while-away"), BundleTarget::Stored)
         .await
         .unwrap();
+    // Larger than one etcd value and than a default gRPC message: chunked.
+    let large = bundle_with_data("large", 9 * 1024 * 1024);
+    assert!(large.len() > 4 * 1024 * 1024, "{} bytes", large.len());
+    let active = replicas.admins[0]
+        .put_bundle(large, BundleTarget::Active)
+        .await
+        .unwrap();
+    let mut snapshot: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(warden_e2e::repo_root().join("policies/demo/identity.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    snapshot["version"] = serde_json::json!("identity-9-999");
+    replicas.admins[1]
+        .put_snapshot("identity", serde_json::to_vec(&snapshot).unwrap())
+        .await
+        .unwrap();
 
     let back = replica(&etcd, "r3", Some(&dir));
     back.wait_serving().await;
@@ -343,7 +406,15 @@ async fn a_restarted_replica_catches_up_and_records_carry_the_replica() {
         bundles.iter().any(|b| b.digest == pushed.digest),
         "the bundle stored while it was away is stored here too"
     );
-    assert_eq!(admin.status().await.unwrap().replica_id, "r3");
+    let status = admin.status().await.unwrap();
+    assert_eq!(status.replica_id, "r3");
+    assert_eq!(status.active.map(|b| b.digest), Some(active.digest));
+    let identity = status
+        .snapshots
+        .iter()
+        .find(|s| s.kind == "identity")
+        .unwrap();
+    assert_eq!(identity.version, "identity-9-999");
 
     // Each replica's audit chain names it.
     let mut audit = warden_client::audit::AuditClient::connect(

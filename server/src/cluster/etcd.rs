@@ -16,6 +16,14 @@ use warden_proto::etcd::mvccpb;
 /// etcd refuses requests over 1.5 MiB by default; chunks stay well below.
 const CHUNK_BYTES: usize = 512 * 1024;
 
+/// Largest response accepted: listings and watch batches hold pointers and
+/// switches only (blobs live outside the watched prefix), but a long
+/// switch history or a watcher catching up can exceed tonic's 4 MiB.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Largest blob reassembled, whatever its meta claims.
+const MAX_BLOB_BYTES: u64 = 1024 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
     #[error("etcd did not answer within {0:?}")]
@@ -87,11 +95,11 @@ impl Etcd {
             let built_one = Endpoint::from_shared(endpoint.clone())
                 .map_err(|e| EtcdError::Endpoint(endpoint.clone(), e.to_string()))?
                 .connect_timeout(timeout)
-                // A dead etcd is noticed within about a second, even on an
-                // idle watch.
-                .http2_keep_alive_interval(Duration::from_secs(1))
+                // Not more often than etcd's default keepalive minimum (5 s),
+                // or it closes the connection (too_many_pings); a dead etcd
+                // is noticed sooner by the watch or the probe.
+                .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_timeout(timeout)
-                .keep_alive_while_idle(true)
                 .tcp_nodelay(true);
             built.push(built_one);
         }
@@ -113,8 +121,7 @@ impl Etcd {
     }
 
     fn kv(&self) -> KvClient<Channel> {
-        // Blobs are read back in chunks; the default 4 MiB is plenty.
-        KvClient::new(self.channel.clone())
+        KvClient::new(self.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// Every key under `prefix`, and the store revision they were read at.
@@ -158,13 +165,27 @@ impl Etcd {
     /// Writes `value` under `key` only if the key does not exist; returns
     /// whether it was written.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> Result<bool, EtcdError> {
+        self.put_if(key, value, 0)
+            .await
+            .map(|written| written.is_some())
+    }
+
+    /// Writes `value` under `key` only if the key was last changed at
+    /// `mod_revision` (0: it does not exist); returns the revision of the
+    /// write, or `None` when the key had changed meanwhile.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        mod_revision: i64,
+    ) -> Result<Option<i64>, EtcdError> {
         let response = self
             .bounded(self.kv().txn(rpc::TxnRequest {
                 compare: vec![rpc::Compare {
                     result: CompareResult::Equal as i32,
-                    target: CompareTarget::Version as i32,
+                    target: CompareTarget::Mod as i32,
                     key: key.as_bytes().to_vec(),
-                    target_union: Some(TargetUnion::Version(0)),
+                    target_union: Some(TargetUnion::ModRevision(mod_revision)),
                 }],
                 success: vec![rpc::RequestOp {
                     request: Some(rpc::request_op::Request::RequestPut(rpc::PutRequest {
@@ -176,7 +197,9 @@ impl Etcd {
                 failure: Vec::new(),
             }))
             .await?;
-        Ok(response.succeeded)
+        Ok(response
+            .succeeded
+            .then(|| response.header.map_or(0, |h| h.revision)))
     }
 
     /// Stores `bytes` under `{base}/{index}` chunks and then `{base}/meta`,
@@ -208,6 +231,11 @@ impl Etcd {
         let (Some(size), Some(chunks)) = (meta["size"].as_u64(), meta["chunks"].as_u64()) else {
             return Err(EtcdError::Data(format!("blob `{base}`: bad meta")));
         };
+        if size > MAX_BLOB_BYTES {
+            return Err(EtcdError::Data(format!(
+                "blob `{base}`: {size} bytes is too large"
+            )));
+        }
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         for index in 0..chunks {
             let chunk = self
@@ -226,7 +254,9 @@ impl Etcd {
     }
 
     /// Changes under `prefix` from `start_revision` on, until the stream
-    /// fails; the receiver ends when it does (with the error last).
+    /// fails; the receiver ends when it does (with the error last). Each
+    /// batch comes with the revision it brings the watcher up to: its last
+    /// event's, or for a progress notice the store's.
     pub async fn watch(
         &self,
         prefix: &str,
@@ -248,15 +278,31 @@ impl Etcd {
             .send(create)
             .await
             .map_err(|_| EtcdError::Data("the watch request could not be queued".into()))?;
+        let mut request = tonic::Request::new(ReceiverStream::new(outgoing));
+        // A member cut off from the quorum would keep the watch open and
+        // deliver nothing; with this it cancels the watch instead.
+        request.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
         let mut stream = self
-            .bounded(WatchClient::new(self.channel.clone()).watch(ReceiverStream::new(outgoing)))
+            .bounded(
+                WatchClient::new(self.channel.clone())
+                    .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                    .watch(request),
+            )
             .await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             // Kept open: etcd ends a watch whose client stops sending.
             let _requests = requests;
             loop {
-                let message = match stream.message().await {
+                let next = tokio::select! {
+                    next = stream.message() => next,
+                    // The session ended: let the stream go.
+                    () = tx.closed() => return,
+                };
+                let message = match next {
                     Ok(Some(message)) => message,
                     Ok(None) => {
                         let _ = tx
@@ -281,7 +327,19 @@ impl Etcd {
                     let _ = tx.send(Err(EtcdError::Data(reason))).await;
                     return;
                 }
-                let revision = message.header.as_ref().map_or(0, |h| h.revision);
+                if message.created {
+                    continue;
+                }
+                let last_event = message
+                    .events
+                    .iter()
+                    .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
+                    .max();
+                // The header's revision is the store's, which may be ahead
+                // of events still to come; only a progress notice (no
+                // events) vouches that nothing below it is pending.
+                let revision =
+                    last_event.unwrap_or_else(|| message.header.as_ref().map_or(0, |h| h.revision));
                 let changes = message
                     .events
                     .into_iter()

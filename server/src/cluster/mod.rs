@@ -63,8 +63,10 @@ impl Keys {
     fn snapshot(&self, kind: &str) -> String {
         format!("{}/snapshot/{kind}", self.prefix)
     }
+    /// Outside the listed and watched `{prefix}/`: contents are fetched
+    /// when a pointer names them, never streamed to every replica.
     fn blob(&self, sha256: &str) -> String {
-        format!("{}/blob/{sha256}", self.prefix)
+        format!("{}-blobs/{sha256}", self.prefix)
     }
 }
 
@@ -124,9 +126,16 @@ fn unavailable(link: &Link) -> Status {
 }
 
 fn etcd_status(error: &EtcdError) -> Status {
-    Status::unavailable(format!(
-        "cluster mode: the change could not be written to etcd ({error}); nothing changed"
-    ))
+    match error {
+        // The write may have been committed just before the deadline.
+        EtcdError::Timeout(_) => Status::unavailable(format!(
+            "cluster mode: etcd did not confirm the change in time ({error}); it may or may not \
+             have been applied: list the current state before retrying"
+        )),
+        _ => Status::unavailable(format!(
+            "cluster mode: the change could not be written to etcd ({error}); nothing changed"
+        )),
+    }
 }
 
 impl Cluster {
@@ -221,30 +230,70 @@ impl Cluster {
         self.writable()?;
         let now = SystemTime::now();
         let switch = self.blocking(move |c| c.prepare_engage(spec, now)).await?;
-        self.share_switch(switch).await
+        self.share_switch(switch, 0).await
     }
 
-    /// Releases a switch cluster-wide, as `engage` engages one.
+    /// Releases a switch cluster-wide, as `engage` engages one. Of two
+    /// releases racing on different replicas, the second is refused, as
+    /// on a single node.
     pub async fn release(&self, id: String, reason: String, by: String) -> Result<Switch, Status> {
         self.writable()?;
+        let key = self.keys.switch(&id);
+        let shared = self.etcd.get(&key).await.map_err(|e| etcd_status(&e))?;
+        if let Some(entry) = &shared
+            && let Ok(stored) = serde_json::from_slice::<Switch>(&entry.value)
+            && stored.ended.is_some()
+        {
+            return Err(Status::failed_precondition(format!(
+                "kill switch `{id}` has already ended"
+            )));
+        }
         let now = SystemTime::now();
         let switch = self
             .blocking(move |c| c.prepare_release(&id, reason, by, now))
             .await?;
-        self.share_switch(switch).await
+        self.share_switch(switch, shared.map_or(0, |e| e.mod_revision))
+            .await
     }
 
-    async fn share_switch(&self, switch: Switch) -> Result<Switch, Status> {
+    /// Writes `switch` if its key is still at `mod_revision` (0: absent),
+    /// then applies it here.
+    async fn share_switch(&self, switch: Switch, mod_revision: i64) -> Result<Switch, Status> {
         let value = serde_json::to_vec(&switch)
             .map_err(|e| Status::internal(format!("cannot encode the switch: {e}")))?;
-        self.etcd
-            .put(&self.keys.switch(&switch.id), value)
+        let written = self
+            .etcd
+            .put_if(&self.keys.switch(&switch.id), value, mod_revision)
             .await
             .map_err(|e| etcd_status(&e))?;
+        if written.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "kill switch `{}` was changed on another replica meanwhile; list the switches and retry",
+                switch.id
+            )));
+        }
         let applied = switch.clone();
-        self.blocking(move |c| c.apply_switch(&applied, SystemTime::now()))
-            .await?;
-        Ok(switch)
+        match self
+            .blocking(move |c| c.apply_switch(&applied, SystemTime::now()))
+            .await
+        {
+            Ok(_) => Ok(switch),
+            Err(status) => {
+                // In force on the other replicas; here every check is denied
+                // until the sync loop reloads and applies it again.
+                self.control.fail_switches(format!(
+                    "kill switch `{}` is in etcd but could not be applied here: {}",
+                    switch.id,
+                    status.message()
+                ));
+                Err(Status::unavailable(format!(
+                    "kill switch `{}` was written to etcd and applies on the other replicas, but not \
+                     on this one ({}); this replica denies every check until it has caught up",
+                    switch.id,
+                    status.message()
+                )))
+            }
+        }
     }
 
     /// Pushes a bundle cluster-wide: checked and stored here, its archive
@@ -260,6 +309,11 @@ impl Cluster {
         let record = self
             .blocking(move |c| c.put_bundle(archive, Target::Stored))
             .await?;
+        if target != Target::Stored {
+            let digest = record.digest.clone();
+            self.blocking(move |c| c.check_activation(&digest, target))
+                .await?;
+        }
         self.etcd
             .put_blob(&self.keys.blob(&archive_sha256), &shared)
             .await
@@ -275,7 +329,27 @@ impl Cluster {
         };
         let revision = self.put_json(&key, &pointer).await?;
         self.caught_up(revision).await?;
+        self.served(&record.digest, target)?;
         self.current_record(&record.digest)
+    }
+
+    /// Whether this replica, having applied a change, serves `digest` as
+    /// `target`; it may not if the change could not be applied here.
+    fn served(&self, digest: &str, target: Target) -> Result<(), Status> {
+        let current = self.control.generations().current();
+        let serving = match target {
+            Target::Stored => return Ok(()),
+            Target::Active => Some(current.policy.digest.clone()),
+            Target::Shadow => current.shadow_policy().map(|p| p.digest.clone()),
+        };
+        if serving.as_deref() == Some(digest) {
+            Ok(())
+        } else {
+            Err(Status::unavailable(format!(
+                "bundle `{digest}` is named in etcd, but this replica could not serve it (see its \
+                 log); it reports itself degraded until it can"
+            )))
+        }
     }
 
     /// Serves a stored bundle cluster-wide.
@@ -325,6 +399,9 @@ impl Cluster {
 
     async fn point_at(&self, record: BundleRecord, target: Target) -> Result<BundleRecord, Status> {
         let digest = record.digest.clone();
+        self.blocking(move |c| c.check_activation(&digest, target))
+            .await?;
+        let digest = record.digest.clone();
         let archive = self
             .blocking(move |c| {
                 c.store().bundle_archive(&digest)?.ok_or_else(|| {
@@ -344,6 +421,7 @@ impl Cluster {
         };
         let revision = self.put_json(&self.keys.bundle(target), &pointer).await?;
         self.caught_up(revision).await?;
+        self.served(&record.digest, target)?;
         self.current_record(&record.digest)
     }
 
@@ -363,6 +441,16 @@ impl Cluster {
         document: Vec<u8>,
     ) -> Result<Arc<Snapshot>, Status> {
         self.writable()?;
+        // Read before the check: the pointer is replaced only if no other
+        // push replaced it meanwhile, so etcd never goes back to an older
+        // version that a racing push checked against the same current one.
+        let key = self.keys.snapshot(&kind);
+        let seen = self
+            .etcd
+            .get(&key)
+            .await
+            .map_err(|e| etcd_status(&e))?
+            .map_or(0, |e| e.mod_revision);
         let checked_document = document.clone();
         let checked_kind = kind.clone();
         let snapshot = self
@@ -377,7 +465,18 @@ impl Cluster {
             version: snapshot.version.clone(),
             sha256,
         };
-        let revision = self.put_json(&self.keys.snapshot(&kind), &pointer).await?;
+        let bytes = serde_json::to_vec(&pointer)
+            .map_err(|e| Status::internal(format!("cannot encode `{key}`: {e}")))?;
+        let revision = self
+            .etcd
+            .put_if(&key, bytes, seen)
+            .await
+            .map_err(|e| etcd_status(&e))?
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "another {kind} snapshot was pushed meanwhile; check the version and retry"
+                ))
+            })?;
         self.caught_up(revision).await?;
         let loaded = self
             .control

@@ -1,92 +1,190 @@
 //! Keeping a replica in step with etcd: read everything under the prefix,
 //! apply it, then apply every change the watch reports, in etcd's order.
-//! When etcd is lost — the watch fails, or a probe goes unanswered — the
-//! replica is degraded until a new session has read and applied the state
-//! again, so it converges whatever it missed.
+//!
+//! Kill switches are applied on the watch loop itself, so that an engage
+//! never waits behind a bundle being fetched and compiled; bundles and
+//! snapshots go, in order, to a worker. A change that cannot be applied
+//! ends the session: the replica is degraded (refusing writes) and starts
+//! over, re-reading the whole state, until it can. A switch that cannot be
+//! applied also makes every check deny until it is, since the switch might
+//! be the one that should stop an agent.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use super::etcd::{Change, Entry, EtcdError, Listing};
 use super::{BundlePointer, Cluster, Link, SnapshotPointer, sha256_hex};
 use crate::audit::record::admin_record;
 use crate::control::{Control, ControlError, Target};
-use crate::killswitch::{Switch, unix_ms};
+use crate::killswitch::Switch;
 use crate::snapshot::SnapshotKind;
 
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error("cannot apply `{key}` from etcd: {reason}")]
+    Apply { key: String, reason: String },
+}
+
 pub(super) async fn run(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
+    // Not ready until the cluster's switches are applied, or until it is
+    // clear that etcd cannot be reached and the last known state must do.
+    cluster
+        .readiness
+        .set_pending(Some("cluster_sync_pending".into()));
+    let deadline = cluster.timeout.saturating_mul(3);
+    let waiting = cluster.clone();
+    let give_up = tokio::spawn(async move {
+        tokio::time::sleep(deadline).await;
+        waiting.readiness.set_pending(None);
+    });
     let mut backoff = Duration::from_millis(100);
     loop {
         let outcome = tokio::select! {
             outcome = session(&cluster) => outcome,
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = stop.wait_for(|stopped| *stopped) => break,
         };
         if let Err(e) = outcome {
-            if cluster.link() != Link::Degraded(e.to_string()) {
-                warn!(error = %e, "cluster: etcd lost; serving the last known state, refusing admin writes");
+            let reason = e.to_string();
+            match cluster.link() {
+                Link::Degraded(previous) if previous == reason => {}
+                _ => warn!(
+                    error = reason,
+                    "cluster: degraded; serving the last applied state, refusing admin writes"
+                ),
             }
-            let connected_before = cluster.link() == Link::Connected;
-            cluster.set_link(Link::Degraded(e.to_string()));
-            if connected_before {
+            if cluster.link() == Link::Connected {
                 backoff = Duration::from_millis(100);
             }
+            cluster.set_link(Link::Degraded(reason));
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|stopped| *stopped) => return,
+            _ = stop.wait_for(|stopped| *stopped) => break,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+    give_up.abort();
 }
 
-async fn session(cluster: &Cluster) -> Result<(), EtcdError> {
+/// What the data worker is given, in etcd's order.
+enum Work {
+    Change(Entry),
+    Delete(String),
+    /// Everything up to this revision has been handed over.
+    Reached(i64),
+}
+
+async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
+    if cluster
+        .control
+        .kill_switches()
+        .current()
+        .unavailable_reason()
+        .is_some()
+    {
+        blocking(&cluster.control, |c| {
+            c.reload_switches();
+            Ok(())
+        })
+        .await
+        .map_err(|reason| SessionError::Apply {
+            key: "switches".into(),
+            reason,
+        })?;
+    }
     let mut listing = cluster.listing().await?;
     if bootstrap(cluster, &listing).await? {
         listing = cluster.listing().await?;
     }
-    apply_listing(cluster, &listing).await;
-    cluster.applied.send_replace(listing.revision);
-    let mut changes = cluster
-        .etcd
-        .watch(&cluster.keys.all(), listing.revision + 1)
-        .await?;
-    if cluster.link() != Link::Connected {
-        info!(
-            revision = listing.revision,
-            replica = cluster.replica(),
-            "cluster: in step with etcd"
-        );
+    let all = cluster.keys.all();
+    let is_switch = |key: &str| {
+        key.strip_prefix(&all)
+            .is_some_and(|rest| rest.starts_with("switches/"))
+    };
+    for entry in listing.entries.iter().filter(|e| is_switch(&e.key)) {
+        apply_switch(cluster, entry).await?;
     }
-    cluster.set_link(Link::Connected);
+    cluster.readiness.set_pending(None);
+
+    // Bundles and snapshots as they were changed, oldest first; the worker
+    // then goes on with what the watch reports.
+    let (work, queue) = mpsc::unbounded_channel();
+    let mut data: Vec<&Entry> = listing
+        .entries
+        .iter()
+        .filter(|e| !is_switch(&e.key))
+        .collect();
+    data.sort_by_key(|e| e.mod_revision);
+    for entry in data {
+        let _ = work.send(Work::Change(entry.clone()));
+    }
+    let _ = work.send(Work::Reached(listing.revision));
+    let (failed, mut failure) = mpsc::channel(1);
+    let worker = tokio::spawn(apply_data(cluster.clone(), queue, failed));
+    let outcome = follow(cluster, listing.revision, &work, &mut failure).await;
+    worker.abort();
+    outcome
+}
+
+/// Applies the watch's changes until something fails.
+async fn follow(
+    cluster: &Arc<Cluster>,
+    revision: i64,
+    work: &mpsc::UnboundedSender<Work>,
+    failure: &mut mpsc::Receiver<SessionError>,
+) -> Result<(), SessionError> {
+    let all = cluster.keys.all();
+    let mut changes = cluster.etcd.watch(&all, revision + 1).await?;
+    // Connected (writable, and reported so) once everything read at the
+    // start is applied, bundles and snapshots included.
+    let mut applied = cluster.applied.subscribe();
+    let mut in_step = false;
     let mut probe = tokio::time::interval(PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let health = format!("{}/health", cluster.keys.prefix);
     loop {
         tokio::select! {
             message = changes.recv() => match message {
-                Some(Ok((changes, revision))) => {
-                    for change in changes {
-                        apply_change(cluster, change).await;
-                    }
-                    cluster.applied.send_if_modified(|applied| {
-                        let newer = revision > *applied;
-                        if newer {
-                            *applied = revision;
+                Some(Ok((batch, revision))) => {
+                    for change in batch {
+                        match change {
+                            Change::Put(entry) if entry.key.strip_prefix(&all).is_some_and(|r| r.starts_with("switches/")) => {
+                                apply_switch(cluster, &entry).await?;
+                            }
+                            Change::Put(entry) => {
+                                let _ = work.send(Work::Change(entry));
+                            }
+                            Change::Delete { key } => {
+                                let _ = work.send(Work::Delete(key));
+                            }
                         }
-                        newer
-                    });
+                    }
+                    let _ = work.send(Work::Reached(revision));
                 }
-                Some(Err(e)) => return Err(e),
-                None => return Err(EtcdError::Data("the watch ended".into())),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(EtcdError::Data("the watch ended".into()).into()),
             },
+            Some(e) = failure.recv() => return Err(e),
+            reached = async { applied.wait_for(|applied| *applied >= revision).await.map(|_| ()) }, if !in_step => {
+                if reached.is_ok() {
+                    in_step = true;
+                    if cluster.link() != Link::Connected {
+                        info!(revision, replica = cluster.replica(), "cluster: in step with etcd");
+                    }
+                    cluster.set_link(Link::Connected);
+                }
+            }
             // A watch on a half-dead connection may just go quiet.
             _ = probe.tick() => {
                 cluster.etcd.get(&health).await?;
@@ -95,61 +193,117 @@ async fn session(cluster: &Cluster) -> Result<(), EtcdError> {
     }
 }
 
-/// Fills an empty etcd from this replica's state: the first replica of a
-/// new cluster publishes what it serves. Only absent keys are written, so
-/// replicas starting together agree on whichever came first. Returns
-/// whether anything was written.
-async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, EtcdError> {
-    let has = |key: &str| listing.entries.iter().any(|e| e.key == key);
-    let mut wrote = false;
-    let active_key = cluster.keys.bundle(Target::Active);
-    if !has(&active_key) {
-        let policy = cluster.control.generations().current().policy.clone();
-        if let Ok(Some(archive)) = cluster.control.store().bundle_archive(&policy.digest) {
-            let archive_sha256 = sha256_hex(&archive);
-            cluster
-                .etcd
-                .put_blob(&cluster.keys.blob(&archive_sha256), &archive)
-                .await?;
-            let pointer = BundlePointer {
-                digest: policy.digest.clone(),
-                revision: policy.revision.clone(),
-                archive_sha256,
-            };
-            wrote |= cluster.etcd.create(&active_key, to_json(&pointer)).await?;
+/// The data worker: bundles and snapshots, one at a time, in order; the
+/// applied revision moves only past what was applied.
+async fn apply_data(
+    cluster: Arc<Cluster>,
+    mut queue: mpsc::UnboundedReceiver<Work>,
+    failed: mpsc::Sender<SessionError>,
+) {
+    while let Some(item) = queue.recv().await {
+        let outcome = match item {
+            Work::Reached(revision) => {
+                cluster.applied.send_if_modified(|applied| {
+                    let newer = revision > *applied;
+                    if newer {
+                        *applied = revision;
+                    }
+                    newer
+                });
+                Ok(())
+            }
+            Work::Delete(key) => {
+                if key == cluster.keys.bundle(Target::Shadow) {
+                    match blocking(&cluster.control, |c| c.clear_shadow()).await {
+                        Ok(()) => {
+                            record(&cluster, "shadow", json!({"cleared": true})).await;
+                            Ok(())
+                        }
+                        Err(reason) => Err(SessionError::Apply { key, reason }),
+                    }
+                } else {
+                    Ok(())
+                }
+            }
+            Work::Change(entry) => {
+                apply_entry(&cluster, &entry)
+                    .await
+                    .map_err(|reason| SessionError::Apply {
+                        key: entry.key.clone(),
+                        reason,
+                    })
+            }
+        };
+        if let Err(e) = outcome {
+            error!(error = %e, "cluster: a change from etcd could not be applied; degraded until it can");
+            record(&cluster, "failed", json!({"error": e.to_string()})).await;
+            let _ = failed.send(e).await;
+            return;
         }
     }
-    for kind in SnapshotKind::ALL {
+}
+
+/// Fills an empty etcd from this replica's state: the first replica of a
+/// new cluster publishes what it serves, and every replica the switches it
+/// knows of, ended ones included (so that a release is not lost to a
+/// replica that missed it). Only absent keys are written, so replicas
+/// starting together agree on whichever came first. Returns whether
+/// anything was written.
+async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, SessionError> {
+    let has = |key: &str| listing.entries.iter().any(|e| e.key == key);
+    let control = &cluster.control;
+    let local = blocking(control, |c| {
+        let policy = c.generations().current().policy.clone();
+        let archive = c.store().bundle_archive(&policy.digest)?;
+        let mut snapshots = Vec::new();
+        for kind in SnapshotKind::ALL {
+            if let Some(document) = c.store().snapshot(kind)? {
+                let version = c.generations().current().snapshot(kind).version.clone();
+                snapshots.push((kind, version, document));
+            }
+        }
+        Ok((policy, archive, snapshots, c.store().switches()?))
+    })
+    .await
+    .map_err(|reason| SessionError::Apply {
+        key: "(local state)".into(),
+        reason,
+    })?;
+    let (policy, archive, snapshots, switches) = local;
+    let mut wrote = false;
+    let active_key = cluster.keys.bundle(Target::Active);
+    if !has(&active_key)
+        && let Some(archive) = archive
+    {
+        let archive_sha256 = sha256_hex(&archive);
+        cluster
+            .etcd
+            .put_blob(&cluster.keys.blob(&archive_sha256), &archive)
+            .await?;
+        let pointer = BundlePointer {
+            digest: policy.digest.clone(),
+            revision: policy.revision.clone(),
+            archive_sha256,
+        };
+        wrote |= cluster.etcd.create(&active_key, to_json(&pointer)).await?;
+    }
+    for (kind, version, document) in snapshots {
         let key = cluster.keys.snapshot(kind.as_str());
         if has(&key) {
             continue;
         }
-        if let Ok(Some(document)) = cluster.control.store().snapshot(kind) {
-            let sha256 = sha256_hex(&document);
-            cluster
-                .etcd
-                .put_blob(&cluster.keys.blob(&sha256), &document)
-                .await?;
-            let pointer = SnapshotPointer {
-                version: cluster
-                    .control
-                    .generations()
-                    .current()
-                    .snapshot(kind)
-                    .version
-                    .clone(),
-                sha256,
-            };
-            wrote |= cluster.etcd.create(&key, to_json(&pointer)).await?;
-        }
+        let sha256 = sha256_hex(&document);
+        cluster
+            .etcd
+            .put_blob(&cluster.keys.blob(&sha256), &document)
+            .await?;
+        let pointer = SnapshotPointer { version, sha256 };
+        wrote |= cluster.etcd.create(&key, to_json(&pointer)).await?;
     }
-    let now_ms = unix_ms(SystemTime::now());
-    if let Ok(switches) = cluster.control.store().switches() {
-        for switch in switches.into_iter().filter(|s| s.in_force(now_ms)) {
-            let key = cluster.keys.switch(&switch.id);
-            if !has(&key) {
-                wrote |= cluster.etcd.create(&key, to_json(&switch)).await?;
-            }
+    for switch in switches {
+        let key = cluster.keys.switch(&switch.id);
+        if !has(&key) {
+            wrote |= cluster.etcd.create(&key, to_json(&switch)).await?;
         }
     }
     Ok(wrote)
@@ -157,34 +311,6 @@ async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, EtcdErr
 
 fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
-}
-
-/// The whole state, safest first: switches (denials) before data and
-/// policy.
-async fn apply_listing(cluster: &Cluster, listing: &Listing) {
-    let rank = |key: &str| {
-        let rest = key.strip_prefix(&cluster.keys.all()).unwrap_or(key);
-        if rest.starts_with("switches/") {
-            0
-        } else if rest.starts_with("snapshot/") {
-            1
-        } else if rest.starts_with("bundle/stored/") {
-            2
-        } else if rest.starts_with("bundle/") {
-            3
-        } else {
-            4
-        }
-    };
-    let mut entries: Vec<&Entry> = listing
-        .entries
-        .iter()
-        .filter(|e| rank(&e.key) < 4)
-        .collect();
-    entries.sort_by_key(|e| (rank(&e.key), e.mod_revision));
-    for entry in entries {
-        apply_change(cluster, Change::Put(entry.clone())).await;
-    }
 }
 
 fn parse<T: DeserializeOwned>(entry: &Entry) -> Result<T, String> {
@@ -202,46 +328,6 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// Applies one change; a change that cannot be applied is logged and
-/// audited, and the replica goes on with the next (it keeps enforcing
-/// everything it did apply).
-async fn apply_change(cluster: &Cluster, change: Change) {
-    let Change::Put(entry) = change else {
-        if let Change::Delete { key, .. } = &change
-            && *key == cluster.keys.bundle(Target::Shadow)
-        {
-            let cleared = blocking(&cluster.control, |c| c.clear_shadow()).await;
-            record(cluster, "shadow", json!({"cleared": cleared.is_ok()})).await;
-        }
-        return;
-    };
-    let rest = entry
-        .key
-        .strip_prefix(&cluster.keys.all())
-        .unwrap_or(&entry.key)
-        .to_owned();
-    let outcome = if rest.starts_with("switches/") {
-        apply_switch(cluster, &entry).await
-    } else if let Some(kind) = rest.strip_prefix("snapshot/") {
-        apply_snapshot(cluster, kind, &entry).await
-    } else if rest.starts_with("bundle/stored/") {
-        match parse::<BundlePointer>(&entry) {
-            Ok(pointer) => stored(cluster, &pointer).await.map(|_| ()),
-            Err(e) => Err(e),
-        }
-    } else if rest == "bundle/active" {
-        apply_bundle(cluster, &entry, Target::Active).await
-    } else if rest == "bundle/shadow" {
-        apply_bundle(cluster, &entry, Target::Shadow).await
-    } else {
-        Ok(())
-    };
-    if let Err(e) = outcome {
-        error!(key = entry.key, error = %e, "cluster: cannot apply a change from etcd");
-        record(cluster, "failed", json!({"key": entry.key, "error": e})).await;
-    }
-}
-
 async fn record(cluster: &Cluster, what: &str, details: serde_json::Value) {
     let record = admin_record(
         "cluster.applied",
@@ -254,28 +340,69 @@ async fn record(cluster: &Cluster, what: &str, details: serde_json::Value) {
     }
 }
 
-async fn apply_switch(cluster: &Cluster, entry: &Entry) -> Result<(), String> {
-    let switch: Switch = parse(entry)?;
-    let applied = switch.clone();
-    let changed = blocking(&cluster.control, move |c| {
-        c.apply_switch(&applied, SystemTime::now())
-    })
-    .await?;
-    if changed {
-        let state = if switch.ended.is_some() {
-            "ended"
-        } else {
-            "engaged"
-        };
-        info!(id = switch.id, state, "cluster: kill switch applied");
-        record(
-            cluster,
-            "kill_switch",
-            json!({"id": switch.id, "state": state, "scope": switch.scope}),
-        )
-        .await;
+/// Puts a switch from etcd in force (or out of it); on failure every check
+/// is denied until a later session applies it.
+async fn apply_switch(cluster: &Cluster, entry: &Entry) -> Result<(), SessionError> {
+    let outcome = match parse::<Switch>(entry) {
+        Ok(switch) => {
+            let applied = switch.clone();
+            blocking(&cluster.control, move |c| {
+                c.apply_switch(&applied, SystemTime::now())
+            })
+            .await
+            .map(|changed| (switch, changed))
+        }
+        Err(reason) => Err(reason),
+    };
+    match outcome {
+        Ok((switch, true)) => {
+            let state = if switch.ended.is_some() {
+                "ended"
+            } else {
+                "engaged"
+            };
+            info!(id = switch.id, state, "cluster: kill switch applied");
+            record(
+                cluster,
+                "kill_switch",
+                json!({"id": switch.id, "state": state, "scope": switch.scope}),
+            )
+            .await;
+            Ok(())
+        }
+        Ok((_, false)) => Ok(()),
+        Err(reason) => {
+            cluster
+                .control
+                .fail_switches(format!("`{}` could not be applied: {reason}", entry.key));
+            Err(SessionError::Apply {
+                key: entry.key.clone(),
+                reason,
+            })
+        }
     }
-    Ok(())
+}
+
+/// A bundle or snapshot pointer, applied.
+async fn apply_entry(cluster: &Cluster, entry: &Entry) -> Result<(), String> {
+    let rest = entry
+        .key
+        .strip_prefix(&cluster.keys.all())
+        .unwrap_or(&entry.key)
+        .to_owned();
+    if let Some(kind) = rest.strip_prefix("snapshot/") {
+        apply_snapshot(cluster, kind, entry).await
+    } else if rest.starts_with("bundle/stored/") {
+        stored(cluster, &parse::<BundlePointer>(entry)?)
+            .await
+            .map(|_| ())
+    } else if rest == "bundle/active" {
+        apply_bundle(cluster, entry, Target::Active).await
+    } else if rest == "bundle/shadow" {
+        apply_bundle(cluster, entry, Target::Shadow).await
+    } else {
+        Ok(())
+    }
 }
 
 /// The bundle `pointer` names, in this replica's store: fetched from etcd
@@ -347,14 +474,15 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
     let Some(parsed_kind) = SnapshotKind::parse(kind) else {
         return Err(format!("`{kind}` is not a snapshot kind"));
     };
-    if cluster
-        .control
-        .generations()
-        .current()
-        .snapshot(parsed_kind)
-        .version
-        == pointer.version
-    {
+    let current = cluster.control.generations().current();
+    let serving = &current.snapshot(parsed_kind).version;
+    if *serving == pointer.version {
+        return Ok(());
+    }
+    // Versions only move forward: etcd naming an older one than this
+    // replica serves (its own seed, say) is not a change to apply.
+    if crate::control::compare_versions(&pointer.version, serving) == std::cmp::Ordering::Less {
+        warn!(%kind, etcd = pointer.version, serving, "cluster: etcd names an older snapshot; keeping the newer one");
         return Ok(());
     }
     let document = cluster
@@ -369,21 +497,16 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
         ));
     }
     let kind_name = kind.to_owned();
-    match blocking(&cluster.control, move |c| {
+    let snapshot = blocking(&cluster.control, move |c| {
         c.put_snapshot(&kind_name, document)
     })
-    .await
-    {
-        Ok(snapshot) => {
-            info!(%kind, version = snapshot.version, "cluster: snapshot applied");
-            record(
-                cluster,
-                "snapshot",
-                json!({"kind": kind, "version": snapshot.version}),
-            )
-            .await;
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    .await?;
+    info!(%kind, version = snapshot.version, "cluster: snapshot applied");
+    record(
+        cluster,
+        "snapshot",
+        json!({"kind": kind, "version": snapshot.version}),
+    )
+    .await;
+    Ok(())
 }

@@ -51,6 +51,22 @@ pub(super) fn load(store: &Store, config: &ControlConfig) -> SwitchIndex {
 }
 
 impl Control {
+    /// Reads the switches from the store again and publishes them (denying
+    /// every check if they cannot be read).
+    pub fn reload_switches(&self) {
+        let _guard = self.lock();
+        let index = load(&self.store, &self.config);
+        self.publish_switches(index, SystemTime::now());
+    }
+
+    /// Denies every check until the switches are reloaded: a switch this
+    /// replica was told about could not be put in force, and an unknown
+    /// switch might be the one that should stop an agent.
+    pub fn fail_switches(&self, reason: String) {
+        error!(reason, "kill switch state lost; denying every check");
+        self.switches.publish(SwitchIndex::unavailable(reason));
+    }
+
     /// The published kill switches, shared with the decision plane.
     pub fn kill_switches(&self) -> Arc<KillSwitches> {
         self.switches.clone()
