@@ -11,7 +11,8 @@
 //! * the context keys that named the platform and agent are gone from the
 //!   check's context, and nothing else is;
 //! * `/evaluations` yields one check per item, or none (a single
-//!   evaluation) exactly when `evaluations` is absent, null or empty.
+//!   evaluation) exactly when `evaluations` is absent, null or empty;
+//!   an item's identifiers fall back to the defaults', nothing else does.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -19,7 +20,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value as Json};
 use warden::config::{AuthzenConfig, Config, RawConfig};
-use warden::http::authzen::{Envelope, evaluation, evaluations, parse_body};
+use warden::http::authzen::{BatchLimits, Envelope, evaluation, evaluations, parse_body};
 use warden::request::{Limits, validate};
 use warden_proto::v1 as pb;
 
@@ -45,14 +46,27 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits::default();
 
     let single = evaluation(&body, &envelope, config());
-    assert_eq!(single, evaluation(&body, &envelope, config()), "not deterministic");
+    assert_eq!(
+        single,
+        evaluation(&body, &envelope, config()),
+        "not deterministic"
+    );
     if let Ok(check) = &single {
         faithful(check, &body, &body);
         let _ = validate(check, &limits);
     }
 
-    let many = evaluations(&body, &envelope, config());
-    assert_eq!(many, evaluations(&body, &envelope, config()), "not deterministic");
+    // The server's defaults: 256 items, defaults of at most 64 KiB each.
+    let batch = BatchLimits {
+        max_items: limits.max_batch_items,
+        max_default_bytes: limits.max_request_bytes,
+    };
+    let many = evaluations(&body, &envelope, config(), batch);
+    assert_eq!(
+        many,
+        evaluations(&body, &envelope, config(), batch),
+        "not deterministic"
+    );
     if let Ok((items, _)) = &many {
         let listed = match body.get("evaluations") {
             Some(Json::Array(list)) if !list.is_empty() => Some(list),
@@ -76,7 +90,12 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// `key.field` of the item, else of the defaults (`None`/null: absent).
-fn field<'a>(item: &'a Map<String, Json>, defaults: &'a Map<String, Json>, key: &str, name: &str) -> Option<&'a Json> {
+fn field<'a>(
+    item: &'a Map<String, Json>,
+    defaults: &'a Map<String, Json>,
+    key: &str,
+    name: &str,
+) -> Option<&'a Json> {
     let own = item.get(key).and_then(Json::as_object);
     let default = defaults.get(key).and_then(Json::as_object);
     own.and_then(|o| o.get(name))
@@ -84,7 +103,12 @@ fn field<'a>(item: &'a Map<String, Json>, defaults: &'a Map<String, Json>, key: 
         .or_else(|| default.and_then(|d| d.get(name)).filter(|v| !v.is_null()))
 }
 
-fn string<'a>(item: &'a Map<String, Json>, defaults: &'a Map<String, Json>, key: &str, name: &str) -> &'a str {
+fn string<'a>(
+    item: &'a Map<String, Json>,
+    defaults: &'a Map<String, Json>,
+    key: &str,
+    name: &str,
+) -> &'a str {
     match field(item, defaults, key, name) {
         Some(Json::String(text)) => text,
         other => panic!("a check was built with {key}.{name} = {other:?}"),
@@ -93,7 +117,10 @@ fn string<'a>(item: &'a Map<String, Json>, defaults: &'a Map<String, Json>, key:
 
 fn faithful(check: &pb::CheckRequest, item: &Map<String, Json>, defaults: &Map<String, Json>) {
     assert_eq!(check.platform, "fuzz-platform");
-    assert_eq!(check.agent.as_ref().map(|a| a.id.as_str()), Some("fuzz-agent"));
+    assert_eq!(
+        check.agent.as_ref().map(|a| a.id.as_str()),
+        Some("fuzz-agent")
+    );
     assert_eq!(check.request_id, "fuzz-request");
     let principal = check.principal.as_ref().expect("a principal");
     assert_eq!(principal.r#type, string(item, defaults, "subject", "type"));
@@ -111,7 +138,11 @@ fn faithful(check: &pb::CheckRequest, item: &Map<String, Json>, defaults: &Map<S
         .or_else(|| defaults.get("context").filter(|c| !c.is_null()))
         .and_then(Json::as_object);
     let expected: Vec<&String> = sent
-        .map(|c| c.keys().filter(|k| *k != "platform" && *k != "agent").collect())
+        .map(|c| {
+            c.keys()
+                .filter(|k| *k != "platform" && *k != "agent")
+                .collect()
+        })
         .unwrap_or_default();
     let got: Vec<&String> = check
         .context
