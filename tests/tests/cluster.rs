@@ -121,6 +121,14 @@ async fn until_stopped(
     }
 }
 
+/// `result` is a refusal with `code`.
+fn refused_with<T: std::fmt::Debug>(result: Result<T, warden_client::ClientError>, code: Code) {
+    match result {
+        Err(error) => assert_eq!(error.status().map(|s| s.code()), Some(code), "{error}"),
+        Ok(value) => panic!("expected {code:?}, got {value:?}"),
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -168,14 +176,11 @@ async fn an_engage_on_one_replica_is_enforced_by_all_within_a_second() {
             .await
             .unwrap();
         // As on one node, a second release is refused, wherever it is asked.
-        let again = replicas.admins[(engager + 2) % 3]
-            .release_kill_switch(&switch.id, "over", "tests")
-            .await
-            .unwrap_err();
-        assert_eq!(
-            again.status().map(|s| s.code()),
-            Some(Code::FailedPrecondition),
-            "{again}"
+        refused_with(
+            replicas.admins[(engager + 2) % 3]
+                .release_kill_switch(&switch.id, "over", "tests")
+                .await,
+            Code::FailedPrecondition,
         );
         for client in &mut replicas.clients {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -313,23 +318,17 @@ async fn without_etcd_replicas_serve_report_degraded_refuse_writes_and_converge_
         let (status, body) = http_get(replicas.servers[i].ops_addr, "/readyz");
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("degraded"), "{body}");
-        let refused = admin
-            .engage_kill_switch(engage_request("expense-assistant"))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            refused.status().map(|s| s.code()),
-            Some(Code::Unavailable),
-            "{refused}"
+        refused_with(
+            admin
+                .engage_kill_switch(engage_request("expense-assistant"))
+                .await,
+            Code::Unavailable,
         );
-        let refused = admin
-            .put_bundle(bundle("while-down"), BundleTarget::Active)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            refused.status().map(|s| s.code()),
-            Some(Code::Unavailable),
-            "{refused}"
+        refused_with(
+            admin
+                .put_bundle(bundle("while-down"), BundleTarget::Active)
+                .await,
+            Code::Unavailable,
         );
     }
     // Still answering, with what they knew: the earlier switch holds.

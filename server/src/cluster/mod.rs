@@ -304,7 +304,6 @@ impl Cluster {
         target: Target,
     ) -> Result<BundleRecord, Status> {
         self.writable()?;
-        let archive_sha256 = sha256_hex(&archive);
         let shared = archive.clone();
         let record = self
             .blocking(move |c| c.put_bundle(archive, Target::Stored))
@@ -314,8 +313,25 @@ impl Cluster {
             self.blocking(move |c| c.check_activation(&digest, target))
                 .await?;
         }
+        let key = match target {
+            Target::Stored => self.keys.stored_bundle(&record.digest),
+            other => self.keys.bundle(other),
+        };
+        self.share_bundle(&record, &shared, &key, target).await
+    }
+
+    /// Uploads a checked bundle's archive, names it under `key`, and waits
+    /// until this replica has applied that (and serves it, per `target`).
+    async fn share_bundle(
+        &self,
+        record: &BundleRecord,
+        archive: &[u8],
+        key: &str,
+        target: Target,
+    ) -> Result<BundleRecord, Status> {
+        let archive_sha256 = sha256_hex(archive);
         self.etcd
-            .put_blob(&self.keys.blob(&archive_sha256), &shared)
+            .put_blob(&self.keys.blob(&archive_sha256), archive)
             .await
             .map_err(|e| etcd_status(&e))?;
         let pointer = BundlePointer {
@@ -323,11 +339,7 @@ impl Cluster {
             revision: record.revision.clone(),
             archive_sha256,
         };
-        let key = match target {
-            Target::Stored => self.keys.stored_bundle(&record.digest),
-            other => self.keys.bundle(other),
-        };
-        let revision = self.put_json(&key, &pointer).await?;
+        let revision = self.put_json(key, &pointer).await?;
         self.caught_up(revision).await?;
         self.served(&record.digest, target)?;
         self.current_record(&record.digest)
@@ -409,20 +421,8 @@ impl Cluster {
                 })
             })
             .await?;
-        let archive_sha256 = sha256_hex(&archive);
-        self.etcd
-            .put_blob(&self.keys.blob(&archive_sha256), &archive)
+        self.share_bundle(&record, &archive, &self.keys.bundle(target), target)
             .await
-            .map_err(|e| etcd_status(&e))?;
-        let pointer = BundlePointer {
-            digest: record.digest.clone(),
-            revision: record.revision.clone(),
-            archive_sha256,
-        };
-        let revision = self.put_json(&self.keys.bundle(target), &pointer).await?;
-        self.caught_up(revision).await?;
-        self.served(&record.digest, target)?;
-        self.current_record(&record.digest)
     }
 
     fn current_record(&self, digest: &str) -> Result<BundleRecord, Status> {
