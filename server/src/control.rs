@@ -121,6 +121,10 @@ pub struct Control {
     /// The engaged kill switches, published apart from generations so that
     /// an engage takes effect without rebinding the policy first.
     switches: Arc<KillSwitches>,
+    /// Set when a switch this replica was told about could not be put in
+    /// force: until `resync_switches` clears it, whatever is published
+    /// for checks is the unavailable index (every check denied).
+    switch_failure: Mutex<Option<String>>,
 }
 
 const COMPILED_CACHE: usize = 4;
@@ -145,6 +149,7 @@ impl Control {
             writes: Mutex::new(()),
             compiled: Mutex::new(Vec::new()),
             switches,
+            switch_failure: Mutex::new(None),
         };
         let switches = control.switches.current();
         if switches
@@ -408,6 +413,13 @@ impl Control {
         // Compiled before the lock, for the same reason as in `put_bundle`.
         let policy = self.load_stored(&record.digest)?;
         let _guard = self.lock();
+        // A change that committed meanwhile may have pruned it.
+        if self.store.bundle_record(&record.digest)?.is_none() {
+            return Err(ControlError::NotFound(format!(
+                "bundle `{}` is no longer stored",
+                record.digest
+            )));
+        }
         let current = self.generations.current();
         let mut serving = self.store.serving()?;
         let next = match target {

@@ -290,6 +290,16 @@ impl Store {
         Ok(())
     }
 
+    /// One stored kill switch.
+    pub fn switch(&self, id: &str) -> Result<Option<Switch>, StoreError> {
+        match self.killswitches.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("kill switch record `{id}`: {e}"))),
+        }
+    }
+
     /// Every stored kill switch, engaged or ended. One unreadable record
     /// fails the whole read: a switch that cannot be read might be the one
     /// that should stop a check.

@@ -447,3 +447,68 @@ async fn a_restarted_replica_catches_up_and_records_carry_the_replica() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_replica_that_cannot_apply_a_bundle_is_degraded_but_still_takes_and_enforces_switches() {
+    let etcd = Etcd::start();
+    // r1 and r2 accept bundles whose own tests fail; r3 (the default)
+    // refuses them: the same push cannot be applied everywhere.
+    let lax = |name: &str| {
+        Warden::builder()
+            .env("WARDEN_CLUSTER_ETCD_ENDPOINTS", etcd.endpoints_env())
+            .env("WARDEN_CLUSTER_REPLICA_ID", name)
+            .env("WARDEN_CLUSTER_ETCD_TIMEOUT", "1s")
+            .env("WARDEN_BUNDLES_RUN_TESTS", "false")
+            .start_listening()
+    };
+    let servers = [lax("r1"), lax("r2"), replica(&etcd, "r3", None)];
+    let mut admins = Vec::new();
+    let mut clients = Vec::new();
+    for server in &servers {
+        server.wait_serving().await;
+        let mut admin = server.admin().await;
+        wait_status(&mut admin, "connected").await;
+        admins.push(admin);
+        clients.push(server.client().await);
+    }
+    let failing: BTreeMap<String, Vec<u8>> = [
+        (
+            ".manifest".to_owned(),
+            br#"{"revision": "untested", "roots": ["warden"]}"#.to_vec(),
+        ),
+        (
+            "warden/authz/policy.rego".to_owned(),
+            b"package warden.authz\n\ndecision := true\n\ntest_fails if false\n".to_vec(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    admins[0]
+        .put_bundle(
+            warden_bundle::write_tar_gz(&failing).unwrap(),
+            BundleTarget::Active,
+        )
+        .await
+        .unwrap();
+    wait_status(&mut admins[2], "degraded: cannot apply").await;
+    let (status, body) = http_get(servers[2].ops_addr, "/readyz");
+    assert_eq!(status, 200);
+    assert!(body.contains("degraded"), "{body}");
+    // It still serves what it had, and switches still go through it.
+    let switch = admins[2]
+        .engage_kill_switch(engage_request("expense-assistant"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for client in &mut clients {
+        until_stopped(client, &switch, started).await;
+    }
+    // A bundle it can apply repairs it.
+    admins[1]
+        .put_bundle(bundle("closed-v2"), BundleTarget::Active)
+        .await
+        .unwrap();
+    wait_status(&mut admins[2], "connected").await;
+    let active = admins[2].status().await.unwrap().active.unwrap();
+    assert_eq!(active.revision, "closed-v2");
+}

@@ -179,23 +179,40 @@ impl Etcd {
         value: Vec<u8>,
         mod_revision: i64,
     ) -> Result<Option<i64>, EtcdError> {
+        self.put_if_all(key, value, &[(key.to_owned(), mod_revision)])
+            .await
+    }
+
+    /// Writes `value` under `key` only if every key in `unchanged` was last
+    /// changed at its revision (0: absent).
+    pub async fn put_if_all(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        unchanged: &[(String, i64)],
+    ) -> Result<Option<i64>, EtcdError> {
         let response = self
-            .bounded(self.kv().txn(rpc::TxnRequest {
-                compare: vec![rpc::Compare {
-                    result: CompareResult::Equal as i32,
-                    target: CompareTarget::Mod as i32,
-                    key: key.as_bytes().to_vec(),
-                    target_union: Some(TargetUnion::ModRevision(mod_revision)),
-                }],
-                success: vec![rpc::RequestOp {
-                    request: Some(rpc::request_op::Request::RequestPut(rpc::PutRequest {
-                        key: key.as_bytes().to_vec(),
-                        value,
-                        ..rpc::PutRequest::default()
-                    })),
-                }],
-                failure: Vec::new(),
-            }))
+            .bounded(
+                self.kv().txn(rpc::TxnRequest {
+                    compare: unchanged
+                        .iter()
+                        .map(|(key, mod_revision)| rpc::Compare {
+                            result: CompareResult::Equal as i32,
+                            target: CompareTarget::Mod as i32,
+                            key: key.as_bytes().to_vec(),
+                            target_union: Some(TargetUnion::ModRevision(*mod_revision)),
+                        })
+                        .collect(),
+                    success: vec![rpc::RequestOp {
+                        request: Some(rpc::request_op::Request::RequestPut(rpc::PutRequest {
+                            key: key.as_bytes().to_vec(),
+                            value,
+                            ..rpc::PutRequest::default()
+                        })),
+                    }],
+                    failure: Vec::new(),
+                }),
+            )
             .await?;
         Ok(response
             .succeeded
@@ -236,7 +253,9 @@ impl Etcd {
                 "blob `{base}`: {size} bytes is too large"
             )));
         }
-        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        // Not more than the chunks can hold, whatever the meta claims.
+        let capacity = size.min(chunks.saturating_mul(CHUNK_BYTES as u64));
+        let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
         for index in 0..chunks {
             let chunk = self
                 .get(&format!("{base}/{index:06}"))

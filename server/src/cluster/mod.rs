@@ -109,6 +109,12 @@ pub struct Cluster {
     auditor: Arc<Auditor>,
     readiness: Arc<Readiness>,
     link: Mutex<Link>,
+    /// Changes from etcd this replica could not apply, by key, with why;
+    /// retried by the sync loop.
+    failures: Mutex<std::collections::BTreeMap<String, String>>,
+    /// One data change (bundle, snapshot) applied at a time, across
+    /// sessions.
+    data_order: Arc<Mutex<()>>,
     /// The highest etcd revision this replica has applied.
     applied: watch::Sender<i64>,
 }
@@ -158,6 +164,8 @@ impl Cluster {
             auditor,
             readiness,
             link: Mutex::new(Link::Starting),
+            failures: Mutex::new(std::collections::BTreeMap::new()),
+            data_order: Arc::new(Mutex::new(())),
             applied,
         }))
     }
@@ -166,7 +174,20 @@ impl Cluster {
         &self.replica
     }
 
+    /// How this replica stands with the cluster: degraded while etcd is
+    /// out of reach, and also while a change from etcd is not applied.
     pub fn link(&self) -> Link {
+        let link = self.sync_link();
+        if link == Link::Connected
+            && let Some((key, reason)) = self.failed().iter().next()
+        {
+            return Link::Degraded(format!("cannot apply `{key}` from etcd: {reason}"));
+        }
+        link
+    }
+
+    /// Whether the sync loop is in step with etcd (writes are possible).
+    fn sync_link(&self) -> Link {
         self.link
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -174,18 +195,48 @@ impl Cluster {
     }
 
     fn set_link(&self, link: Link) {
-        match &link {
-            Link::Connected => self.readiness.set_degraded(None),
-            Link::Degraded(reason) => {
-                self.readiness
-                    .set_degraded(Some(format!("cluster_store_unreachable: {reason}")));
-            }
-            Link::Starting => {}
-        }
         *self
             .link
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = link;
+        self.refresh_readiness();
+    }
+
+    fn failed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records that `key` could not be applied; whether that is news.
+    fn record_failure(&self, key: &str, reason: &str) -> bool {
+        let new = self
+            .failed()
+            .insert(key.to_owned(), reason.to_owned())
+            .as_deref()
+            != Some(reason);
+        self.refresh_readiness();
+        new
+    }
+
+    fn clear_failure(&self, key: &str) {
+        if self.failed().remove(key).is_some() {
+            self.refresh_readiness();
+        }
+    }
+
+    fn failed_keys(&self) -> Vec<String> {
+        self.failed().keys().cloned().collect()
+    }
+
+    fn refresh_readiness(&self) {
+        match self.link() {
+            Link::Connected => self.readiness.set_degraded(None),
+            Link::Degraded(reason) => self
+                .readiness
+                .set_degraded(Some(format!("cluster: {reason}"))),
+            Link::Starting => {}
+        }
     }
 
     /// The etcd revision applied here.
@@ -193,8 +244,10 @@ impl Cluster {
         *self.applied.borrow()
     }
 
+    /// Writes need etcd; a change this replica failed to apply does not
+    /// stop them (a new push may be what repairs it).
     fn writable(&self) -> Result<(), Status> {
-        match self.link() {
+        match self.sync_link() {
             Link::Connected => Ok(()),
             other => Err(unavailable(&other)),
         }
@@ -308,16 +361,24 @@ impl Cluster {
         let record = self
             .blocking(move |c| c.put_bundle(archive, Target::Stored))
             .await?;
-        if target != Target::Stored {
-            let digest = record.digest.clone();
-            self.blocking(move |c| c.check_activation(&digest, target))
-                .await?;
+        if target == Target::Stored {
+            let key = self.keys.stored_bundle(&record.digest);
+            return self
+                .share_bundle(&record, &shared, &key, target, None)
+                .await;
         }
-        let key = match target {
-            Target::Stored => self.keys.stored_bundle(&record.digest),
-            other => self.keys.bundle(other),
-        };
-        self.share_bundle(&record, &shared, &key, target).await
+        let pointers = self.settled_pointers().await?;
+        let digest = record.digest.clone();
+        self.blocking(move |c| c.check_activation(&digest, target))
+            .await?;
+        self.share_bundle(
+            &record,
+            &shared,
+            &self.keys.bundle(target),
+            target,
+            Some(&pointers),
+        )
+        .await
     }
 
     /// Uploads a checked bundle's archive, names it under `key`, and waits
@@ -328,6 +389,7 @@ impl Cluster {
         archive: &[u8],
         key: &str,
         target: Target,
+        guard: Option<&[(String, i64)]>,
     ) -> Result<BundleRecord, Status> {
         let archive_sha256 = sha256_hex(archive);
         self.etcd
@@ -339,7 +401,10 @@ impl Cluster {
             revision: record.revision.clone(),
             archive_sha256,
         };
-        let revision = self.put_json(key, &pointer).await?;
+        let revision = match guard {
+            Some(pointers) => self.guarded_put(key, &pointer, pointers).await?,
+            None => self.put_json(key, &pointer).await?,
+        };
         self.caught_up(revision).await?;
         self.served(&record.digest, target)?;
         self.current_record(&record.digest)
@@ -355,12 +420,16 @@ impl Cluster {
             Target::Shadow => current.shadow_policy().map(|p| p.digest.clone()),
         };
         if serving.as_deref() == Some(digest) {
-            Ok(())
-        } else {
-            Err(Status::unavailable(format!(
-                "bundle `{digest}` is named in etcd, but this replica could not serve it (see its \
-                 log); it reports itself degraded until it can"
-            )))
+            return Ok(());
+        }
+        match self.failed().get(&self.keys.bundle(target)) {
+            Some(reason) => Err(Status::unavailable(format!(
+                "bundle `{digest}` is named in etcd, but this replica could not serve it ({reason}); \
+                 it reports itself degraded and retries"
+            ))),
+            None => Err(Status::aborted(format!(
+                "bundle `{digest}` was named in etcd, but another change overtook it before this replica applied it"
+            ))),
         }
     }
 
@@ -410,6 +479,7 @@ impl Cluster {
     }
 
     async fn point_at(&self, record: BundleRecord, target: Target) -> Result<BundleRecord, Status> {
+        let pointers = self.settled_pointers().await?;
         let digest = record.digest.clone();
         self.blocking(move |c| c.check_activation(&digest, target))
             .await?;
@@ -421,8 +491,14 @@ impl Cluster {
                 })
             })
             .await?;
-        self.share_bundle(&record, &archive, &self.keys.bundle(target), target)
-            .await
+        self.share_bundle(
+            &record,
+            &archive,
+            &self.keys.bundle(target),
+            target,
+            Some(&pointers),
+        )
+        .await
     }
 
     fn current_record(&self, digest: &str) -> Result<BundleRecord, Status> {
@@ -441,16 +517,11 @@ impl Cluster {
         document: Vec<u8>,
     ) -> Result<Arc<Snapshot>, Status> {
         self.writable()?;
-        // Read before the check: the pointer is replaced only if no other
-        // push replaced it meanwhile, so etcd never goes back to an older
-        // version that a racing push checked against the same current one.
+        // Checked against the cluster's current pointers, and written only
+        // if none moved meanwhile: etcd never goes back to an older version,
+        // nor names a snapshot checked against a bundle no longer active.
         let key = self.keys.snapshot(&kind);
-        let seen = self
-            .etcd
-            .get(&key)
-            .await
-            .map_err(|e| etcd_status(&e))?
-            .map_or(0, |e| e.mod_revision);
+        let pointers = self.settled_pointers().await?;
         let checked_document = document.clone();
         let checked_kind = kind.clone();
         let snapshot = self
@@ -465,18 +536,7 @@ impl Cluster {
             version: snapshot.version.clone(),
             sha256,
         };
-        let bytes = serde_json::to_vec(&pointer)
-            .map_err(|e| Status::internal(format!("cannot encode `{key}`: {e}")))?;
-        let revision = self
-            .etcd
-            .put_if(&key, bytes, seen)
-            .await
-            .map_err(|e| etcd_status(&e))?
-            .ok_or_else(|| {
-                Status::failed_precondition(format!(
-                    "another {kind} snapshot was pushed meanwhile; check the version and retry"
-                ))
-            })?;
+        let revision = self.guarded_put(&key, &pointer, &pointers).await?;
         self.caught_up(revision).await?;
         let loaded = self
             .control
@@ -491,6 +551,49 @@ impl Cluster {
             )));
         }
         Ok(Arc::new(loaded))
+    }
+
+    /// The bundle and snapshot pointers as etcd has them now, once this
+    /// replica has applied them: a change checked against this replica's
+    /// state is then checked against the cluster's, and written only if
+    /// none of them moved meanwhile (`guarded_put`).
+    async fn settled_pointers(&self) -> Result<Vec<(String, i64)>, Status> {
+        let keys = [
+            self.keys.bundle(Target::Active),
+            self.keys.bundle(Target::Shadow),
+            self.keys.snapshot("identity"),
+            self.keys.snapshot("entitlements"),
+        ];
+        let mut pointers = Vec::with_capacity(keys.len());
+        let mut revision = 0;
+        for key in keys {
+            let entry = self.etcd.get(&key).await.map_err(|e| etcd_status(&e))?;
+            let mod_revision = entry.map_or(0, |e| e.mod_revision);
+            revision = revision.max(mod_revision);
+            pointers.push((key, mod_revision));
+        }
+        self.caught_up(revision).await?;
+        Ok(pointers)
+    }
+
+    /// Writes `value` under `key` if no pointer in `pointers` moved.
+    async fn guarded_put(
+        &self,
+        key: &str,
+        value: &impl Serialize,
+        pointers: &[(String, i64)],
+    ) -> Result<i64, Status> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| Status::internal(format!("cannot encode `{key}`: {e}")))?;
+        self.etcd
+            .put_if_all(key, bytes, pointers)
+            .await
+            .map_err(|e| etcd_status(&e))?
+            .ok_or_else(|| {
+                Status::aborted(
+                    "another bundle or snapshot change reached etcd meanwhile; check the state and retry",
+                )
+            })
     }
 
     async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<i64, Status> {

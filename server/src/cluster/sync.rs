@@ -56,14 +56,14 @@ pub(super) async fn run(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) 
         };
         if let Err(e) = outcome {
             let reason = e.to_string();
-            match cluster.link() {
+            match cluster.sync_link() {
                 Link::Degraded(previous) if previous == reason => {}
                 _ => warn!(
                     error = reason,
                     "cluster: degraded; serving the last applied state, refusing admin writes"
                 ),
             }
-            if cluster.link() == Link::Connected {
+            if cluster.sync_link() == Link::Connected {
                 backoff = Duration::from_millis(100);
             }
             cluster.set_link(Link::Degraded(reason));
@@ -85,24 +85,17 @@ enum Work {
     Reached(i64),
 }
 
-async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
-    if cluster
-        .control
-        .kill_switches()
-        .current()
-        .unavailable_reason()
-        .is_some()
-    {
-        blocking(&cluster.control, |c| {
-            c.reload_switches();
-            Ok(())
-        })
-        .await
-        .map_err(|reason| SessionError::Apply {
-            key: "switches".into(),
-            reason,
-        })?;
+/// Aborts the task when dropped: a session that ends for any reason
+/// (stop included) takes its worker with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
+}
+
+async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
     let mut listing = cluster.listing().await?;
     if bootstrap(cluster, &listing).await? {
         listing = cluster.listing().await?;
@@ -112,29 +105,64 @@ async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
         key.strip_prefix(&all)
             .is_some_and(|rest| rest.starts_with("switches/"))
     };
+    // The switches first, all at once: what checks see goes from the last
+    // known state (or, after a failure, from denying everything) straight
+    // to the cluster's.
+    let mut shared = Vec::new();
     for entry in listing.entries.iter().filter(|e| is_switch(&e.key)) {
-        apply_switch(cluster, entry).await?;
+        match parse::<Switch>(entry) {
+            Ok(switch) => shared.push(switch),
+            Err(reason) => {
+                cluster.control.fail_switches(reason.clone());
+                return Err(SessionError::Apply {
+                    key: entry.key.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    if let Err(reason) = blocking(&cluster.control, move |c| {
+        c.resync_switches(&shared, SystemTime::now())
+    })
+    .await
+    {
+        cluster.control.fail_switches(format!(
+            "the cluster's kill switches could not be applied: {reason}"
+        ));
+        return Err(SessionError::Apply {
+            key: "switches".into(),
+            reason,
+        });
     }
     cluster.readiness.set_pending(None);
 
     // Bundles and snapshots as they were changed, oldest first; the worker
-    // then goes on with what the watch reports.
-    let (work, queue) = mpsc::unbounded_channel();
+    // then goes on with what the watch reports. Stored (not served) bundles
+    // only as many as this replica keeps: older ones it has pruned on
+    // purpose and must not fetch again.
+    let stored_prefix = format!("{all}bundle/stored/");
+    let keep = cluster.control.config().bundle_keep;
+    let mut stored: Vec<&Entry> = listing
+        .entries
+        .iter()
+        .filter(|e| e.key.starts_with(&stored_prefix))
+        .collect();
+    stored.sort_by_key(|e| std::cmp::Reverse(e.mod_revision));
+    stored.truncate(keep);
     let mut data: Vec<&Entry> = listing
         .entries
         .iter()
-        .filter(|e| !is_switch(&e.key))
+        .filter(|e| !is_switch(&e.key) && !e.key.starts_with(&stored_prefix))
+        .chain(stored)
         .collect();
     data.sort_by_key(|e| e.mod_revision);
+    let (work, queue) = mpsc::unbounded_channel();
     for entry in data {
         let _ = work.send(Work::Change(entry.clone()));
     }
     let _ = work.send(Work::Reached(listing.revision));
-    let (failed, mut failure) = mpsc::channel(1);
-    let worker = tokio::spawn(apply_data(cluster.clone(), queue, failed));
-    let outcome = follow(cluster, listing.revision, &work, &mut failure).await;
-    worker.abort();
-    outcome
+    let _worker = AbortOnDrop(tokio::spawn(apply_data(cluster.clone(), queue)));
+    follow(cluster, listing.revision, &work).await
 }
 
 /// Applies the watch's changes until something fails.
@@ -142,7 +170,6 @@ async fn follow(
     cluster: &Arc<Cluster>,
     revision: i64,
     work: &mpsc::UnboundedSender<Work>,
-    failure: &mut mpsc::Receiver<SessionError>,
 ) -> Result<(), SessionError> {
     let all = cluster.keys.all();
     let mut changes = cluster.etcd.watch(&all, revision + 1).await?;
@@ -175,11 +202,10 @@ async fn follow(
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(EtcdError::Data("the watch ended".into()).into()),
             },
-            Some(e) = failure.recv() => return Err(e),
             reached = async { applied.wait_for(|applied| *applied >= revision).await.map(|_| ()) }, if !in_step => {
                 if reached.is_ok() {
                     in_step = true;
-                    if cluster.link() != Link::Connected {
+                    if cluster.sync_link() != Link::Connected {
                         info!(revision, replica = cluster.replica(), "cluster: in step with etcd");
                     }
                     cluster.set_link(Link::Connected);
@@ -188,20 +214,36 @@ async fn follow(
             // A watch on a half-dead connection may just go quiet.
             _ = probe.tick() => {
                 cluster.etcd.get(&health).await?;
+                // A switch that failed outside this loop (on the write
+                // path) is re-read from etcd by a new session.
+                if let Some(reason) = cluster.control.switches_failed() {
+                    return Err(SessionError::Apply { key: "switches".into(), reason });
+                }
+                if work.is_closed() {
+                    return Err(EtcdError::Data("the apply worker stopped".into()).into());
+                }
             }
         }
     }
 }
 
 /// The data worker: bundles and snapshots, one at a time, in order; the
-/// applied revision moves only past what was applied.
-async fn apply_data(
-    cluster: Arc<Cluster>,
-    mut queue: mpsc::UnboundedReceiver<Work>,
-    failed: mpsc::Sender<SessionError>,
-) {
-    while let Some(item) = queue.recv().await {
-        let outcome = match item {
+/// applied revision moves past a change once it has been tried. A change
+/// that could not be applied is kept as a failure (the replica reports
+/// itself degraded) and retried until it applies or a later change of the
+/// same key replaces it.
+async fn apply_data(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiver<Work>) {
+    const RETRY_EVERY: Duration = Duration::from_secs(2);
+    loop {
+        let item = match tokio::time::timeout(RETRY_EVERY, queue.recv()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => return,
+            Err(_) => {
+                retry_failures(&cluster).await;
+                continue;
+            }
+        };
+        match item {
             Work::Reached(revision) => {
                 cluster.applied.send_if_modified(|applied| {
                     let newer = revision > *applied;
@@ -210,37 +252,66 @@ async fn apply_data(
                     }
                     newer
                 });
-                Ok(())
             }
             Work::Delete(key) => {
                 if key == cluster.keys.bundle(Target::Shadow) {
-                    match blocking(&cluster.control, |c| c.clear_shadow()).await {
-                        Ok(()) => {
-                            record(&cluster, "shadow", json!({"cleared": true})).await;
-                            Ok(())
-                        }
-                        Err(reason) => Err(SessionError::Apply { key, reason }),
-                    }
-                } else {
-                    Ok(())
+                    let outcome = serial(&cluster, |c| c.clear_shadow()).await;
+                    settle(&cluster, &key, outcome.map(|()| true)).await;
                 }
             }
             Work::Change(entry) => {
-                apply_entry(&cluster, &entry)
-                    .await
-                    .map_err(|reason| SessionError::Apply {
-                        key: entry.key.clone(),
-                        reason,
-                    })
+                let outcome = apply_entry(&cluster, &entry).await;
+                settle(&cluster, &entry.key, outcome).await;
             }
-        };
-        if let Err(e) = outcome {
-            error!(error = %e, "cluster: a change from etcd could not be applied; degraded until it can");
-            record(&cluster, "failed", json!({"error": e.to_string()})).await;
-            let _ = failed.send(e).await;
-            return;
         }
     }
+}
+
+/// Records how applying `key` went: a failure is kept (and audited once),
+/// a success clears an earlier one.
+async fn settle(cluster: &Cluster, key: &str, outcome: Result<bool, String>) {
+    match outcome {
+        Ok(_) => cluster.clear_failure(key),
+        Err(reason) => {
+            if cluster.record_failure(key, &reason) {
+                error!(
+                    key,
+                    error = reason,
+                    "cluster: a change from etcd could not be applied; degraded until it is"
+                );
+                record(cluster, "failed", json!({"key": key, "error": reason})).await;
+            }
+        }
+    }
+}
+
+async fn retry_failures(cluster: &Cluster) {
+    for key in cluster.failed_keys() {
+        let outcome = match cluster.etcd.get(&key).await {
+            Ok(Some(entry)) => apply_entry(cluster, &entry).await,
+            // Gone from etcd: nothing left to apply.
+            Ok(None) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        };
+        settle(cluster, &key, outcome).await;
+    }
+}
+
+/// Runs a data change on a blocking thread, one at a time across sessions:
+/// an aborted session's change still running must finish before the next
+/// session's starts, or an older activation could commit last.
+async fn serial<T: Send + 'static>(
+    cluster: &Cluster,
+    work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, String> {
+    let order = cluster.data_order.clone();
+    blocking(&cluster.control, move |c| {
+        let _turn = order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        work(c)
+    })
+    .await
 }
 
 /// Fills an empty etcd from this replica's state: the first replica of a
@@ -383,8 +454,8 @@ async fn apply_switch(cluster: &Cluster, entry: &Entry) -> Result<(), SessionErr
     }
 }
 
-/// A bundle or snapshot pointer, applied.
-async fn apply_entry(cluster: &Cluster, entry: &Entry) -> Result<(), String> {
+/// A bundle or snapshot pointer, applied; whether anything changed.
+async fn apply_entry(cluster: &Cluster, entry: &Entry) -> Result<bool, String> {
     let rest = entry
         .key
         .strip_prefix(&cluster.keys.all())
@@ -393,15 +464,13 @@ async fn apply_entry(cluster: &Cluster, entry: &Entry) -> Result<(), String> {
     if let Some(kind) = rest.strip_prefix("snapshot/") {
         apply_snapshot(cluster, kind, entry).await
     } else if rest.starts_with("bundle/stored/") {
-        stored(cluster, &parse::<BundlePointer>(entry)?)
-            .await
-            .map(|_| ())
+        stored(cluster, &parse::<BundlePointer>(entry)?).await
     } else if rest == "bundle/active" {
         apply_bundle(cluster, entry, Target::Active).await
     } else if rest == "bundle/shadow" {
         apply_bundle(cluster, entry, Target::Shadow).await
     } else {
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -428,10 +497,7 @@ async fn stored(cluster: &Cluster, pointer: &BundlePointer) -> Result<bool, Stri
             pointer.digest
         ));
     }
-    let record = blocking(&cluster.control, move |c| {
-        c.put_bundle(archive, Target::Stored)
-    })
-    .await?;
+    let record = serial(cluster, move |c| c.put_bundle(archive, Target::Stored)).await?;
     if record.digest != pointer.digest {
         return Err(format!(
             "the archive named as bundle `{}` is bundle `{}`",
@@ -441,7 +507,7 @@ async fn stored(cluster: &Cluster, pointer: &BundlePointer) -> Result<bool, Stri
     Ok(true)
 }
 
-async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Result<(), String> {
+async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Result<bool, String> {
     let pointer: BundlePointer = parse(entry)?;
     let current = cluster.control.generations().current();
     let serving = match target {
@@ -449,11 +515,11 @@ async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Resul
         _ => Some(current.policy.digest.clone()),
     };
     if serving.as_deref() == Some(pointer.digest.as_str()) {
-        return Ok(());
+        return Ok(false);
     }
     stored(cluster, &pointer).await?;
     let digest = pointer.digest.clone();
-    blocking(&cluster.control, move |c| c.activate(&digest, target)).await?;
+    serial(cluster, move |c| c.activate(&digest, target)).await?;
     info!(
         revision = pointer.revision,
         digest = pointer.digest,
@@ -466,10 +532,10 @@ async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Resul
         json!({"digest": pointer.digest, "revision": pointer.revision, "target": format!("{target:?}").to_lowercase()}),
     )
     .await;
-    Ok(())
+    Ok(true)
 }
 
-async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<(), String> {
+async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<bool, String> {
     let pointer: SnapshotPointer = parse(entry)?;
     let Some(parsed_kind) = SnapshotKind::parse(kind) else {
         return Err(format!("`{kind}` is not a snapshot kind"));
@@ -477,13 +543,13 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
     let current = cluster.control.generations().current();
     let serving = &current.snapshot(parsed_kind).version;
     if *serving == pointer.version {
-        return Ok(());
+        return Ok(false);
     }
     // Versions only move forward: etcd naming an older one than this
     // replica serves (its own seed, say) is not a change to apply.
     if crate::control::compare_versions(&pointer.version, serving) == std::cmp::Ordering::Less {
         warn!(%kind, etcd = pointer.version, serving, "cluster: etcd names an older snapshot; keeping the newer one");
-        return Ok(());
+        return Ok(false);
     }
     let document = cluster
         .etcd
@@ -497,10 +563,7 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
         ));
     }
     let kind_name = kind.to_owned();
-    let snapshot = blocking(&cluster.control, move |c| {
-        c.put_snapshot(&kind_name, document)
-    })
-    .await?;
+    let snapshot = serial(cluster, move |c| c.put_snapshot(&kind_name, document)).await?;
     info!(%kind, version = snapshot.version, "cluster: snapshot applied");
     record(
         cluster,
@@ -508,5 +571,5 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
         json!({"kind": kind, "version": snapshot.version}),
     )
     .await;
-    Ok(())
+    Ok(true)
 }

@@ -51,20 +51,51 @@ pub(super) fn load(store: &Store, config: &ControlConfig) -> SwitchIndex {
 }
 
 impl Control {
-    /// Reads the switches from the store again and publishes them (denying
-    /// every check if they cannot be read).
-    pub fn reload_switches(&self) {
-        let _guard = self.lock();
-        let index = load(&self.store, &self.config);
-        self.publish_switches(index, SystemTime::now());
-    }
-
-    /// Denies every check until the switches are reloaded: a switch this
+    /// Denies every check until `resync_switches` succeeds: a switch this
     /// replica was told about could not be put in force, and an unknown
-    /// switch might be the one that should stop an agent.
+    /// switch might be the one that should stop an agent. Sticky: nothing
+    /// else this replica publishes replaces the denial meanwhile.
     pub fn fail_switches(&self, reason: String) {
         error!(reason, "kill switch state lost; denying every check");
+        *self.failure() = Some(reason.clone());
         self.switches.publish(SwitchIndex::unavailable(reason));
+    }
+
+    /// Whether `fail_switches` is in effect.
+    pub fn switches_failed(&self) -> Option<String> {
+        self.failure().clone()
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.switch_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes the switches in force exactly the stored ones updated with
+    /// `shared` (the cluster's), under one lock and one publish; on success
+    /// a failure recorded by `fail_switches` is cleared. The first end
+    /// recorded for a switch stands.
+    pub fn resync_switches(&self, shared: &[Switch], now: SystemTime) -> Result<(), ControlError> {
+        let _guard = self.lock();
+        for switch in shared {
+            match self.store.switch(&switch.id)? {
+                Some(stored) if stored == *switch || stored.ended.is_some() => {}
+                _ => {
+                    self.store.stage_switch(switch)?;
+                }
+            }
+        }
+        self.store.flush()?;
+        let index = load(&self.store, &self.config);
+        if let Some(reason) = index.unavailable_reason() {
+            return Err(ControlError::FailedPrecondition(format!(
+                "the stored kill switches cannot be read: {reason}"
+            )));
+        }
+        *self.failure() = None;
+        self.publish_switches(index, now);
+        Ok(())
     }
 
     /// The published kill switches, shared with the decision plane.
@@ -105,11 +136,7 @@ impl Control {
 
     fn apply_switch_locked(&self, switch: &Switch, now: SystemTime) -> Result<bool, ControlError> {
         let current = self.available_switches()?;
-        let stored = self
-            .store
-            .switches()?
-            .into_iter()
-            .find(|s| s.id == switch.id);
+        let stored = self.store.switch(&switch.id)?;
         match &stored {
             Some(stored) if stored == switch => return Ok(false),
             // The first end recorded stands.
@@ -324,9 +351,9 @@ impl Control {
     ) -> Result<(), ControlError> {
         let replaced = self.store.stage_switch(record)?;
         let next = Arc::new(next);
-        self.switches.publish_arc(next.clone());
+        self.publish_for_checks(next.clone());
         if let Err(e) = self.store.flush() {
-            self.switches.publish_arc(previous.clone());
+            self.publish_for_checks(previous.clone());
             if let Err(undo) = self.store.unstage_switch(&record.id, replaced) {
                 error!(id = record.id, error = %undo, "cannot undo a kill switch change whose flush failed");
             }
@@ -339,8 +366,19 @@ impl Control {
     /// Publishes `index` for checks, then the policies' view of it.
     fn publish_switches(&self, index: SwitchIndex, now: SystemTime) {
         let index = Arc::new(index);
-        self.switches.publish_arc(index.clone());
+        self.publish_for_checks(index.clone());
         self.publish_switch_data(&index, now);
+    }
+
+    /// Publishes `index` for checks, unless a failed switch is pending:
+    /// then the denial stays.
+    fn publish_for_checks(&self, index: Arc<SwitchIndex>) {
+        match &*self.failure() {
+            None => self.switches.publish_arc(index),
+            Some(reason) => self
+                .switches
+                .publish(SwitchIndex::unavailable(reason.clone())),
+        }
     }
 
     /// Rebinds the active (and shadow) policy with `data.killswitch` showing
