@@ -115,6 +115,9 @@ pub struct Cluster {
     /// One data change (bundle, snapshot) applied at a time, across
     /// sessions.
     data_order: Arc<Mutex<()>>,
+    /// Which session may apply data changes: a change from an aborted
+    /// session that starts late finds the epoch moved and does nothing.
+    epoch: Arc<std::sync::atomic::AtomicU64>,
     /// The highest etcd revision this replica has applied.
     applied: watch::Sender<i64>,
 }
@@ -166,6 +169,7 @@ impl Cluster {
             link: Mutex::new(Link::Starting),
             failures: Mutex::new(std::collections::BTreeMap::new()),
             data_order: Arc::new(Mutex::new(())),
+            epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             applied,
         }))
     }
@@ -367,7 +371,7 @@ impl Cluster {
                 .share_bundle(&record, &shared, &key, target, None)
                 .await;
         }
-        let pointers = self.settled_pointers().await?;
+        let pointers = self.settled_pointers(&self.keys.bundle(target)).await?;
         let digest = record.digest.clone();
         self.blocking(move |c| c.check_activation(&digest, target))
             .await?;
@@ -479,7 +483,7 @@ impl Cluster {
     }
 
     async fn point_at(&self, record: BundleRecord, target: Target) -> Result<BundleRecord, Status> {
-        let pointers = self.settled_pointers().await?;
+        let pointers = self.settled_pointers(&self.keys.bundle(target)).await?;
         let digest = record.digest.clone();
         self.blocking(move |c| c.check_activation(&digest, target))
             .await?;
@@ -521,7 +525,7 @@ impl Cluster {
         // if none moved meanwhile: etcd never goes back to an older version,
         // nor names a snapshot checked against a bundle no longer active.
         let key = self.keys.snapshot(&kind);
-        let pointers = self.settled_pointers().await?;
+        let pointers = self.settled_pointers(&key).await?;
         let checked_document = document.clone();
         let checked_kind = kind.clone();
         let snapshot = self
@@ -557,7 +561,12 @@ impl Cluster {
     /// replica has applied them: a change checked against this replica's
     /// state is then checked against the cluster's, and written only if
     /// none of them moved meanwhile (`guarded_put`).
-    async fn settled_pointers(&self) -> Result<Vec<(String, i64)>, Status> {
+    ///
+    /// Refused while this replica failed to apply one of the other
+    /// pointers: its state is not the cluster's, so a check here proves
+    /// nothing. A change of the failed pointer itself is allowed: it may be
+    /// the repair.
+    async fn settled_pointers(&self, writing: &str) -> Result<Vec<(String, i64)>, Status> {
         let keys = [
             self.keys.bundle(Target::Active),
             self.keys.bundle(Target::Shadow),
@@ -573,6 +582,16 @@ impl Cluster {
             pointers.push((key, mod_revision));
         }
         self.caught_up(revision).await?;
+        if let Some((key, reason)) = self
+            .failed()
+            .iter()
+            .find(|(key, _)| key.as_str() != writing && pointers.iter().any(|(p, _)| p == *key))
+        {
+            return Err(Status::unavailable(format!(
+                "cluster mode: this replica could not apply `{key}` ({reason}), so it cannot check \
+                 this change against the cluster's state; push from another replica, or repair `{key}` first"
+            )));
+        }
         Ok(pointers)
     }
 

@@ -156,7 +156,15 @@ async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
         .chain(stored)
         .collect();
     data.sort_by_key(|e| e.mod_revision);
+    cluster
+        .epoch
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let (work, queue) = mpsc::unbounded_channel();
+    // A shadow cleared in etcd while this replica was away.
+    let shadow_key = cluster.keys.bundle(Target::Shadow);
+    if !listing.entries.iter().any(|e| e.key == shadow_key) {
+        let _ = work.send(Work::Delete(shadow_key));
+    }
     for entry in data {
         let _ = work.send(Work::Change(entry.clone()));
     }
@@ -233,12 +241,15 @@ async fn follow(
 /// itself degraded) and retried until it applies or a later change of the
 /// same key replaces it.
 async fn apply_data(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiver<Work>) {
-    const RETRY_EVERY: Duration = Duration::from_secs(2);
+    let mut retry = tokio::time::interval(Duration::from_secs(2));
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let item = match tokio::time::timeout(RETRY_EVERY, queue.recv()).await {
-            Ok(Some(item)) => item,
-            Ok(None) => return,
-            Err(_) => {
+        let item = tokio::select! {
+            item = queue.recv() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            _ = retry.tick() => {
                 retry_failures(&cluster).await;
                 continue;
             }
@@ -255,8 +266,8 @@ async fn apply_data(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiver<Wo
             }
             Work::Delete(key) => {
                 if key == cluster.keys.bundle(Target::Shadow) {
-                    let outcome = serial(&cluster, |c| c.clear_shadow()).await;
-                    settle(&cluster, &key, outcome.map(|()| true)).await;
+                    let outcome = clear_shadow(&cluster).await;
+                    settle(&cluster, &key, outcome).await;
                 }
             }
             Work::Change(entry) => {
@@ -270,8 +281,19 @@ async fn apply_data(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiver<Wo
 /// Records how applying `key` went: a failure is kept (and audited once),
 /// a success clears an earlier one.
 async fn settle(cluster: &Cluster, key: &str, outcome: Result<bool, String>) {
+    // A stored (not served) bundle changes no decision; its failure is
+    // logged and audited but does not degrade the replica.
+    let stored = key.starts_with(&format!("{}bundle/stored/", cluster.keys.all()));
     match outcome {
         Ok(_) => cluster.clear_failure(key),
+        Err(reason) if stored => {
+            warn!(
+                key,
+                error = reason,
+                "cluster: a stored bundle from etcd could not be stored here"
+            );
+            record(cluster, "failed", json!({"key": key, "error": reason})).await;
+        }
         Err(reason) => {
             if cluster.record_failure(key, &reason) {
                 error!(
@@ -289,7 +311,8 @@ async fn retry_failures(cluster: &Cluster) {
     for key in cluster.failed_keys() {
         let outcome = match cluster.etcd.get(&key).await {
             Ok(Some(entry)) => apply_entry(cluster, &entry).await,
-            // Gone from etcd: nothing left to apply.
+            // A shadow gone from etcd is one to clear here.
+            Ok(None) if key == cluster.keys.bundle(Target::Shadow) => clear_shadow(cluster).await,
             Ok(None) => Ok(false),
             Err(e) => Err(e.to_string()),
         };
@@ -297,21 +320,44 @@ async fn retry_failures(cluster: &Cluster) {
     }
 }
 
-/// Runs a data change on a blocking thread, one at a time across sessions:
-/// an aborted session's change still running must finish before the next
-/// session's starts, or an older activation could commit last.
+/// Runs a data change on a blocking thread, one at a time across sessions,
+/// and only if its session is still the current one: a change of an
+/// aborted session that runs late does nothing, so an older activation
+/// cannot commit after a newer one. `work` decides under that turn, from
+/// the state it finds then.
 async fn serial<T: Send + 'static>(
     cluster: &Cluster,
     work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
 ) -> Result<T, String> {
     let order = cluster.data_order.clone();
+    let epoch = cluster.epoch.clone();
+    let mine = epoch.load(std::sync::atomic::Ordering::SeqCst);
     blocking(&cluster.control, move |c| {
         let _turn = order
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if epoch.load(std::sync::atomic::Ordering::SeqCst) != mine {
+            return Err(ControlError::FailedPrecondition(
+                "superseded by a newer cluster session".into(),
+            ));
+        }
         work(c)
     })
     .await
+}
+
+async fn clear_shadow(cluster: &Cluster) -> Result<bool, String> {
+    let cleared = serial(cluster, |c| {
+        if c.generations().current().shadow_policy().is_none() {
+            return Ok(false);
+        }
+        c.clear_shadow().map(|()| true)
+    })
+    .await?;
+    if cleared {
+        record(cluster, "shadow", json!({"cleared": true})).await;
+    }
+    Ok(cleared)
 }
 
 /// Fills an empty etcd from this replica's state: the first replica of a
@@ -509,30 +555,37 @@ async fn stored(cluster: &Cluster, pointer: &BundlePointer) -> Result<bool, Stri
 
 async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Result<bool, String> {
     let pointer: BundlePointer = parse(entry)?;
-    let current = cluster.control.generations().current();
-    let serving = match target {
-        Target::Shadow => current.shadow_policy().map(|p| p.digest.clone()),
-        _ => Some(current.policy.digest.clone()),
-    };
-    if serving.as_deref() == Some(pointer.digest.as_str()) {
-        return Ok(false);
-    }
     stored(cluster, &pointer).await?;
     let digest = pointer.digest.clone();
-    serial(cluster, move |c| c.activate(&digest, target)).await?;
-    info!(
-        revision = pointer.revision,
-        digest = pointer.digest,
-        ?target,
-        "cluster: bundle applied"
-    );
-    record(
-        cluster,
-        "bundle",
-        json!({"digest": pointer.digest, "revision": pointer.revision, "target": format!("{target:?}").to_lowercase()}),
-    )
-    .await;
-    Ok(true)
+    // Whether it is served already is decided in its turn, after any
+    // earlier activation has committed.
+    let activated = serial(cluster, move |c| {
+        let current = c.generations().current();
+        let serving = match target {
+            Target::Shadow => current.shadow_policy().map(|p| p.digest.clone()),
+            _ => Some(current.policy.digest.clone()),
+        };
+        if serving.as_deref() == Some(digest.as_str()) {
+            return Ok(false);
+        }
+        c.activate(&digest, target).map(|_| true)
+    })
+    .await?;
+    if activated {
+        info!(
+            revision = pointer.revision,
+            digest = pointer.digest,
+            ?target,
+            "cluster: bundle applied"
+        );
+        record(
+            cluster,
+            "bundle",
+            json!({"digest": pointer.digest, "revision": pointer.revision, "target": format!("{target:?}").to_lowercase()}),
+        )
+        .await;
+    }
+    Ok(activated)
 }
 
 async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<bool, String> {

@@ -57,7 +57,10 @@ impl Control {
     /// else this replica publishes replaces the denial meanwhile.
     pub fn fail_switches(&self, reason: String) {
         error!(reason, "kill switch state lost; denying every check");
-        *self.failure() = Some(reason.clone());
+        // Set and published under one guard: a resync clearing the failure
+        // publishes under the same guard, so the two cannot interleave.
+        let mut failure = self.failure();
+        *failure = Some(reason.clone());
         self.switches.publish(SwitchIndex::unavailable(reason));
     }
 
@@ -93,8 +96,13 @@ impl Control {
                 "the stored kill switches cannot be read: {reason}"
             )));
         }
-        *self.failure() = None;
-        self.publish_switches(index, now);
+        let index = Arc::new(index);
+        {
+            let mut failure = self.failure();
+            *failure = None;
+            self.switches.publish_arc(index.clone());
+        }
+        self.publish_switch_data(&index, now);
         Ok(())
     }
 
