@@ -241,15 +241,20 @@ async fn follow(
 /// itself degraded) and retried until it applies or a later change of the
 /// same key replaces it.
 async fn apply_data(cluster: Arc<Cluster>, mut queue: mpsc::UnboundedReceiver<Work>) {
-    let mut retry = tokio::time::interval(Duration::from_secs(2));
+    const RETRY_EVERY: Duration = Duration::from_secs(2);
+    let mut retry =
+        tokio::time::interval_at(tokio::time::Instant::now() + RETRY_EVERY, RETRY_EVERY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let item = tokio::select! {
+            // Queued changes first, in order: a retry reads the latest value
+            // of its key, which must not overtake older changes still queued.
+            biased;
             item = queue.recv() => match item {
                 Some(item) => item,
                 None => return,
             },
-            _ = retry.tick() => {
+            _ = retry.tick(), if queue.is_empty() => {
                 retry_failures(&cluster).await;
                 continue;
             }
@@ -372,6 +377,13 @@ async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, Session
     let local = blocking(control, |c| {
         let policy = c.generations().current().policy.clone();
         let archive = c.store().bundle_archive(&policy.digest)?;
+        let shadow = match c.generations().current().shadow_policy() {
+            Some(shadow) => c
+                .store()
+                .bundle_archive(&shadow.digest)?
+                .map(|archive| (shadow, archive)),
+            None => None,
+        };
         let mut snapshots = Vec::new();
         for kind in SnapshotKind::ALL {
             if let Some(document) = c.store().snapshot(kind)? {
@@ -379,16 +391,35 @@ async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, Session
                 snapshots.push((kind, version, document));
             }
         }
-        Ok((policy, archive, snapshots, c.store().switches()?))
+        Ok((policy, archive, shadow, snapshots, c.store().switches()?))
     })
     .await
     .map_err(|reason| SessionError::Apply {
         key: "(local state)".into(),
         reason,
     })?;
-    let (policy, archive, snapshots, switches) = local;
+    let (policy, archive, shadow, snapshots, switches) = local;
     let mut wrote = false;
     let active_key = cluster.keys.bundle(Target::Active);
+    // A new cluster (no active bundle named yet) takes this replica's
+    // shadow too; a running one keeps its own.
+    let shadow_key = cluster.keys.bundle(Target::Shadow);
+    if !has(&active_key)
+        && !has(&shadow_key)
+        && let Some((shadow, archive)) = shadow
+    {
+        let archive_sha256 = sha256_hex(&archive);
+        cluster
+            .etcd
+            .put_blob(&cluster.keys.blob(&archive_sha256), &archive)
+            .await?;
+        let pointer = BundlePointer {
+            digest: shadow.digest.clone(),
+            revision: shadow.revision.clone(),
+            archive_sha256,
+        };
+        wrote |= cluster.etcd.create(&shadow_key, to_json(&pointer)).await?;
+    }
     if !has(&active_key)
         && let Some(archive) = archive
     {
@@ -593,15 +624,7 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
     let Some(parsed_kind) = SnapshotKind::parse(kind) else {
         return Err(format!("`{kind}` is not a snapshot kind"));
     };
-    let current = cluster.control.generations().current();
-    let serving = &current.snapshot(parsed_kind).version;
-    if *serving == pointer.version {
-        return Ok(false);
-    }
-    // Versions only move forward: etcd naming an older one than this
-    // replica serves (its own seed, say) is not a change to apply.
-    if crate::control::compare_versions(&pointer.version, serving) == std::cmp::Ordering::Less {
-        warn!(%kind, etcd = pointer.version, serving, "cluster: etcd names an older snapshot; keeping the newer one");
+    if !newer(cluster, parsed_kind, &pointer.version) {
         return Ok(false);
     }
     let document = cluster
@@ -616,7 +639,22 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
         ));
     }
     let kind_name = kind.to_owned();
-    let snapshot = serial(cluster, move |c| c.put_snapshot(&kind_name, document)).await?;
+    let version = pointer.version.clone();
+    // Decided again in its turn: an earlier change may have loaded it.
+    let loaded = serial(cluster, move |c| {
+        let current = c.generations().current();
+        let serving = &current.snapshot(parsed_kind).version;
+        if *serving == version
+            || crate::control::compare_versions(&version, serving) == std::cmp::Ordering::Less
+        {
+            return Ok(None);
+        }
+        c.put_snapshot(&kind_name, document).map(Some)
+    })
+    .await?;
+    let Some(snapshot) = loaded else {
+        return Ok(false);
+    };
     info!(%kind, version = snapshot.version, "cluster: snapshot applied");
     record(
         cluster,
@@ -625,4 +663,20 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
     )
     .await;
     Ok(true)
+}
+
+/// Whether etcd's `version` is newer than the one this replica serves.
+/// Versions only move forward: etcd naming an older one (this replica's
+/// own seed, say) is not a change to apply.
+fn newer(cluster: &Cluster, kind: SnapshotKind, version: &str) -> bool {
+    let current = cluster.control.generations().current();
+    let serving = &current.snapshot(kind).version;
+    if *serving == version {
+        return false;
+    }
+    if crate::control::compare_versions(version, serving) == std::cmp::Ordering::Less {
+        warn!(%kind, etcd = version, serving, "cluster: etcd names an older snapshot; keeping the newer one");
+        return false;
+    }
+    true
 }
