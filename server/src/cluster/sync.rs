@@ -408,32 +408,12 @@ async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, Session
         && !has(&shadow_key)
         && let Some((shadow, archive)) = shadow
     {
-        let archive_sha256 = sha256_hex(&archive);
-        cluster
-            .etcd
-            .put_blob(&cluster.keys.blob(&archive_sha256), &archive)
-            .await?;
-        let pointer = BundlePointer {
-            digest: shadow.digest.clone(),
-            revision: shadow.revision.clone(),
-            archive_sha256,
-        };
-        wrote |= cluster.etcd.create(&shadow_key, to_json(&pointer)).await?;
+        wrote |= publish_bundle(cluster, &shadow_key, &shadow, &archive).await?;
     }
     if !has(&active_key)
         && let Some(archive) = archive
     {
-        let archive_sha256 = sha256_hex(&archive);
-        cluster
-            .etcd
-            .put_blob(&cluster.keys.blob(&archive_sha256), &archive)
-            .await?;
-        let pointer = BundlePointer {
-            digest: policy.digest.clone(),
-            revision: policy.revision.clone(),
-            archive_sha256,
-        };
-        wrote |= cluster.etcd.create(&active_key, to_json(&pointer)).await?;
+        wrote |= publish_bundle(cluster, &active_key, &policy, &archive).await?;
     }
     for (kind, version, document) in snapshots {
         let key = cluster.keys.snapshot(kind.as_str());
@@ -455,6 +435,27 @@ async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, Session
         }
     }
     Ok(wrote)
+}
+
+/// Uploads `archive` and names `policy` under `key` if nothing is named
+/// there yet; whether it was.
+async fn publish_bundle(
+    cluster: &Cluster,
+    key: &str,
+    policy: &crate::generation::LoadedPolicy,
+    archive: &[u8],
+) -> Result<bool, EtcdError> {
+    let archive_sha256 = sha256_hex(archive);
+    cluster
+        .etcd
+        .put_blob(&cluster.keys.blob(&archive_sha256), archive)
+        .await?;
+    let pointer = BundlePointer {
+        digest: policy.digest.clone(),
+        revision: policy.revision.clone(),
+        archive_sha256,
+    };
+    cluster.etcd.create(key, to_json(&pointer)).await
 }
 
 fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
