@@ -336,6 +336,31 @@ impl Warden {
         }
     }
 
+    /// Polls gRPC health at `endpoint`, connecting with `options` (TLS, a
+    /// token), until it answers: for servers `wait_serving`'s plaintext
+    /// probe cannot reach.
+    pub async fn wait_health(&self, endpoint: String, options: &ClientOptions) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(channel) = warden_client::connect_channel(endpoint.clone(), options).await
+                && HealthClient::new(channel)
+                    .check(HealthCheckRequest {
+                        service: "warden.v1.DecisionService".into(),
+                    })
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never served:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> ExitStatus {
         let _ = Command::new("kill")

@@ -12,15 +12,11 @@
 
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use tokio::io::AsyncWriteExt;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
-use warden_client::{
-    CheckBuilder, CheckRequest, ClientOptions, Decision, TlsOptions, connect_channel,
-};
+use warden_client::{CheckBuilder, CheckRequest, ClientOptions, Decision, TlsOptions};
 use warden_e2e::pki::Authority;
 use warden_e2e::process::Warden;
 use warden_e2e::{Demo, repo_root};
@@ -534,24 +530,7 @@ async fn wait_serving_tls(warden: &Warden, ca: &Authority) {
         }),
         ..ClientOptions::default()
     };
-    let endpoint = format!("https://{}", warden.decision_addr);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(channel) = connect_channel(endpoint.clone(), &options).await
-            && HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: "warden.v1.DecisionService".into(),
-                })
-                .await
-                .is_ok()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never served:\n{}",
-            warden.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    warden
+        .wait_health(format!("https://{}", warden.decision_addr), &options)
+        .await;
 }

@@ -3,11 +3,9 @@
 //! connection limits, and the refusal to serve unauthenticated on a
 //! non-loopback address.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 use warden_client::{
     AdminClient, AuditClient, CheckBuilder, CheckRequest, ClientError, ClientOptions, TlsOptions,
     Transport, WardenClient, connect_channel,
@@ -129,25 +127,9 @@ burst = 3
     }
 
     async fn wait_serving(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(channel) = connect_channel(self.decision(), &self.options(None, None)).await
-                && HealthClient::new(channel)
-                    .check(HealthCheckRequest {
-                        service: "warden.v1.DecisionService".into(),
-                    })
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never served:\n{}",
-                self.warden.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.warden
+            .wait_health(self.decision(), &self.options(None, None))
+            .await;
     }
 
     async fn transport(&self, admin: bool, options: &ClientOptions) -> Transport {
