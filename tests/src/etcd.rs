@@ -102,16 +102,32 @@ impl Etcd {
             .parse()
             .expect("address");
         loop {
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                let (status, body) = crate::http_get(addr, "/health");
-                if status == 200 && body.contains("true") {
-                    return;
-                }
+            if healthy(addr) {
+                return;
             }
             assert!(Instant::now() < deadline, "etcd did not become healthy");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Whether etcd answers `/health` with `true`; a connection reset while
+/// it is still starting is a no, not a failure.
+fn healthy(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    stream.read_to_string(&mut response).is_ok()
+        && response.starts_with("HTTP/1.1 200")
+        && response.contains("true")
 }
 
 impl Drop for Etcd {
