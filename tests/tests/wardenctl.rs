@@ -816,3 +816,45 @@ async fn export_files_merge_offline_and_a_single_export_verifies_as_before() {
     let out = ctl(&["audit", "merge", &file_a, &file_a]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
+
+#[tokio::test]
+async fn a_tail_whose_reader_leaves_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let warden = Warden::start().await;
+    let mut client = warden.client().await;
+    let check = || warden_client::CheckBuilder::new("p1", "a1", "u1", "docs.read", "doc").build();
+    client.check(check()).await.unwrap();
+    let mut tail = Command::new(&binaries().wardenctl)
+        .arg("--admin-addr")
+        .arg(warden.admin_endpoint())
+        .args(["--json", "audit", "tail"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One line, as `wardenctl audit tail | head -n 1` reads, then the reader
+    // is gone; records keep coming meanwhile and after.
+    let stdout = tail.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut first = String::new();
+        BufReader::new(stdout).read_line(&mut first).unwrap();
+        first
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = tail.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "tail never ended");
+        client.check(check()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let first = reader.join().unwrap();
+    serde_json::from_str::<serde_json::Value>(&first).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut tail.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}

@@ -178,9 +178,9 @@ pub async fn run(
                 .map_err(|s| CtlError::Client(s.into()))?
             {
                 if json {
-                    println!("{}", record.json);
+                    outln!("{}", record.json);
                 } else {
-                    println!("{}", row(&record).join("  "));
+                    outln!("{}", row(&record).join("  "));
                 }
             }
             Ok(())
@@ -219,7 +219,7 @@ pub async fn run(
                     let bytes = client.export(from, to, &mut out).await?;
                     out.flush().map_err(local)?;
                     if json {
-                        println!(
+                        outln!(
                             "{}",
                             json!({"output": path.display().to_string(), "size_bytes": bytes})
                         );
@@ -247,7 +247,7 @@ pub async fn run(
                 .as_ref()
                 .map(|(line, broken)| format!("line {line}: {broken}"));
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "ok": problem.is_none(),
@@ -259,7 +259,7 @@ pub async fn run(
                     })
                 );
             } else if problem.is_none() {
-                println!(
+                outln!(
                     "ok: {} entries from seq {} verified; head {}",
                     report.checked,
                     report.first_seq.unwrap_or(0),
@@ -274,7 +274,7 @@ pub async fn run(
         AuditCommand::Verify { file: None } => {
             let report = AuditClient::connect(addr, options).await?.verify().await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "ok": report.ok,
@@ -288,9 +288,12 @@ pub async fn run(
                     })
                 );
             } else if report.ok {
-                println!(
+                outln!(
                     "ok: {} entries from seq {} to {} verified; head {}",
-                    report.checked, report.from_seq, report.head_seq, report.head_hash
+                    report.checked,
+                    report.from_seq,
+                    report.head_seq,
+                    report.head_hash
                 );
             }
             if report.ok {
@@ -330,7 +333,7 @@ fn row(record: &AuditRecord) -> Vec<String> {
 fn print_records(records: &[AuditRecord], json: bool) {
     if json {
         for record in records {
-            println!("{}", record.json);
+            outln!("{}", record.json);
         }
         return;
     }
@@ -439,7 +442,7 @@ fn finish_merge(merge: Merge, output: Option<PathBuf>, json: bool) -> Result<(),
         .write_to(&mut std::io::BufWriter::new(file))
         .map_err(|e| local(format!("`{}`: {e}", path.display())))?;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "output": path.display().to_string(),
@@ -474,7 +477,7 @@ fn print_merged(report: &MergedReport, json: bool) -> Result<(), CtlError> {
             .map(chain_problem),
     );
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "ok": problems.is_empty(),
@@ -485,8 +488,8 @@ fn print_merged(report: &MergedReport, json: bool) -> Result<(), CtlError> {
     } else {
         for chain in &report.chains {
             match chain.broken {
-                None => println!("ok: {}", chain_summary(chain)),
-                Some(_) => println!("BROKEN: chain `{}`", chain.chain),
+                None => outln!("ok: {}", chain_summary(chain)),
+                Some(_) => outln!("BROKEN: chain `{}`", chain.chain),
             }
         }
     }

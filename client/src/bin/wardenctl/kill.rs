@@ -130,7 +130,7 @@ pub async fn run(
                 .list_kill_switches(ended)
                 .await?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "active": list.active.iter().map(switch_json).collect::<Vec<_>>(),
@@ -138,10 +138,10 @@ pub async fn run(
                     })
                 );
             } else {
-                println!("engaged:");
+                outln!("engaged:");
                 print_switches(&list.active, false);
-                println!();
-                println!("released or expired:");
+                outln!();
+                outln!("released or expired:");
                 print_switches(&list.ended, false);
             }
             Ok(())
@@ -236,7 +236,7 @@ fn switch_json(switch: &KillSwitch) -> Json {
 fn print_switches(switches: &[KillSwitch], json: bool) {
     if json {
         for switch in switches {
-            println!("{}", switch_json(switch));
+            outln!("{}", switch_json(switch));
         }
         return;
     }

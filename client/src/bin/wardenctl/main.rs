@@ -25,10 +25,21 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+/// `outln!` for standard output that may close early (see `output.rs`).
+macro_rules! outln {
+    () => {
+        $crate::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
 mod audit;
 mod connection;
 mod exit;
 mod kill;
+mod output;
 use serde_json::{Map, Value as Json, json};
 use warden_bundle::signature;
 use warden_client::admin::{BundleInfo, BundleTarget, SnapshotInfo};
@@ -357,7 +368,7 @@ async fn bundle(
             std::fs::write(&output, &archive)
                 .map_err(|e| local(format!("`{}`: {e}", output.display())))?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "output": output.display().to_string(),
@@ -367,7 +378,7 @@ async fn bundle(
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "wrote {} ({} files, {} bytes{})",
                     output.display(),
                     files.len(),
@@ -469,7 +480,7 @@ async fn snapshot(
                 .put_snapshot(&kind, document)
                 .await?;
             if json {
-                println!("{}", snapshot_json(&snapshot));
+                outln!("{}", snapshot_json(&snapshot));
             } else {
                 print_snapshots(&[snapshot], false);
             }
@@ -485,7 +496,7 @@ async fn snapshot(
 async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), CtlError> {
     let status = admin(addr, options).await?.status().await?;
     if json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "active": status.active.as_ref().map(bundle_json),
@@ -515,9 +526,9 @@ async fn status(addr: &str, options: ClientOptions, json: bool) -> Result<(), Ct
         .cloned()
         .collect();
     print_bundles(&serving, false);
-    println!();
+    outln!();
     print_snapshots(&status.snapshots, false);
-    println!();
+    outln!();
     let rows: Vec<Vec<String>> = [
         ("instance", status.instance_id),
         ("cluster", status.cluster),
@@ -570,7 +581,7 @@ fn snapshot_json(snapshot: &SnapshotInfo) -> Json {
 /// One bundle, the answer to a push, an activation or a rollback.
 fn print_bundle(bundle: &BundleInfo, json: bool) {
     if json {
-        println!("{}", bundle_json(bundle));
+        outln!("{}", bundle_json(bundle));
     } else {
         print_bundles(std::slice::from_ref(bundle), false);
     }
@@ -578,7 +589,7 @@ fn print_bundle(bundle: &BundleInfo, json: bool) {
 
 fn print_bundles(bundles: &[BundleInfo], json: bool) {
     if json {
-        println!("{}", Json::Array(bundles.iter().map(bundle_json).collect()));
+        outln!("{}", Json::Array(bundles.iter().map(bundle_json).collect()));
         return;
     }
     let rows: Vec<Vec<String>> = bundles
@@ -622,7 +633,7 @@ fn print_bundles(bundles: &[BundleInfo], json: bool) {
 
 fn print_snapshots(snapshots: &[SnapshotInfo], json: bool) {
     if json {
-        println!(
+        outln!(
             "{}",
             Json::Array(snapshots.iter().map(snapshot_json).collect())
         );
@@ -661,7 +672,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        outln!("{}", padded.join("  ").trim_end());
     };
     line(headers.iter().map(|h| (*h).to_owned()).collect());
     for row in rows {
@@ -746,15 +757,15 @@ fn print_response(response: &CheckResponse, as_json: bool) {
             "snapshot_versions": response.snapshot_versions,
             "kill_switch": response.kill_switch.as_ref().map(|k| json!({"id": k.id})),
         });
-        println!("{document}");
+        outln!("{document}");
         return;
     }
-    println!("{}", decision_name(response.decision()));
+    outln!("{}", decision_name(response.decision()));
     for reason in &response.reasons {
-        println!("  reason: {reason}");
+        outln!("  reason: {reason}");
     }
-    println!("  decision_id: {}", response.decision_id);
+    outln!("  decision_id: {}", response.decision_id);
     if !response.policy_revision.is_empty() {
-        println!("  policy_revision: {}", response.policy_revision);
+        outln!("  policy_revision: {}", response.policy_revision);
     }
 }
