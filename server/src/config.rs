@@ -15,6 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authenticator, CertMatch, CertRule, Principal, Role, TokenTable};
+use crate::cluster::EtcdTls;
 use crate::platform_limits::Quota;
 use crate::transport::TlsSetup;
 
@@ -71,9 +72,19 @@ pub struct RawCluster {
     pub replica_id: String,
     /// How long an etcd call may take before the replica counts etcd as lost.
     pub etcd_timeout: String,
-    /// Allow etcd endpoints that are not on loopback: the connection has no
-    /// TLS or credentials, so etcd must sit on a network only Warden's
-    /// replicas reach.
+    /// How long a blob (bundle archive, snapshot) no pointer names stays in
+    /// etcd after it was last written, before replicas remove it.
+    pub blob_grace: String,
+    /// PEM CA certificates etcd's serving certificate must chain to; set
+    /// for `https://` endpoints.
+    pub etcd_ca_file: String,
+    /// PEM client certificate chain (and its key) presented to etcd, which
+    /// authenticates Warden with them (`--client-cert-auth`).
+    pub etcd_cert_file: String,
+    pub etcd_key_file: String,
+    /// Allow etcd endpoints off loopback without TLS and a client
+    /// certificate: etcd must then sit on a network only Warden's replicas
+    /// reach.
     pub insecure_etcd: bool,
 }
 
@@ -84,6 +95,10 @@ impl Default for RawCluster {
             prefix: "/warden".into(),
             replica_id: String::new(),
             etcd_timeout: "2s".into(),
+            blob_grace: "1h".into(),
+            etcd_ca_file: String::new(),
+            etcd_cert_file: String::new(),
+            etcd_key_file: String::new(),
             insecure_etcd: false,
         }
     }
@@ -605,46 +620,65 @@ pub struct ClusterConfig {
     /// Empty: the store's instance id.
     pub replica_id: String,
     pub etcd_timeout: Duration,
+    pub blob_grace: Duration,
+    /// `Some` for `https://` endpoints.
+    pub etcd_tls: Option<EtcdTls>,
 }
 
 fn cluster_config(raw: &RawCluster) -> Result<Option<ClusterConfig>, ConfigError> {
     if raw.etcd_endpoints.is_empty() {
         return Ok(None);
     }
+    let mut https = None;
+    let mut remote = None;
     for endpoint in &raw.etcd_endpoints {
-        let uri: Result<http::Uri, _> = endpoint.parse();
-        let usable =
-            uri.is_ok_and(|uri| matches!(uri.scheme_str(), Some("http")) && uri.host().is_some());
-        if !usable {
-            return Err(ConfigError::Invalid {
-                key: "cluster.etcd_endpoints",
-                message: format!("`{endpoint}` is not an http:// URL with a host"),
-            });
-        }
-        // Whoever can write to etcd can release every kill switch: a
-        // plaintext, unauthenticated connection is only acceptable where
-        // nobody else can reach it.
-        let loopback = endpoint
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "cluster.etcd_endpoints",
+            message,
+        };
+        let uri = endpoint
             .parse::<http::Uri>()
             .ok()
-            .and_then(|uri| uri.host().map(str::to_owned))
-            .is_some_and(|host| {
-                host == "localhost"
-                    || host
-                        .trim_matches(['[', ']'])
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            });
-        if !loopback && !raw.insecure_etcd {
-            return Err(ConfigError::Invalid {
-                key: "cluster.etcd_endpoints",
-                message: format!(
-                    "`{endpoint}` is not on loopback, and Warden talks to etcd without TLS or \
-                     credentials; put etcd on a network only the replicas reach and set \
-                     cluster.insecure_etcd = true"
-                ),
-            });
+            .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")));
+        let Some((scheme, host)) = uri.as_ref().and_then(|u| u.scheme_str().zip(u.host())) else {
+            return Err(invalid(format!(
+                "`{endpoint}` is not an http:// or https:// URL with a host"
+            )));
+        };
+        let is_https = scheme == "https";
+        if https.is_some_and(|earlier| earlier != is_https) {
+            return Err(invalid(
+                "mixes http:// and https:// endpoints; one etcd cluster takes one".into(),
+            ));
         }
+        https = Some(is_https);
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback && remote.is_none() {
+            remote = Some(endpoint);
+        }
+    }
+    let etcd_tls = etcd_tls(raw, https == Some(true))?;
+    // Whoever can write to etcd can release every kill switch: off
+    // loopback, etcd must know it is Warden (a client certificate over
+    // TLS), unless the operator vouches for the network.
+    let authenticated = etcd_tls
+        .as_ref()
+        .is_some_and(EtcdTls::has_client_certificate);
+    if let Some(endpoint) = remote.filter(|_| !authenticated && !raw.insecure_etcd) {
+        return Err(ConfigError::Invalid {
+            key: "cluster.etcd_endpoints",
+            message: format!(
+                "`{endpoint}` is not on loopback, and Warden would reach it without TLS and a \
+                 client certificate; use https:// with cluster.etcd_ca_file, \
+                 cluster.etcd_cert_file and cluster.etcd_key_file (etcd's --client-cert-auth), \
+                 or put etcd on a network only the replicas reach and set \
+                 cluster.insecure_etcd = true"
+            ),
+        });
     }
     let prefix = raw.prefix.trim_end_matches('/');
     if !prefix.starts_with('/') || prefix.len() < 2 || prefix.chars().any(char::is_control) {
@@ -664,7 +698,59 @@ fn cluster_config(raw: &RawCluster) -> Result<Option<ClusterConfig>, ConfigError
         prefix: prefix.to_owned(),
         replica_id: raw.replica_id.clone(),
         etcd_timeout: nonzero_duration("cluster.etcd_timeout", &raw.etcd_timeout)?,
+        blob_grace: nonzero_duration("cluster.blob_grace", &raw.blob_grace)?,
+        etcd_tls,
     }))
+}
+
+/// `cluster.etcd_*_file`, read and checked; they belong with `https://`.
+fn etcd_tls(raw: &RawCluster, https: bool) -> Result<Option<EtcdTls>, ConfigError> {
+    let optional = |value: &str| (!value.is_empty()).then(|| PathBuf::from(value));
+    let ca = optional(&raw.etcd_ca_file);
+    let identity = match (optional(&raw.etcd_cert_file), optional(&raw.etcd_key_file)) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (Some(_), None) => {
+            return Err(ConfigError::Invalid {
+                key: "cluster.etcd_key_file",
+                message: "cluster.etcd_cert_file is set but its key is not".into(),
+            });
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                key: "cluster.etcd_cert_file",
+                message: "cluster.etcd_key_file is set but the certificate is not".into(),
+            });
+        }
+    };
+    if !https {
+        let key = match (&ca, &identity) {
+            (Some(_), _) => "cluster.etcd_ca_file",
+            (None, Some(_)) => "cluster.etcd_cert_file",
+            (None, None) => return Ok(None),
+        };
+        return Err(ConfigError::Invalid {
+            key,
+            message: "TLS to etcd needs https:// endpoints in cluster.etcd_endpoints".into(),
+        });
+    }
+    let Some(ca) = ca else {
+        return Err(ConfigError::Invalid {
+            key: "cluster.etcd_ca_file",
+            message: "https:// endpoints need the CA that signed etcd's certificate".into(),
+        });
+    };
+    EtcdTls::load(
+        &ca,
+        identity
+            .as_ref()
+            .map(|(cert, key)| (cert.as_path(), key.as_path())),
+    )
+    .map(Some)
+    .map_err(|e| ConfigError::Invalid {
+        key: "cluster",
+        message: format!("TLS to etcd: {e}"),
+    })
 }
 
 /// `[authzen]`, validated: header names are lower-case HTTP header names.
@@ -1379,10 +1465,31 @@ mod tests {
             (
                 "WARDEN_CLUSTER_ETCD_ENDPOINTS",
                 r#"["https://127.0.0.1:2379"]"#,
+                "cluster.etcd_ca_file",
+            ),
+            (
+                "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+                r#"["http://127.0.0.1:2379", "https://127.0.0.1:2380"]"#,
                 "cluster.etcd_endpoints",
+            ),
+            (
+                "WARDEN_CLUSTER_ETCD_CA_FILE",
+                "ca.pem",
+                "cluster.etcd_ca_file",
+            ),
+            (
+                "WARDEN_CLUSTER_ETCD_CERT_FILE",
+                "c.pem",
+                "cluster.etcd_key_file",
+            ),
+            (
+                "WARDEN_CLUSTER_ETCD_KEY_FILE",
+                "c.key",
+                "cluster.etcd_cert_file",
             ),
             ("WARDEN_CLUSTER_PREFIX", "warden", "cluster.prefix"),
             ("WARDEN_CLUSTER_ETCD_TIMEOUT", "0s", "cluster.etcd_timeout"),
+            ("WARDEN_CLUSTER_BLOB_GRACE", "0s", "cluster.blob_grace"),
         ] {
             let err = refusal(&[
                 (
@@ -1393,6 +1500,63 @@ mod tests {
             ]);
             assert!(err.contains(key), "{name}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn etcd_off_loopback_needs_tls_with_a_client_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["warden".into()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let write = |name: &str, contents: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            path.display().to_string()
+        };
+        let (ca_file, cert_file, key_file) = (
+            write("ca.pem", ca.pem()),
+            write("client.pem", cert.pem()),
+            write("client.key", key.serialize_pem()),
+        );
+        let remote = (
+            "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+            r#"["https://etcd-1:2379"]"#,
+        );
+        let ca_only = [remote, ("WARDEN_CLUSTER_ETCD_CA_FILE", ca_file.as_str())];
+        let err = refusal(&ca_only);
+        assert!(
+            err.contains("client certificate") && err.contains("insecure_etcd"),
+            "{err}"
+        );
+        let cluster = config(&[
+            ca_only[0],
+            ca_only[1],
+            ("WARDEN_CLUSTER_ETCD_CERT_FILE", cert_file.as_str()),
+            ("WARDEN_CLUSTER_ETCD_KEY_FILE", key_file.as_str()),
+        ])
+        .ok()
+        .and_then(|c| c.cluster);
+        assert!(
+            cluster.is_some_and(|c| c.etcd_tls.is_some_and(|tls| tls.has_client_certificate()))
+        );
+        // The server's CA as the client's key: refused at start-up, naming it.
+        let err = refusal(&[
+            ca_only[0],
+            ca_only[1],
+            ("WARDEN_CLUSTER_ETCD_CERT_FILE", cert_file.as_str()),
+            ("WARDEN_CLUSTER_ETCD_KEY_FILE", ca_file.as_str()),
+        ]);
+        assert!(
+            err.contains("ca.pem") && err.contains("private key"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! data, as an outage would.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::pki::Pem;
 
 /// The `etcd` binary: `WARDEN_ETCD`, else `etcd` on the PATH (Debian's
 /// `etcd-server`, which `scripts/test` installs when it is missing).
@@ -34,16 +36,41 @@ pub struct Etcd {
     child: Option<Child>,
     client_port: u16,
     peer_port: u16,
+    tls: Option<Tls>,
     dir: tempfile::TempDir,
+}
+
+/// Client TLS that requires a client certificate from `ca`; health is then
+/// probed on a plaintext metrics port.
+struct Tls {
+    server: Pem,
+    ca_file: PathBuf,
+    metrics_port: u16,
 }
 
 impl Etcd {
     /// Starts a single-member etcd and waits until it is healthy.
     pub fn start() -> Etcd {
+        Self::launch(None)
+    }
+
+    /// Starts etcd serving clients over TLS with `server`'s certificate,
+    /// admitting only clients whose certificate chains to `ca_file`
+    /// (`--client-cert-auth`).
+    pub fn start_tls(server: Pem, ca_file: &Path) -> Etcd {
+        Self::launch(Some(Tls {
+            server,
+            ca_file: ca_file.to_owned(),
+            metrics_port: free_port(),
+        }))
+    }
+
+    fn launch(tls: Option<Tls>) -> Etcd {
         let mut etcd = Etcd {
             child: None,
             client_port: free_port(),
             peer_port: free_port(),
+            tls,
             dir: tempfile::tempdir().expect("etcd data dir"),
         };
         etcd.resume();
@@ -52,12 +79,42 @@ impl Etcd {
 
     /// The client URL, as `cluster.etcd_endpoints` takes it.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// `WARDEN_CLUSTER_ETCD_ENDPOINTS`' value for this etcd.
     pub fn endpoints_env(&self) -> String {
         format!("[\"{}\"]", self.endpoint())
+    }
+
+    /// Every key under `prefix` with its value, as etcd holds them now
+    /// (plaintext etcd only).
+    pub async fn entries(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        use warden_proto::etcd::etcdserverpb::RangeRequest;
+        use warden_proto::etcd::etcdserverpb::kv_client::KvClient;
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let mut kv = KvClient::connect(self.endpoint())
+            .await
+            .expect("connect to etcd")
+            .max_decoding_message_size(usize::MAX);
+        let response = kv
+            .range(RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: end,
+                ..RangeRequest::default()
+            })
+            .await
+            .expect("etcd range")
+            .into_inner();
+        response
+            .kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
+            .collect()
     }
 
     /// Kills etcd outright; its data stays for `resume`.
@@ -72,7 +129,22 @@ impl Etcd {
     pub fn resume(&mut self) {
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let client = self.endpoint();
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        let mut health_port = self.client_port;
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.server.cert)
+                .arg("--key-file")
+                .arg(&tls.server.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca_file)
+                .arg("--client-cert-auth")
+                .arg("--listen-metrics-urls")
+                .arg(format!("http://127.0.0.1:{}", tls.metrics_port));
+            health_port = tls.metrics_port;
+        }
+        let child = command
             .arg("--name")
             .arg("warden-test")
             .arg("--data-dir")
@@ -98,9 +170,7 @@ impl Etcd {
             .expect("start etcd");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = format!("127.0.0.1:{}", self.client_port)
-            .parse()
-            .expect("address");
+        let addr = format!("127.0.0.1:{health_port}").parse().expect("address");
         loop {
             if healthy(addr) {
                 return;

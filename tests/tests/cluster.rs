@@ -12,19 +12,24 @@ use warden_client::admin::{
 };
 use warden_client::{AdminClient, CheckBuilder, CheckRequest, Decision, WardenClient};
 use warden_e2e::etcd::Etcd;
+use warden_e2e::pki::{Authority, Pem};
 use warden_e2e::process::Warden;
 use warden_e2e::{Demo, http_get};
 
 fn replica(etcd: &Etcd, name: &str, data_dir: Option<&std::path::Path>) -> Warden {
-    let builder = Warden::builder()
-        .env("WARDEN_CLUSTER_ETCD_ENDPOINTS", etcd.endpoints_env())
-        .env("WARDEN_CLUSTER_REPLICA_ID", name)
-        .env("WARDEN_CLUSTER_ETCD_TIMEOUT", "1s");
+    let builder = replica_builder(etcd, name);
     match data_dir {
         Some(dir) => builder.data_dir(dir),
         None => builder,
     }
     .start_listening()
+}
+
+fn replica_builder(etcd: &Etcd, name: &str) -> warden_e2e::process::WardenBuilder {
+    Warden::builder()
+        .env("WARDEN_CLUSTER_ETCD_ENDPOINTS", etcd.endpoints_env())
+        .env("WARDEN_CLUSTER_REPLICA_ID", name)
+        .env("WARDEN_CLUSTER_ETCD_TIMEOUT", "1s")
 }
 
 /// Waits until `replica` reports `connected` (or `what` otherwise).
@@ -511,4 +516,206 @@ async fn a_replica_that_cannot_apply_a_bundle_is_degraded_but_still_takes_and_en
     wait_status(&mut admins[2], "connected").await;
     let active = admins[2].status().await.unwrap().active.unwrap();
     assert_eq!(active.revision, "closed-v2");
+}
+
+/// A replica reaching etcd over TLS: trusting `ca_file`, presenting
+/// `client` when given.
+fn tls_replica(etcd: &Etcd, name: &str, ca_file: &std::path::Path, client: Option<&Pem>) -> Warden {
+    let builder = replica_builder(etcd, name)
+        .env("WARDEN_CLUSTER_ETCD_CA_FILE", ca_file.display().to_string());
+    match client {
+        Some(pem) => builder
+            .env(
+                "WARDEN_CLUSTER_ETCD_CERT_FILE",
+                pem.cert.display().to_string(),
+            )
+            .env(
+                "WARDEN_CLUSTER_ETCD_KEY_FILE",
+                pem.key.display().to_string(),
+            ),
+        None => builder,
+    }
+    .start_listening()
+}
+
+#[tokio::test]
+async fn replicas_share_etcd_over_tls_and_etcd_admits_only_certified_warden() {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = Authority::new(dir.path(), "etcd-ca");
+    let etcd = Etcd::start_tls(authority.server("etcd-server"), &authority.cert_file);
+    let client = authority.valid_client("replica", "warden", None);
+
+    let servers = [
+        tls_replica(&etcd, "r1", &authority.cert_file, Some(&client)),
+        tls_replica(&etcd, "r2", &authority.cert_file, Some(&client)),
+    ];
+    let mut admins = Vec::new();
+    let mut clients = Vec::new();
+    for server in &servers {
+        server.wait_serving().await;
+        let mut admin = server.admin().await;
+        wait_status(&mut admin, "connected").await;
+        admins.push(admin);
+        clients.push(server.client().await);
+    }
+
+    // Without a client certificate etcd refuses the handshake; trusting
+    // another CA, the replica refuses etcd's certificate. Neither ever
+    // connects, so neither takes writes nor sees the others' switches.
+    let stranger = Authority::new(dir.path(), "stranger-ca");
+    let outsiders = [
+        tls_replica(&etcd, "no-cert", &authority.cert_file, None),
+        tls_replica(&etcd, "wrong-ca", &stranger.cert_file, Some(&client)),
+    ];
+    let mut outsider_admins = Vec::new();
+    for outsider in &outsiders {
+        outsider.wait_serving().await;
+        outsider_admins.push(outsider.admin().await);
+    }
+
+    let started = Instant::now();
+    let switch = admins[0]
+        .engage_kill_switch(engage_request("expense-assistant"))
+        .await
+        .unwrap();
+    for client in &mut clients {
+        until_stopped(client, &switch, started).await;
+    }
+
+    // Long enough for several connection attempts (1 s timeout each).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (outsider, admin) in outsiders.iter().zip(&mut outsider_admins) {
+        let status = admin.status().await.unwrap().cluster;
+        assert!(status.starts_with("degraded"), "{status}");
+        refused_with(
+            admin
+                .engage_kill_switch(engage_request("calendar-assistant"))
+                .await,
+            Code::Unavailable,
+        );
+        let mut client = outsider.client().await;
+        let response = client.check(allowed()).await.unwrap();
+        assert_eq!(response.decision(), Decision::Allow, "{response:?}");
+    }
+}
+
+/// The blobs (by SHA-256) etcd holds, the ones its pointers name, and the
+/// stored-bundle pointers.
+async fn blobs_in_etcd(
+    etcd: &Etcd,
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+    usize,
+) {
+    let mut held = std::collections::BTreeSet::new();
+    for (key, _) in etcd.entries("/warden-blobs/").await {
+        let rest = key.strip_prefix("/warden-blobs/").unwrap();
+        held.insert(rest.split('/').next().unwrap().to_owned());
+    }
+    let mut named = std::collections::BTreeSet::new();
+    let mut stored = 0;
+    for (key, value) in etcd.entries("/warden/").await {
+        let pointer: serde_json::Value = match key.as_str() {
+            k if k.starts_with("/warden/bundle/") || k.starts_with("/warden/snapshot/") => {
+                serde_json::from_slice(&value).unwrap()
+            }
+            _ => continue,
+        };
+        stored += usize::from(key.starts_with("/warden/bundle/stored/"));
+        let sha = pointer["archive_sha256"]
+            .as_str()
+            .or(pointer["sha256"].as_str())
+            .unwrap();
+        named.insert(sha.to_owned());
+    }
+    (held, named, stored)
+}
+
+/// Waits until etcd holds exactly the blobs its pointers name, and
+/// `stored` stored-bundle pointers.
+async fn wait_collected(etcd: &Etcd, stored: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (held, named, stored_now) = blobs_in_etcd(etcd).await;
+        if held == named && stored_now == stored {
+            return held.len();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "etcd holds {} blobs, pointers name {}, {stored_now} stored pointers",
+            held.len(),
+            named.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn etcd_sheds_what_no_pointer_names_and_replicas_still_find_what_they_need() {
+    let etcd = Etcd::start();
+    let start = |name: &str| {
+        replica_builder(&etcd, name)
+            .env("WARDEN_CLUSTER_BLOB_GRACE", "1s")
+            .env("WARDEN_BUNDLES_KEEP", "2")
+            .start_listening()
+    };
+    let servers = [start("r1"), start("r2")];
+    let mut admins = Vec::new();
+    let mut clients = Vec::new();
+    for server in &servers {
+        server.wait_serving().await;
+        let mut admin = server.admin().await;
+        wait_status(&mut admin, "connected").await;
+        admins.push(admin);
+        clients.push(server.client().await);
+    }
+    for v in 1..=4 {
+        admins[0]
+            .put_bundle(bundle(&format!("closed-v{v}")), BundleTarget::Active)
+            .await
+            .unwrap();
+    }
+    // The active bundle and the two snapshots.
+    assert_eq!(wait_collected(&etcd, 0).await, 3);
+
+    // Rolling back needs v3's archive, gone from etcd by now: the replica
+    // uploads it again from its own store, and every replica serves it.
+    admins[1].rollback().await.unwrap();
+    for client in &mut clients {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.check(allowed()).await.unwrap().policy_revision != "closed-v3" {
+            assert!(Instant::now() < deadline, "the rollback never arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // Stored bundles past `bundles.keep` lose their pointers, then blobs.
+    for v in 1..=3 {
+        admins[1]
+            .put_bundle(bundle(&format!("stored-v{v}")), BundleTarget::Stored)
+            .await
+            .unwrap();
+    }
+    assert_eq!(wait_collected(&etcd, 2).await, 5);
+
+    // A replica joining now finds every blob it needs.
+    let late = start("r3");
+    late.wait_serving().await;
+    let mut admin = late.admin().await;
+    wait_status(&mut admin, "connected").await;
+    assert_eq!(
+        admin.status().await.unwrap().active.unwrap().revision,
+        "closed-v3"
+    );
+    let stored: Vec<String> = admin
+        .list_bundles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.revision)
+        .collect();
+    for revision in ["stored-v2", "stored-v3"] {
+        assert!(stored.iter().any(|r| r == revision), "{stored:?}");
+    }
 }

@@ -13,6 +13,8 @@ use warden_proto::etcd::etcdserverpb::kv_client::KvClient;
 use warden_proto::etcd::etcdserverpb::watch_client::WatchClient;
 use warden_proto::etcd::mvccpb;
 
+use super::EtcdTls;
+
 /// etcd refuses requests over 1.5 MiB by default; chunks stay well below.
 const CHUNK_BYTES: usize = 512 * 1024;
 
@@ -89,11 +91,27 @@ impl Etcd {
     /// Connects lazily: a replica starts, and serves, whether or not etcd
     /// is up; calls fail (and the replica reports itself degraded) until it
     /// is.
-    pub fn new(endpoints: &[String], timeout: Duration) -> Result<Self, EtcdError> {
+    /// `tls`: for `https://` endpoints (configuration checked that they
+    /// come together).
+    pub fn new(
+        endpoints: &[String],
+        tls: Option<&EtcdTls>,
+        timeout: Duration,
+    ) -> Result<Self, EtcdError> {
         let mut built = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            let built_one = Endpoint::from_shared(endpoint.clone())
-                .map_err(|e| EtcdError::Endpoint(endpoint.clone(), e.to_string()))?
+            let invalid = |e: String| EtcdError::Endpoint(endpoint.clone(), e);
+            let mut built_one =
+                Endpoint::from_shared(endpoint.clone()).map_err(|e| invalid(e.to_string()))?;
+            if let Some(tls) = tls {
+                let host = built_one.uri().host().unwrap_or_default();
+                // `[::1]` in a URL, `::1` in a certificate.
+                let domain = host.trim_matches(['[', ']']).to_owned();
+                built_one = built_one
+                    .tls_config(tls.client_config(&domain).timeout(timeout))
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+            let built_one = built_one
                 .connect_timeout(timeout)
                 // Not more often than etcd's default keepalive minimum (5 s),
                 // or it closes the connection (too_many_pings); a dead etcd
@@ -137,6 +155,69 @@ impl Etcd {
             revision: response.header.map_or(0, |h| h.revision),
             entries: response.kvs.into_iter().map(entry).collect(),
         })
+    }
+
+    /// Every key under `prefix` with its revisions, without values.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<Entry>, EtcdError> {
+        let response = self
+            .bounded(self.kv().range(rpc::RangeRequest {
+                key: prefix.as_bytes().to_vec(),
+                range_end: prefix_end(prefix.as_bytes()),
+                keys_only: true,
+                ..rpc::RangeRequest::default()
+            }))
+            .await?;
+        Ok(response.kvs.into_iter().map(entry).collect())
+    }
+
+    /// Deletes `key` if it was last changed at `mod_revision`; returns
+    /// whether it did.
+    pub async fn delete_if(&self, key: &str, mod_revision: i64) -> Result<bool, EtcdError> {
+        self.delete_range_if(key.as_bytes().to_vec(), Vec::new(), key, mod_revision)
+            .await
+    }
+
+    /// Deletes every key under `prefix`, in one step, if `guard` was last
+    /// changed at `mod_revision`; returns whether it did.
+    pub async fn delete_prefix_if(
+        &self,
+        prefix: &str,
+        guard: &str,
+        mod_revision: i64,
+    ) -> Result<bool, EtcdError> {
+        let start = prefix.as_bytes().to_vec();
+        let end = prefix_end(&start);
+        self.delete_range_if(start, end, guard, mod_revision).await
+    }
+
+    async fn delete_range_if(
+        &self,
+        key: Vec<u8>,
+        range_end: Vec<u8>,
+        guard: &str,
+        mod_revision: i64,
+    ) -> Result<bool, EtcdError> {
+        let response = self
+            .bounded(self.kv().txn(rpc::TxnRequest {
+                compare: vec![rpc::Compare {
+                    result: CompareResult::Equal as i32,
+                    target: CompareTarget::Mod as i32,
+                    key: guard.as_bytes().to_vec(),
+                    target_union: Some(TargetUnion::ModRevision(mod_revision)),
+                }],
+                success: vec![rpc::RequestOp {
+                    request: Some(rpc::request_op::Request::RequestDeleteRange(
+                        rpc::DeleteRangeRequest {
+                            key,
+                            range_end,
+                            ..rpc::DeleteRangeRequest::default()
+                        },
+                    )),
+                }],
+                failure: Vec::new(),
+            }))
+            .await?;
+        Ok(response.succeeded)
     }
 
     /// One key's value.
@@ -220,20 +301,34 @@ impl Etcd {
     }
 
     /// Stores `bytes` under `{base}/{index}` chunks and then `{base}/meta`,
-    /// so that a blob whose meta exists is complete. Skipped when the meta
-    /// is already there (blobs are named by their hash).
+    /// so that a blob whose meta exists is complete. A blob already there
+    /// (blobs are named by their hash) only has its meta renewed: the
+    /// written time tells the collector (`collect`) the blob is about to be
+    /// named, and the renewal fails, so the blob is uploaded again, if the
+    /// collector removed it meanwhile.
     pub async fn put_blob(&self, base: &str, bytes: &[u8]) -> Result<(), EtcdError> {
         let meta_key = format!("{base}/meta");
-        if self.get(&meta_key).await?.is_some() {
+        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
+        let written = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let meta =
+            serde_json::json!({"size": bytes.len(), "chunks": chunks.len(), "written": written})
+                .to_string()
+                .into_bytes();
+        if let Some(existing) = self.get(&meta_key).await?
+            && self
+                .put_if(&meta_key, meta.clone(), existing.mod_revision)
+                .await?
+                .is_some()
+        {
             return Ok(());
         }
-        let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         for (index, chunk) in chunks.iter().enumerate() {
             self.put(&format!("{base}/{index:06}"), chunk.to_vec())
                 .await?;
         }
-        let meta = serde_json::json!({"size": bytes.len(), "chunks": chunks.len()});
-        self.put(&meta_key, meta.to_string().into_bytes()).await?;
+        self.put(&meta_key, meta).await?;
         Ok(())
     }
 

@@ -16,8 +16,10 @@
 //! writes: applying one locally only would make it answer differently from
 //! the others.
 
+mod collect;
 mod etcd;
 mod sync;
+mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -36,6 +38,7 @@ use crate::snapshot::Snapshot;
 use crate::store::BundleRecord;
 pub use etcd::EtcdError;
 use etcd::{Etcd, Listing};
+pub use tls::EtcdTls;
 
 /// Where the cluster's state lives under the prefix.
 #[derive(Debug, Clone)]
@@ -66,7 +69,10 @@ impl Keys {
     /// Outside the listed and watched `{prefix}/`: contents are fetched
     /// when a pointer names them, never streamed to every replica.
     fn blob(&self, sha256: &str) -> String {
-        format!("{}-blobs/{sha256}", self.prefix)
+        format!("{}{sha256}", self.blobs())
+    }
+    fn blobs(&self) -> String {
+        format!("{}-blobs/", self.prefix)
     }
 }
 
@@ -105,6 +111,8 @@ pub struct Cluster {
     keys: Keys,
     replica: String,
     timeout: Duration,
+    /// How long an unnamed blob stays in etcd after it was last written.
+    blob_grace: Duration,
     control: Arc<Control>,
     auditor: Arc<Auditor>,
     readiness: Arc<Readiness>,
@@ -157,12 +165,17 @@ impl Cluster {
     ) -> Result<Arc<Self>, EtcdError> {
         let (applied, _) = watch::channel(0);
         Ok(Arc::new(Self {
-            etcd: Etcd::new(&config.etcd_endpoints, config.etcd_timeout)?,
+            etcd: Etcd::new(
+                &config.etcd_endpoints,
+                config.etcd_tls.as_ref(),
+                config.etcd_timeout,
+            )?,
             keys: Keys {
                 prefix: config.prefix.clone(),
             },
             replica,
             timeout: config.etcd_timeout,
+            blob_grace: config.blob_grace,
             control,
             auditor,
             readiness,
@@ -621,9 +634,16 @@ impl Cluster {
         self.etcd.put(key, bytes).await.map_err(|e| etcd_status(&e))
     }
 
-    /// Keeps this replica in step with etcd until `stop`: see `sync`.
+    /// Keeps this replica in step with etcd until `stop` (see `sync`), and
+    /// etcd free of what no pointer needs (see `collect`).
     pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(sync::run(self.clone(), stop))
+        let (sync, collect) = (
+            sync::run(self.clone(), stop.clone()),
+            collect::run(self.clone(), stop),
+        );
+        tokio::spawn(async move {
+            tokio::join!(sync, collect);
+        })
     }
 
     async fn listing(&self) -> Result<Listing, EtcdError> {

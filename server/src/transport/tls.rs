@@ -49,11 +49,11 @@ impl std::fmt::Debug for TlsSetup {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn read_pem<T>(path: &Path, what: &str) -> Result<Vec<T>, TlsError>
+pub(crate) fn read_pem<T>(path: &Path, what: &str) -> Result<Vec<T>, TlsError>
 where
     T: PemObject,
 {

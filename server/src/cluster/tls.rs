@@ -1,0 +1,159 @@
+//! TLS to etcd: the CA etcd's serving certificate must chain to, and the
+//! client certificate etcd's `--client-cert-auth` asks for.
+//!
+//! The files are read and checked when the configuration loads: a wrong
+//! path or a key that is not its certificate's stops the replica from
+//! starting, where a lazily failing connection would only leave it degraded.
+
+use std::path::Path;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+use crate::transport::tls::{TlsError, provider, read_pem};
+
+/// Checked PEM files, kept as bytes for tonic's TLS connector.
+#[derive(Clone, PartialEq)]
+pub struct EtcdTls {
+    ca: Vec<u8>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("EtcdTls")
+            .field("client_certificate", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl EtcdTls {
+    /// `identity`: the client certificate chain and its key.
+    pub fn load(ca_file: &Path, identity: Option<(&Path, &Path)>) -> Result<Self, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for ca in read_pem::<CertificateDer<'static>>(ca_file, "CA certificate")? {
+            roots.add(ca).map_err(|e| TlsError::File {
+                path: ca_file.display().to_string(),
+                message: format!("not a usable CA certificate: {e}"),
+            })?;
+        }
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots);
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| TlsError::File {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+        };
+        let identity = match identity {
+            None => None,
+            Some((cert_file, key_file)) => {
+                let chain = read_pem::<CertificateDer<'static>>(cert_file, "certificate")?;
+                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| TlsError::File {
+                    path: key_file.display().to_string(),
+                    message: format!("no private key: {e}"),
+                })?;
+                // The same check the handshake would make, made now.
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| TlsError::Config(format!("client certificate and key: {e}")))?;
+                Some((read(cert_file)?, read(key_file)?))
+            }
+        };
+        Ok(Self {
+            ca: read(ca_file)?,
+            identity,
+        })
+    }
+
+    pub fn has_client_certificate(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// tonic's connector for these files; `domain`: the name etcd's
+    /// certificate must carry (the endpoint's host).
+    pub fn client_config(&self, domain: &str) -> ClientTlsConfig {
+        let config = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .domain_name(domain);
+        match &self.identity {
+            Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+            None => config,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn write(&self, name: &str, contents: &str) -> std::path::PathBuf {
+            let path = self.dir.path().join(name);
+            std::fs::write(&path, contents).unwrap();
+            path
+        }
+    }
+
+    /// A CA's certificate, and a client certificate it issued with its key.
+    fn issued() -> (String, String, String) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["replica".into()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (ca.pem(), cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_client_certificate_must_match_its_key_and_files_must_hold_pem() {
+        let files = Files {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let (ca, cert, key) = issued();
+        let ca_file = files.write("ca.pem", &ca);
+        let cert_file = files.write("client.pem", &cert);
+        let key_file = files.write("client.key", &key);
+        let tls = EtcdTls::load(&ca_file, Some((&cert_file, &key_file))).unwrap();
+        assert!(tls.has_client_certificate());
+        assert!(!format!("{tls:?}").contains("PRIVATE"));
+        assert!(
+            !EtcdTls::load(&ca_file, None)
+                .unwrap()
+                .has_client_certificate()
+        );
+
+        let other_key = files.write(
+            "other.key",
+            &rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        );
+        let err = EtcdTls::load(&ca_file, Some((&cert_file, &other_key))).unwrap_err();
+        assert!(
+            err.to_string().contains("client certificate and key"),
+            "{err}"
+        );
+
+        let garbage = files.write("garbage.pem", "not a certificate");
+        let err = EtcdTls::load(&garbage, None).unwrap_err();
+        assert!(err.to_string().contains("garbage.pem"), "{err}");
+        let err = EtcdTls::load(&ca_file, Some((&cert_file, &garbage))).unwrap_err();
+        assert!(err.to_string().contains("no private key"), "{err}");
+        let missing = files.dir.path().join("missing.pem");
+        let err = EtcdTls::load(&missing, None).unwrap_err();
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+    }
+}
