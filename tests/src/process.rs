@@ -362,7 +362,26 @@ impl Warden {
     }
 
     /// Sends SIGTERM and waits for the process to exit.
-    pub fn terminate(&mut self) -> ExitStatus {
+    /// Sends SIGTERM and waits for the exit while the test's runtime goes
+    /// on: its idle client connections must answer the server's GOAWAY
+    /// ping, or the drain waits its whole grace period for them.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for warden") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "warden did not exit in 30 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `terminate` for a test without a runtime (and so without client
+    /// connections to keep alive).
+    pub fn terminate_blocking(&mut self) -> ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

@@ -102,7 +102,7 @@ async fn push_changes_decisions_rollback_restores_and_restart_keeps_the_active_r
 
     // A restart serves exactly what was active, not the configured bundle.
     let mut warden = warden;
-    warden.terminate();
+    warden.terminate().await;
     drop(warden);
     let warden = Warden::builder().data_dir(dir.path()).start().await;
     let mut client = warden.client().await;
@@ -449,7 +449,7 @@ async fn a_store_that_cannot_be_read_refuses_to_start() {
         .active
         .unwrap()
         .digest;
-    warden.terminate();
+    warden.terminate().await;
     drop(warden);
 
     // The active bundle's archive goes missing.

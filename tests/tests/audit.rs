@@ -187,7 +187,7 @@ async fn chain_of(data: &std::path::Path, checks: usize) {
             .await
             .unwrap();
     }
-    warden.terminate();
+    warden.terminate().await;
 }
 
 /// The stored chain as (sled key, the lines packed under it).

@@ -303,7 +303,7 @@ async fn switches_expire_on_time_and_survive_a_restart() {
     assert_eq!(ended.state(), KillSwitchState::Expired);
     assert_eq!(ended.ended_at, expiring.expires_at);
 
-    warden.terminate();
+    warden.terminate().await;
     let warden = Warden::builder().data_dir(data.path()).start().await;
     let mut client = warden.client().await;
     let mut admin = warden.admin().await;

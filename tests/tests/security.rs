@@ -656,7 +656,7 @@ fn a_reachable_listener_needs_tls_and_credentials_or_an_explicit_insecure_flag()
         .arg("--insecure")
         .start_listening();
     assert!(warden.decision_addr.ip().is_unspecified());
-    assert!(warden.terminate().success());
+    assert!(warden.terminate_blocking().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

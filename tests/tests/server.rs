@@ -91,17 +91,11 @@ async fn shutdown_lets_checks_in_flight_finish() {
         .collect();
     // Let the checks reach the server before the signal.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let status = tokio::task::spawn_blocking(move || {
-        let status = warden.terminate();
-        (status, warden)
-    })
-    .await
-    .unwrap();
+    let status = warden.terminate().await;
     for check in checks {
         let response = check.await.unwrap().expect("a check in flight is answered");
         assert_eq!(response.decision(), Decision::Allow);
     }
-    let (status, warden) = status;
     assert!(
         status.success(),
         "warden exited with {status}\n{}",
@@ -114,7 +108,7 @@ async fn shutdown_lets_checks_in_flight_finish() {
 async fn sigterm_stops_a_quiet_server_cleanly() {
     let mut warden = Warden::start().await;
     let addr = warden.decision_addr;
-    let status = warden.terminate();
+    let status = warden.terminate().await;
     assert!(status.success(), "{status}");
     assert!(TcpStream::connect(addr).is_err(), "the listener is closed");
 }
