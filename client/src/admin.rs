@@ -132,6 +132,17 @@ impl AdminClient {
             .ok_or_else(|| ClientError::Protocol("Rollback answered without a bundle".into()))
     }
 
+    /// Stops evaluating the shadow bundle; returns the one it was (`None`:
+    /// there was none).
+    pub async fn clear_shadow(&mut self) -> Result<Option<BundleInfo>, ClientError> {
+        Ok(self
+            .inner
+            .clear_shadow_bundle(pb::ClearShadowBundleRequest {})
+            .await?
+            .into_inner()
+            .cleared)
+    }
+
     /// Replaces the `identity` or `entitlements` snapshot.
     pub async fn put_snapshot(
         &mut self,

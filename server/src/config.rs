@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Authenticator, CertMatch, CertRule, Principal, Role, TokenTable};
-use crate::cluster::EtcdTls;
+use crate::cluster::{EtcdFile, EtcdTls};
 use crate::platform_limits::Quota;
 use crate::transport::TlsSetup;
 
@@ -693,12 +693,25 @@ fn cluster_config(raw: &RawCluster) -> Result<Option<ClusterConfig>, ConfigError
             message: "must be at most 256 bytes without control characters".into(),
         });
     }
+    let etcd_timeout = nonzero_duration("cluster.etcd_timeout", &raw.etcd_timeout)?;
+    // A writer names a blob within a few etcd calls of renewing it; the
+    // grace must outlast that, or a collector could take it in between.
+    let blob_grace = nonzero_duration("cluster.blob_grace", &raw.blob_grace)?;
+    if blob_grace < etcd_timeout.saturating_mul(2) {
+        return Err(ConfigError::Invalid {
+            key: "cluster.blob_grace",
+            message: format!(
+                "must be at least twice cluster.etcd_timeout ({})",
+                raw.etcd_timeout
+            ),
+        });
+    }
     Ok(Some(ClusterConfig {
         etcd_endpoints: raw.etcd_endpoints.clone(),
         prefix: prefix.to_owned(),
         replica_id: raw.replica_id.clone(),
-        etcd_timeout: nonzero_duration("cluster.etcd_timeout", &raw.etcd_timeout)?,
-        blob_grace: nonzero_duration("cluster.blob_grace", &raw.blob_grace)?,
+        etcd_timeout,
+        blob_grace,
         etcd_tls,
     }))
 }
@@ -747,9 +760,13 @@ fn etcd_tls(raw: &RawCluster, https: bool) -> Result<Option<EtcdTls>, ConfigErro
             .map(|(cert, key)| (cert.as_path(), key.as_path())),
     )
     .map(Some)
-    .map_err(|e| ConfigError::Invalid {
-        key: "cluster",
-        message: format!("TLS to etcd: {e}"),
+    .map_err(|(file, e)| ConfigError::Invalid {
+        key: match file {
+            EtcdFile::Ca => "cluster.etcd_ca_file",
+            EtcdFile::Cert => "cluster.etcd_cert_file",
+            EtcdFile::Key => "cluster.etcd_key_file",
+        },
+        message: e.to_string(),
     })
 }
 
@@ -1490,6 +1507,7 @@ mod tests {
             ("WARDEN_CLUSTER_PREFIX", "warden", "cluster.prefix"),
             ("WARDEN_CLUSTER_ETCD_TIMEOUT", "0s", "cluster.etcd_timeout"),
             ("WARDEN_CLUSTER_BLOB_GRACE", "0s", "cluster.blob_grace"),
+            ("WARDEN_CLUSTER_BLOB_GRACE", "3s", "cluster.blob_grace"),
         ] {
             let err = refusal(&[
                 (

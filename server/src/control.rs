@@ -483,13 +483,19 @@ impl Control {
         Ok(record)
     }
 
-    /// Stops evaluating a shadow bundle.
-    pub fn clear_shadow(&self) -> Result<(), ControlError> {
+    /// Stops evaluating the shadow bundle; returns the one it was, if any
+    /// (the bundle stays stored).
+    pub fn clear_shadow(&self) -> Result<Option<BundleRecord>, ControlError> {
         let _guard = self.lock();
         let mut serving = self.store.serving()?;
-        serving.shadow = None;
+        let Some(digest) = serving.shadow.take() else {
+            return Ok(None);
+        };
+        let record = self.store.bundle_record(&digest)?;
         let next = self.successor(&self.generations.current(), None, Some(None))?;
-        self.commit(&serving, next)
+        self.commit(&serving, next)?;
+        info!(digest, "shadow bundle cleared");
+        Ok(record)
     }
 
     /// Replaces one snapshot; its version must be newer than the current one.

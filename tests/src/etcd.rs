@@ -88,9 +88,9 @@ impl Etcd {
         format!("[\"{}\"]", self.endpoint())
     }
 
-    /// Every key under `prefix` with its value, as etcd holds them now
-    /// (plaintext etcd only).
-    pub async fn entries(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    /// Every key under `prefix` with its value and the revision that last
+    /// changed it, as etcd holds them now (plaintext etcd only).
+    pub async fn entries(&self, prefix: &str) -> Vec<(String, Vec<u8>, i64)> {
         use warden_proto::etcd::etcdserverpb::RangeRequest;
         use warden_proto::etcd::etcdserverpb::kv_client::KvClient;
         let mut end = prefix.as_bytes().to_vec();
@@ -113,7 +113,13 @@ impl Etcd {
         response
             .kvs
             .into_iter()
-            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(&kv.key).into_owned(),
+                    kv.value,
+                    kv.mod_revision,
+                )
+            })
             .collect()
     }
 

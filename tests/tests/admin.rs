@@ -428,7 +428,45 @@ async fn a_shadow_bundle_is_compared_but_never_answers() {
     assert_eq!(status.shadow.unwrap().revision, "frozen-1");
     assert_eq!(status.shadow_divergences, 5);
 
-    // Promoting the shadow makes it answer.
+    // Cleared, it is no longer evaluated, but stays stored; clearing again
+    // finds nothing. Both requests are audited.
+    let cleared = admin.clear_shadow().await.unwrap().unwrap();
+    assert_eq!(cleared.digest, shadow.digest);
+    assert!(!cleared.shadow, "{cleared:?}");
+    for _ in 0..3 {
+        assert_eq!(decide(&mut client).await.0, Decision::Allow);
+    }
+    let status = admin.status().await.unwrap();
+    assert!(status.shadow.is_none(), "{:?}", status.shadow);
+    assert_eq!(status.shadow_divergences, 5);
+    assert!(admin.clear_shadow().await.unwrap().is_none());
+    let records = warden_client::AuditClient::connect(
+        warden.admin_endpoint(),
+        warden_client::ClientOptions::default(),
+    )
+    .await
+    .unwrap()
+    .query_all(
+        warden_client::audit::AuditQueryRequest {
+            r#type: "admin".into(),
+            ..Default::default()
+        },
+        100,
+    )
+    .await
+    .unwrap();
+    let clears: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| serde_json::from_str::<serde_json::Value>(&r.json).unwrap())
+        .filter(|entry| entry["record"]["event"] == "bundle.shadow_cleared")
+        .collect();
+    assert_eq!(clears.len(), 2, "{clears:?}");
+    assert_eq!(
+        clears[0]["record"]["details"]["digest"],
+        shadow.digest.as_str()
+    );
+
+    // Promoting it makes it answer.
     admin
         .activate(&shadow.digest, BundleTarget::Active)
         .await

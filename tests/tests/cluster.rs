@@ -244,6 +244,23 @@ fn bundle_with_data(revision: &str, padding: usize) -> Vec<u8> {
     warden_bundle::write_tar_gz(&files).unwrap()
 }
 
+/// Waits until every replica evaluates `digest` as its shadow (`None`: no
+/// shadow).
+async fn wait_shadows(admins: &mut [AdminClient], digest: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut seen = Vec::new();
+        for admin in admins.iter_mut() {
+            seen.push(admin.status().await.unwrap().shadow.map(|b| b.digest));
+        }
+        if seen.iter().all(|s| s.as_deref() == digest) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "shadows: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_bundle_pushed_to_one_replica_is_served_by_all() {
     let etcd = Etcd::start();
@@ -280,6 +297,18 @@ async fn a_bundle_pushed_to_one_replica_is_served_by_all() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    // A shadow set on one replica and cleared on another: every replica
+    // evaluates it, then none does.
+    let shadow = replicas.admins[0]
+        .put_bundle(bundle("closed-shadow"), BundleTarget::Shadow)
+        .await
+        .unwrap();
+    wait_shadows(&mut replicas.admins, Some(&shadow.digest)).await;
+    let cleared = replicas.admins[2].clear_shadow().await.unwrap().unwrap();
+    assert_eq!(cleared.digest, shadow.digest);
+    wait_shadows(&mut replicas.admins, None).await;
+    assert!(replicas.admins[1].clear_shadow().await.unwrap().is_none());
     drop(replicas.servers);
 }
 
@@ -599,29 +628,31 @@ async fn replicas_share_etcd_over_tls_and_etcd_admits_only_certified_warden() {
     }
 }
 
-/// The blobs (by SHA-256) etcd holds, the ones its pointers name, and the
-/// stored-bundle pointers.
-async fn blobs_in_etcd(
-    etcd: &Etcd,
-) -> (
-    std::collections::BTreeSet<String>,
-    std::collections::BTreeSet<String>,
-    usize,
-) {
-    let mut held = std::collections::BTreeSet::new();
-    for (key, _) in etcd.entries("/warden-blobs/").await {
+/// What etcd holds: blobs by SHA-256 with their meta's revision, the
+/// SHA-256s its pointers name, and how many stored-bundle pointers.
+struct Held {
+    blobs: BTreeMap<String, i64>,
+    named: std::collections::BTreeSet<String>,
+    stored: usize,
+}
+
+async fn held(etcd: &Etcd) -> Held {
+    let mut blobs = BTreeMap::new();
+    for (key, _, revision) in etcd.entries("/warden-blobs/").await {
         let rest = key.strip_prefix("/warden-blobs/").unwrap();
-        held.insert(rest.split('/').next().unwrap().to_owned());
+        let (sha, part) = rest.split_once('/').unwrap();
+        let meta = blobs.entry(sha.to_owned()).or_insert(0);
+        if part == "meta" {
+            *meta = revision;
+        }
     }
     let mut named = std::collections::BTreeSet::new();
     let mut stored = 0;
-    for (key, value) in etcd.entries("/warden/").await {
-        let pointer: serde_json::Value = match key.as_str() {
-            k if k.starts_with("/warden/bundle/") || k.starts_with("/warden/snapshot/") => {
-                serde_json::from_slice(&value).unwrap()
-            }
-            _ => continue,
-        };
+    for (key, value, _) in etcd.entries("/warden/").await {
+        if !key.starts_with("/warden/bundle/") && !key.starts_with("/warden/snapshot/") {
+            continue;
+        }
+        let pointer: serde_json::Value = serde_json::from_slice(&value).unwrap();
         stored += usize::from(key.starts_with("/warden/bundle/stored/"));
         let sha = pointer["archive_sha256"]
             .as_str()
@@ -629,25 +660,47 @@ async fn blobs_in_etcd(
             .unwrap();
         named.insert(sha.to_owned());
     }
-    (held, named, stored)
+    Held {
+        blobs,
+        named,
+        stored,
+    }
+}
+
+/// The blob the active pointer names.
+async fn active_blob(etcd: &Etcd) -> String {
+    let (_, value, _) = etcd.entries("/warden/bundle/active").await.remove(0);
+    let pointer: serde_json::Value = serde_json::from_slice(&value).unwrap();
+    pointer["archive_sha256"].as_str().unwrap().to_owned()
 }
 
 /// Waits until etcd holds exactly the blobs its pointers name, and
-/// `stored` stored-bundle pointers.
+/// `stored` stored-bundle pointers; returns how many blobs that is.
 async fn wait_collected(etcd: &Etcd, stored: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (held, named, stored_now) = blobs_in_etcd(etcd).await;
-        if held == named && stored_now == stored {
-            return held.len();
+        let now = held(etcd).await;
+        if now.blobs.keys().eq(now.named.iter()) && now.stored == stored {
+            return now.blobs.len();
         }
         assert!(
             Instant::now() < deadline,
-            "etcd holds {} blobs, pointers name {}, {stored_now} stored pointers",
-            held.len(),
-            named.len()
+            "etcd holds {} blobs, pointers name {}, {} stored pointers",
+            now.blobs.len(),
+            now.named.len(),
+            now.stored
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn serve_everywhere(clients: &mut [WardenClient], revision: &str) {
+    for client in clients {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.check(allowed()).await.unwrap().policy_revision != revision {
+            assert!(Instant::now() < deadline, "{revision} never arrived");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
 
@@ -656,7 +709,7 @@ async fn etcd_sheds_what_no_pointer_names_and_replicas_still_find_what_they_need
     let etcd = Etcd::start();
     let start = |name: &str| {
         replica_builder(&etcd, name)
-            .env("WARDEN_CLUSTER_BLOB_GRACE", "1s")
+            .env("WARDEN_CLUSTER_BLOB_GRACE", "3s")
             .env("WARDEN_BUNDLES_KEEP", "2")
             .start_listening()
     };
@@ -670,25 +723,46 @@ async fn etcd_sheds_what_no_pointer_names_and_replicas_still_find_what_they_need
         admins.push(admin);
         clients.push(server.client().await);
     }
+    let mut digests = Vec::new();
+    let mut v3_blob = String::new();
     for v in 1..=4 {
-        admins[0]
+        if v == 4 {
+            // Replaced now, so within its grace below.
+            v3_blob = active_blob(&etcd).await;
+        }
+        let record = admins[0]
             .put_bundle(bundle(&format!("closed-v{v}")), BundleTarget::Active)
             .await
             .unwrap();
+        digests.push(record.digest);
     }
+    let now = held(&etcd).await;
+    assert!(
+        now.blobs.contains_key(&v3_blob) && !now.named.contains(&v3_blob),
+        "v3's blob went before its grace was over"
+    );
     // The active bundle and the two snapshots.
     assert_eq!(wait_collected(&etcd, 0).await, 3);
+    let v4_blob = active_blob(&etcd).await;
 
     // Rolling back needs v3's archive, gone from etcd by now: the replica
     // uploads it again from its own store, and every replica serves it.
     admins[1].rollback().await.unwrap();
-    for client in &mut clients {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while client.check(allowed()).await.unwrap().policy_revision != "closed-v3" {
-            assert!(Instant::now() < deadline, "the rollback never arrived");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    serve_everywhere(&mut clients, "closed-v3").await;
+
+    // v4's blob, unnamed since the rollback, named again: its meta is
+    // rewritten (renewed, or uploaded again had it gone), so the collector
+    // leaves it.
+    let before = held(&etcd).await.blobs.get(&v4_blob).copied();
+    admins[0]
+        .activate(&digests[3], BundleTarget::Active)
+        .await
+        .unwrap();
+    serve_everywhere(&mut clients, "closed-v4").await;
+    let after = held(&etcd).await.blobs.get(&v4_blob).copied();
+    assert!(after.is_some() && after != before, "{before:?} → {after:?}");
+    assert_eq!(wait_collected(&etcd, 0).await, 3);
+    assert_eq!(active_blob(&etcd).await, v4_blob);
 
     // Stored bundles past `bundles.keep` lose their pointers, then blobs.
     for v in 1..=3 {
@@ -706,7 +780,7 @@ async fn etcd_sheds_what_no_pointer_names_and_replicas_still_find_what_they_need
     wait_status(&mut admin, "connected").await;
     assert_eq!(
         admin.status().await.unwrap().active.unwrap().revision,
-        "closed-v3"
+        "closed-v4"
     );
     let stored: Vec<String> = admin
         .list_bundles()

@@ -367,6 +367,29 @@ async fn operators_manage_bundles_and_snapshots_from_the_command_line() {
     let serving = json_out(&admin_cli(&warden, &["bundle", "status", "--json"]));
     assert_eq!(serving[0]["revision"], "cli-1");
 
+    // The bundle rolled back from, as the shadow, then cleared.
+    let shadowed = json_out(&admin_cli(
+        &warden,
+        &[
+            "bundle",
+            "activate",
+            "--shadow",
+            rolled["digest"].as_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(shadowed["shadow"], true, "{shadowed}");
+    let cleared = json_out(&admin_cli(&warden, &["bundle", "clear-shadow", "--json"]));
+    assert_eq!(cleared["digest"], rolled["digest"]);
+    let serving = json_out(&admin_cli(&warden, &["bundle", "status", "--json"]));
+    assert_eq!(serving.as_array().map(Vec::len), Some(1), "{serving}");
+    let again = admin_cli(&warden, &["bundle", "clear-shadow"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stdout),
+        "no shadow bundle was being evaluated\n"
+    );
+
     let mut identity = Demo::load().identity;
     identity["version"] = serde_json::json!("identity-7-999");
     let snapshot = dir.path().join("identity.json");

@@ -244,6 +244,26 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn clear_shadow_bundle(
+        &self,
+        request: Request<pb::ClearShadowBundleRequest>,
+    ) -> Result<Response<pb::ClearShadowBundleResponse>, Status> {
+        let cleared = match &self.cluster {
+            Some(cluster) => cluster.clear_shadow().await?,
+            None => self.blocking(|c| c.clear_shadow()).await?,
+        };
+        // Recorded even when there was no shadow: the request was made.
+        let details = match &cleared {
+            Some(record) => bundle_details(record, None),
+            None => json!({"cleared": null}),
+        };
+        self.audit(&Caller::of(&request), "bundle.shadow_cleared", details)
+            .await;
+        Ok(Response::new(pb::ClearShadowBundleResponse {
+            cleared: cleared.map(|record| self.bundle_info(&record)),
+        }))
+    }
+
     async fn put_snapshot(
         &self,
         request: Request<pb::PutSnapshotRequest>,

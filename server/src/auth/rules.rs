@@ -80,7 +80,8 @@ pub fn requirement(listener: Listener, path: &str) -> Option<Requirement> {
         (
             Listener::Admin,
             "warden.v1.AdminService",
-            "PutBundle" | "ListBundles" | "ActivateBundle" | "Rollback" | "PutSnapshot",
+            "PutBundle" | "ListBundles" | "ActivateBundle" | "Rollback" | "ClearShadowBundle"
+            | "PutSnapshot",
         ) => Requirement::AnyOf(POLICY),
         (Listener::Admin, "warden.v1.AdminService", "GetStatus") => {
             Requirement::AnyOf(ANY_OPERATOR)

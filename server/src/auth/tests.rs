@@ -204,6 +204,29 @@ fn unknown_methods_are_refused() {
     assert!(requirement(Listener::Admin, "garbage").is_none());
 }
 
+#[test]
+fn every_warden_method_has_a_rule_on_its_listener() {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(warden_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut methods = 0;
+    for file in &set.file {
+        for service in &file.service {
+            let name = format!("{}.{}", file.package(), service.name());
+            let listener = match name.as_str() {
+                "warden.v1.DecisionService" => Listener::Decision,
+                "warden.v1.AdminService" | "warden.v1.AuditService" => Listener::Admin,
+                other => panic!("a service no listener serves: {other}"),
+            };
+            for method in &service.method {
+                let path = format!("/{name}/{}", method.name());
+                assert!(requirement(listener, &path).is_some(), "{path} has no rule");
+                methods += 1;
+            }
+        }
+    }
+    assert!(methods >= 15, "{methods}");
+}
+
 proptest! {
     #[test]
     fn only_the_configured_token_is_accepted(token in "[ -~]{1,64}", other in "[ -~]{1,64}") {

@@ -79,6 +79,18 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// A transaction's guard: each key last changed at its revision (0: absent).
+fn unchanged_since(keys: &[(String, i64)]) -> Vec<rpc::Compare> {
+    keys.iter()
+        .map(|(key, mod_revision)| rpc::Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Mod as i32,
+            key: key.as_bytes().to_vec(),
+            target_union: Some(TargetUnion::ModRevision(*mod_revision)),
+        })
+        .collect()
+}
+
 fn entry(kv: mvccpb::KeyValue) -> Entry {
     Entry {
         key: String::from_utf8_lossy(&kv.key).into_owned(),
@@ -173,7 +185,20 @@ impl Etcd {
     /// Deletes `key` if it was last changed at `mod_revision`; returns
     /// whether it did.
     pub async fn delete_if(&self, key: &str, mod_revision: i64) -> Result<bool, EtcdError> {
-        self.delete_range_if(key.as_bytes().to_vec(), Vec::new(), key, mod_revision)
+        let unchanged = [(key.to_owned(), mod_revision)];
+        self.delete_range_if(key.as_bytes().to_vec(), Vec::new(), &unchanged)
+            .await
+            .map(|deleted| deleted.is_some())
+    }
+
+    /// Deletes `key` if every key in `unchanged` was last changed at its
+    /// revision (0: absent); returns the revision of the delete.
+    pub async fn delete_if_all(
+        &self,
+        key: &str,
+        unchanged: &[(String, i64)],
+    ) -> Result<Option<i64>, EtcdError> {
+        self.delete_range_if(key.as_bytes().to_vec(), Vec::new(), unchanged)
             .await
     }
 
@@ -187,24 +212,20 @@ impl Etcd {
     ) -> Result<bool, EtcdError> {
         let start = prefix.as_bytes().to_vec();
         let end = prefix_end(&start);
-        self.delete_range_if(start, end, guard, mod_revision).await
+        self.delete_range_if(start, end, &[(guard.to_owned(), mod_revision)])
+            .await
+            .map(|deleted| deleted.is_some())
     }
 
     async fn delete_range_if(
         &self,
         key: Vec<u8>,
         range_end: Vec<u8>,
-        guard: &str,
-        mod_revision: i64,
-    ) -> Result<bool, EtcdError> {
+        unchanged: &[(String, i64)],
+    ) -> Result<Option<i64>, EtcdError> {
         let response = self
             .bounded(self.kv().txn(rpc::TxnRequest {
-                compare: vec![rpc::Compare {
-                    result: CompareResult::Equal as i32,
-                    target: CompareTarget::Mod as i32,
-                    key: guard.as_bytes().to_vec(),
-                    target_union: Some(TargetUnion::ModRevision(mod_revision)),
-                }],
+                compare: unchanged_since(unchanged),
                 success: vec![rpc::RequestOp {
                     request: Some(rpc::request_op::Request::RequestDeleteRange(
                         rpc::DeleteRangeRequest {
@@ -217,7 +238,9 @@ impl Etcd {
                 failure: Vec::new(),
             }))
             .await?;
-        Ok(response.succeeded)
+        Ok(response
+            .succeeded
+            .then(|| response.header.map_or(0, |h| h.revision)))
     }
 
     /// One key's value.
@@ -273,27 +296,17 @@ impl Etcd {
         unchanged: &[(String, i64)],
     ) -> Result<Option<i64>, EtcdError> {
         let response = self
-            .bounded(
-                self.kv().txn(rpc::TxnRequest {
-                    compare: unchanged
-                        .iter()
-                        .map(|(key, mod_revision)| rpc::Compare {
-                            result: CompareResult::Equal as i32,
-                            target: CompareTarget::Mod as i32,
-                            key: key.as_bytes().to_vec(),
-                            target_union: Some(TargetUnion::ModRevision(*mod_revision)),
-                        })
-                        .collect(),
-                    success: vec![rpc::RequestOp {
-                        request: Some(rpc::request_op::Request::RequestPut(rpc::PutRequest {
-                            key: key.as_bytes().to_vec(),
-                            value,
-                            ..rpc::PutRequest::default()
-                        })),
-                    }],
-                    failure: Vec::new(),
-                }),
-            )
+            .bounded(self.kv().txn(rpc::TxnRequest {
+                compare: unchanged_since(unchanged),
+                success: vec![rpc::RequestOp {
+                    request: Some(rpc::request_op::Request::RequestPut(rpc::PutRequest {
+                        key: key.as_bytes().to_vec(),
+                        value,
+                        ..rpc::PutRequest::default()
+                    })),
+                }],
+                failure: Vec::new(),
+            }))
             .await?;
         Ok(response
             .succeeded
@@ -302,20 +315,16 @@ impl Etcd {
 
     /// Stores `bytes` under `{base}/{index}` chunks and then `{base}/meta`,
     /// so that a blob whose meta exists is complete. A blob already there
-    /// (blobs are named by their hash) only has its meta renewed: the
-    /// written time tells the collector (`collect`) the blob is about to be
-    /// named, and the renewal fails, so the blob is uploaded again, if the
-    /// collector removed it meanwhile.
+    /// (blobs are named by their hash) only has its meta rewritten: the new
+    /// revision tells the collector (`collect`) the blob is about to be
+    /// named; if the collector removed it meanwhile, the rewrite fails and
+    /// the blob is uploaded again.
     pub async fn put_blob(&self, base: &str, bytes: &[u8]) -> Result<(), EtcdError> {
         let meta_key = format!("{base}/meta");
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
-        let written = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let meta =
-            serde_json::json!({"size": bytes.len(), "chunks": chunks.len(), "written": written})
-                .to_string()
-                .into_bytes();
+        let meta = serde_json::json!({"size": bytes.len(), "chunks": chunks.len()})
+            .to_string()
+            .into_bytes();
         if let Some(existing) = self.get(&meta_key).await?
             && self
                 .put_if(&meta_key, meta.clone(), existing.mod_revision)

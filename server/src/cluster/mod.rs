@@ -38,7 +38,7 @@ use crate::snapshot::Snapshot;
 use crate::store::BundleRecord;
 pub use etcd::EtcdError;
 use etcd::{Etcd, Listing};
-pub use tls::EtcdTls;
+pub use tls::{EtcdFile, EtcdTls};
 
 /// Where the cluster's state lives under the prefix.
 #[derive(Debug, Clone)]
@@ -128,6 +128,13 @@ pub struct Cluster {
     epoch: Arc<std::sync::atomic::AtomicU64>,
     /// The highest etcd revision this replica has applied.
     applied: watch::Sender<i64>,
+}
+
+/// A guarded write whose pointers moved before it reached etcd.
+fn overtaken() -> Status {
+    Status::aborted(
+        "another bundle or snapshot change reached etcd meanwhile; check the state and retry",
+    )
 }
 
 /// Why a cluster write was refused.
@@ -526,6 +533,59 @@ impl Cluster {
             .ok_or_else(|| Status::internal(format!("bundle `{digest}` vanished")))
     }
 
+    /// Stops evaluating the shadow bundle cluster-wide: its pointer leaves
+    /// etcd, and every replica clears its shadow as the watch reports that.
+    pub async fn clear_shadow(&self) -> Result<Option<BundleRecord>, Status> {
+        self.writable()?;
+        let key = self.keys.bundle(Target::Shadow);
+        let pointers = self.settled_pointers(&key).await?;
+        if pointers
+            .iter()
+            .any(|(k, revision)| *k == key && *revision == 0)
+        {
+            return Ok(None);
+        }
+        let shadow = self
+            .control
+            .generations()
+            .current()
+            .shadow_policy()
+            .map(|p| p.digest.clone());
+        let revision = self
+            .etcd
+            .delete_if_all(&key, &pointers)
+            .await
+            .map_err(|e| etcd_status(&e))?
+            .ok_or_else(overtaken)?;
+        self.caught_up(revision).await?;
+        if self
+            .control
+            .generations()
+            .current()
+            .shadow_policy()
+            .is_some()
+        {
+            return Err(match self.failed().get(&key) {
+                Some(reason) => Status::unavailable(format!(
+                    "the shadow was cleared in etcd, but this replica could not clear it ({reason}); \
+                     it reports itself degraded and retries"
+                )),
+                None => Status::aborted(
+                    "the shadow was cleared in etcd, but another change set one again before this \
+                     replica applied it",
+                ),
+            });
+        }
+        match shadow {
+            Some(digest) => self
+                .control
+                .store()
+                .bundle_record(&digest)
+                .map_err(|e| Status::unavailable(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
     /// Replaces a snapshot cluster-wide: checked here (newer, well formed,
     /// binds to the policy), shared, then loaded by every replica.
     pub async fn put_snapshot(
@@ -621,11 +681,7 @@ impl Cluster {
             .put_if_all(key, bytes, pointers)
             .await
             .map_err(|e| etcd_status(&e))?
-            .ok_or_else(|| {
-                Status::aborted(
-                    "another bundle or snapshot change reached etcd meanwhile; check the state and retry",
-                )
-            })
+            .ok_or_else(overtaken)
     }
 
     async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<i64, Status> {

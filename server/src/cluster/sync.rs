@@ -356,7 +356,7 @@ async fn clear_shadow(cluster: &Cluster) -> Result<bool, String> {
         if c.generations().current().shadow_policy().is_none() {
             return Ok(false);
         }
-        c.clear_shadow().map(|()| true)
+        c.clear_shadow().map(|_| true)
     })
     .await?;
     if cleared {

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
-use crate::transport::tls::{TlsError, provider, read_pem};
+use crate::transport::tls::{TlsError, parse_pem, provider};
 
 /// Checked PEM files, kept as bytes for tonic's TLS connector.
 #[derive(Clone, PartialEq)]
@@ -30,45 +30,81 @@ impl std::fmt::Debug for EtcdTls {
     }
 }
 
+/// Which of the files a problem is with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdFile {
+    Ca,
+    Cert,
+    Key,
+}
+
 impl EtcdTls {
-    /// `identity`: the client certificate chain and its key.
-    pub fn load(ca_file: &Path, identity: Option<(&Path, &Path)>) -> Result<Self, TlsError> {
+    /// `identity`: the client certificate chain and its key. Each file is
+    /// read once: what was checked is what tonic is given.
+    pub fn load(
+        ca_file: &Path,
+        identity: Option<(&Path, &Path)>,
+    ) -> Result<Self, (EtcdFile, TlsError)> {
+        let read = |file: EtcdFile, path: &Path| {
+            std::fs::read(path).map_err(|e| {
+                (
+                    file,
+                    TlsError::File {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    },
+                )
+            })
+        };
+        let ca = read(EtcdFile::Ca, ca_file)?;
         let mut roots = RootCertStore::empty();
-        for ca in read_pem::<CertificateDer<'static>>(ca_file, "CA certificate")? {
-            roots.add(ca).map_err(|e| TlsError::File {
-                path: ca_file.display().to_string(),
-                message: format!("not a usable CA certificate: {e}"),
+        for cert in parse_pem::<CertificateDer<'static>>(&ca, ca_file, "CA certificate")
+            .map_err(|e| (EtcdFile::Ca, e))?
+        {
+            roots.add(cert).map_err(|e| {
+                (
+                    EtcdFile::Ca,
+                    TlsError::File {
+                        path: ca_file.display().to_string(),
+                        message: format!("not a usable CA certificate: {e}"),
+                    },
+                )
             })?;
         }
         let builder = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
+            .map_err(|e| (EtcdFile::Ca, TlsError::Config(e.to_string())))?
             .with_root_certificates(roots);
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| TlsError::File {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })
-        };
         let identity = match identity {
             None => None,
             Some((cert_file, key_file)) => {
-                let chain = read_pem::<CertificateDer<'static>>(cert_file, "certificate")?;
-                let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| TlsError::File {
-                    path: key_file.display().to_string(),
-                    message: format!("no private key: {e}"),
+                let cert = read(EtcdFile::Cert, cert_file)?;
+                let key = read(EtcdFile::Key, key_file)?;
+                let chain = parse_pem::<CertificateDer<'static>>(&cert, cert_file, "certificate")
+                    .map_err(|e| (EtcdFile::Cert, e))?;
+                let private = PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+                    (
+                        EtcdFile::Key,
+                        TlsError::File {
+                            path: key_file.display().to_string(),
+                            message: format!("no private key: {e}"),
+                        },
+                    )
                 })?;
                 // The same check the handshake would make, made now.
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| TlsError::Config(format!("client certificate and key: {e}")))?;
-                Some((read(cert_file)?, read(key_file)?))
+                builder.with_client_auth_cert(chain, private).map_err(|e| {
+                    (
+                        EtcdFile::Key,
+                        TlsError::File {
+                            path: key_file.display().to_string(),
+                            message: format!("not the key of `{}`: {e}", cert_file.display()),
+                        },
+                    )
+                })?;
+                Some((cert, key))
             }
         };
-        Ok(Self {
-            ca: read(ca_file)?,
-            identity,
-        })
+        Ok(Self { ca, identity })
     }
 
     pub fn has_client_certificate(&self) -> bool {
@@ -141,19 +177,27 @@ mod tests {
             "other.key",
             &rcgen::KeyPair::generate().unwrap().serialize_pem(),
         );
-        let err = EtcdTls::load(&ca_file, Some((&cert_file, &other_key))).unwrap_err();
-        assert!(
-            err.to_string().contains("client certificate and key"),
-            "{err}"
-        );
+        let refusal = |ca: &Path, identity: Option<(&Path, &Path)>| {
+            let (file, err) = EtcdTls::load(ca, identity).unwrap_err();
+            (file, err.to_string())
+        };
+        let (file, err) = refusal(&ca_file, Some((&cert_file, &other_key)));
+        assert_eq!(file, EtcdFile::Key);
+        assert!(err.contains("not the key of"), "{err}");
 
         let garbage = files.write("garbage.pem", "not a certificate");
-        let err = EtcdTls::load(&garbage, None).unwrap_err();
-        assert!(err.to_string().contains("garbage.pem"), "{err}");
-        let err = EtcdTls::load(&ca_file, Some((&cert_file, &garbage))).unwrap_err();
-        assert!(err.to_string().contains("no private key"), "{err}");
+        let (file, err) = refusal(&garbage, None);
+        assert_eq!(file, EtcdFile::Ca);
+        assert!(err.contains("garbage.pem"), "{err}");
+        let (file, err) = refusal(&ca_file, Some((&garbage, &key_file)));
+        assert_eq!(file, EtcdFile::Cert);
+        assert!(err.contains("holds no certificate"), "{err}");
+        let (file, err) = refusal(&ca_file, Some((&cert_file, &garbage)));
+        assert_eq!(file, EtcdFile::Key);
+        assert!(err.contains("no private key"), "{err}");
         let missing = files.dir.path().join("missing.pem");
-        let err = EtcdTls::load(&missing, None).unwrap_err();
-        assert!(err.to_string().contains("missing.pem"), "{err}");
+        let (file, err) = refusal(&missing, None);
+        assert_eq!(file, EtcdFile::Ca);
+        assert!(err.contains("missing.pem"), "{err}");
     }
 }

@@ -53,7 +53,19 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub(crate) fn read_pem<T>(path: &Path, what: &str) -> Result<Vec<T>, TlsError>
+fn read_pem<T>(path: &Path, what: &str) -> Result<Vec<T>, TlsError>
+where
+    T: PemObject,
+{
+    let bytes = std::fs::read(path).map_err(|e| TlsError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse_pem(&bytes, path, what)
+}
+
+/// Every `what` in `bytes` (read from `path`); at least one.
+pub(crate) fn parse_pem<T>(bytes: &[u8], path: &Path, what: &str) -> Result<Vec<T>, TlsError>
 where
     T: PemObject,
 {
@@ -61,8 +73,7 @@ where
         path: path.display().to_string(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| file_error(e.to_string()))?;
-    let items = T::pem_slice_iter(&bytes)
+    let items = T::pem_slice_iter(bytes)
         .collect::<Result<Vec<T>, _>>()
         .map_err(|e| file_error(format!("not PEM: {e}")))?;
     if items.is_empty() {

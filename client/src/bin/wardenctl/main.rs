@@ -141,6 +141,8 @@ enum BundleCommand {
     },
     /// Serve the previously active bundle again.
     Rollback,
+    /// Stop evaluating the shadow bundle (it stays stored).
+    ClearShadow,
     /// The active and shadow bundles.
     Status,
 }
@@ -454,6 +456,14 @@ async fn bundle(
         }
         BundleCommand::Rollback => {
             print_bundle(&admin(addr, options).await?.rollback().await?, json);
+            Ok(())
+        }
+        BundleCommand::ClearShadow => {
+            match admin(addr, options).await?.clear_shadow().await? {
+                Some(bundle) => print_bundle(&bundle, json),
+                None if json => outln!("null"),
+                None => outln!("no shadow bundle was being evaluated"),
+            }
             Ok(())
         }
         BundleCommand::Status => {
