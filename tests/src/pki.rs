@@ -67,9 +67,13 @@ impl Authority {
 
     /// A server certificate for 127.0.0.1 and localhost.
     pub fn server(&self, file: &str) -> Pem {
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .expect("server params");
+        self.server_named(file, &["127.0.0.1", "localhost"])
+    }
+
+    /// A server certificate for `names` only.
+    pub fn server_named(&self, file: &str, names: &[&str]) -> Pem {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let mut params = CertificateParams::new(names).expect("server params");
         params.distinguished_name.push(DnType::CommonName, "warden");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(file, params)

@@ -589,12 +589,18 @@ async fn replicas_share_etcd_over_tls_and_etcd_admits_only_certified_warden() {
     }
 
     // Without a client certificate etcd refuses the handshake; trusting
-    // another CA, the replica refuses etcd's certificate. Neither ever
-    // connects, so neither takes writes nor sees the others' switches.
+    // another CA, the replica refuses etcd's certificate, and so it does a
+    // certificate from the right CA for another name. None ever connects,
+    // so none takes writes nor sees the others' switches.
     let stranger = Authority::new(dir.path(), "stranger-ca");
+    let misnamed = Etcd::start_tls(
+        authority.server_named("etcd-misnamed", &["etcd.internal"]),
+        &authority.cert_file,
+    );
     let outsiders = [
         tls_replica(&etcd, "no-cert", &authority.cert_file, None),
         tls_replica(&etcd, "wrong-ca", &stranger.cert_file, Some(&client)),
+        tls_replica(&misnamed, "wrong-name", &authority.cert_file, Some(&client)),
     ];
     let mut outsider_admins = Vec::new();
     for outsider in &outsiders {
