@@ -462,7 +462,26 @@ impl Control {
     /// Serves the previously active bundle again.
     pub fn rollback(&self) -> Result<BundleRecord, ControlError> {
         let _guard = self.lock();
-        let mut serving = self.store.serving()?;
+        self.restore_previous(self.store.serving()?)
+    }
+
+    /// A rollback to `digest` made elsewhere (a cluster's): taken off the
+    /// history as `rollback` does when it is the previous bundle here too,
+    /// else activated as usual, so that this replica serves it either way.
+    pub fn roll_back_to(&self, digest: &str) -> Result<BundleRecord, ControlError> {
+        {
+            let _guard = self.lock();
+            let serving = self.store.serving()?;
+            if serving.history.last().map(String::as_str) == Some(digest) {
+                return self.restore_previous(serving);
+            }
+        }
+        self.activate(digest, Target::Active)
+    }
+
+    /// Makes the last bundle of `serving`'s history active again; the
+    /// caller holds the write lock.
+    fn restore_previous(&self, mut serving: ServingState) -> Result<BundleRecord, ControlError> {
         let previous = serving.history.pop().ok_or_else(|| {
             ControlError::FailedPrecondition("there is no previous bundle to roll back to".into())
         })?;

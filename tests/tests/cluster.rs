@@ -288,8 +288,22 @@ async fn a_bundle_pushed_to_one_replica_is_served_by_all() {
         assert_eq!(response.reasons, ["closed"]);
         assert_eq!(response.policy_revision, "closed-v1");
     }
-    // A rollback on another replica goes back everywhere.
-    replicas.admins[2].rollback().await.unwrap();
+    replicas.admins[0]
+        .put_bundle(bundle("closed-v2"), BundleTarget::Active)
+        .await
+        .unwrap();
+    serve_everywhere(&mut replicas.clients, "closed-v2").await;
+    // A rollback on another replica goes back everywhere, and a second one
+    // (on a third) further back, as on a single node; then there is nothing
+    // left to roll back to.
+    let back = replicas.admins[2].rollback().await.unwrap();
+    assert_eq!(back.revision, "closed-v1");
+    serve_everywhere(&mut replicas.clients, "closed-v1").await;
+    replicas.admins[1].rollback().await.unwrap();
+    refused_with(
+        replicas.admins[0].rollback().await,
+        Code::FailedPrecondition,
+    );
     for client in &mut replicas.clients {
         let deadline = Instant::now() + Duration::from_secs(10);
         while client.check(allowed()).await.unwrap().decision() != Decision::Allow {
@@ -755,6 +769,8 @@ async fn etcd_sheds_what_no_pointer_names_and_replicas_still_find_what_they_need
     // uploads it again from its own store, and every replica serves it.
     admins[1].rollback().await.unwrap();
     serve_everywhere(&mut clients, "closed-v3").await;
+    assert_eq!(active_blob(&etcd).await, v3_blob);
+    assert!(held(&etcd).await.blobs.contains_key(&v3_blob));
 
     // v4's blob, unnamed since the rollback, named again: its meta is
     // rewritten (renewed, or uploaded again had it gone), so the collector

@@ -150,11 +150,12 @@ fn check(platform: &str) -> CheckRequest {
 }
 
 const DECISION_RPCS: [&str; 2] = ["Check", "BatchCheck"];
-const ADMIN_RPCS: [&str; 13] = [
+const ADMIN_RPCS: [&str; 14] = [
     "PutBundle",
     "ListBundles",
     "ActivateBundle",
     "Rollback",
+    "ClearShadowBundle",
     "PutSnapshot",
     "GetStatus",
     "EngageKillSwitch",
@@ -198,6 +199,10 @@ async fn call(rpc: &str, transport: Transport) -> Code {
             .map(drop),
         "Rollback" => admin
             .rollback(pb::RollbackRequest::default())
+            .await
+            .map(drop),
+        "ClearShadowBundle" => admin
+            .clear_shadow_bundle(pb::ClearShadowBundleRequest::default())
             .await
             .map(drop),
         "PutSnapshot" => admin
@@ -256,6 +261,7 @@ fn expected(role: &str, rpc: &str) -> Option<Code> {
                 | "ListBundles"
                 | "ActivateBundle"
                 | "Rollback"
+                | "ClearShadowBundle"
                 | "PutSnapshot"
                 | "GetStatus"
         ),
@@ -303,7 +309,7 @@ async fn every_role_against_every_rpc() {
             }
         }
     }
-    assert_eq!(cells, 5 * 15);
+    assert_eq!(cells, 5 * 16);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // A listener serves only its own services, whatever the role.

@@ -16,7 +16,7 @@ use super::status::invalid_field;
 use crate::audit::record::admin_record;
 use crate::audit::{Auditor, Durability};
 use crate::auth::Caller;
-use crate::cluster::{Cluster, Link};
+use crate::cluster::{ClearedShadow, Cluster, Link};
 use crate::control::{Control, ControlError, Target};
 use crate::generation::LoadedPolicy;
 use crate::killswitch::{rfc3339_ms, unix_ms};
@@ -250,17 +250,31 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ClearShadowBundleResponse>, Status> {
         let cleared = match &self.cluster {
             Some(cluster) => cluster.clear_shadow().await?,
-            None => self.blocking(|c| c.clear_shadow()).await?,
+            None => self
+                .blocking(|c| c.clear_shadow())
+                .await?
+                .map(ClearedShadow::Stored),
         };
         // Recorded even when there was no shadow: the request was made.
-        let details = match &cleared {
-            Some(record) => bundle_details(record, None),
-            None => json!({"cleared": null}),
+        let (details, info) = match cleared {
+            Some(ClearedShadow::Stored(record)) => (
+                bundle_details(&record, None),
+                Some(self.bundle_info(&record)),
+            ),
+            Some(ClearedShadow::Named { digest, revision }) => (
+                json!({"digest": digest, "revision": revision}),
+                Some(pb::BundleInfo {
+                    digest,
+                    revision,
+                    ..pb::BundleInfo::default()
+                }),
+            ),
+            None => (json!({"cleared": null}), None),
         };
         self.audit(&Caller::of(&request), "bundle.shadow_cleared", details)
             .await;
         Ok(Response::new(pb::ClearShadowBundleResponse {
-            cleared: cleared.map(|record| self.bundle_info(&record)),
+            cleared: info,
         }))
     }
 

@@ -319,26 +319,28 @@ impl Etcd {
     /// revision tells the collector (`collect`) the blob is about to be
     /// named; if the collector removed it meanwhile, the rewrite fails and
     /// the blob is uploaded again.
-    pub async fn put_blob(&self, base: &str, bytes: &[u8]) -> Result<(), EtcdError> {
+    ///
+    /// Returns the meta's key and revision: the write that names the blob
+    /// guards on them, so it fails if the collector took the blob after all.
+    pub async fn put_blob(&self, base: &str, bytes: &[u8]) -> Result<(String, i64), EtcdError> {
         let meta_key = format!("{base}/meta");
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         let meta = serde_json::json!({"size": bytes.len(), "chunks": chunks.len()})
             .to_string()
             .into_bytes();
         if let Some(existing) = self.get(&meta_key).await?
-            && self
+            && let Some(revision) = self
                 .put_if(&meta_key, meta.clone(), existing.mod_revision)
                 .await?
-                .is_some()
         {
-            return Ok(());
+            return Ok((meta_key, revision));
         }
         for (index, chunk) in chunks.iter().enumerate() {
             self.put(&format!("{base}/{index:06}"), chunk.to_vec())
                 .await?;
         }
-        self.put(&meta_key, meta).await?;
-        Ok(())
+        let revision = self.put(&meta_key, meta).await?;
+        Ok((meta_key, revision))
     }
 
     /// The blob under `base`, reassembled; the caller verifies its hash.

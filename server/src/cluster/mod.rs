@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tonic::Status;
+use tracing::warn;
 
 use crate::audit::Auditor;
 use crate::config::ClusterConfig;
@@ -82,6 +83,11 @@ struct BundlePointer {
     digest: String,
     revision: String,
     archive_sha256: String,
+    /// Named by a rollback: replicas take it off their history, as a
+    /// single node's rollback does, so that a second rollback goes further
+    /// back instead of returning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    rollback: bool,
 }
 
 /// A snapshot named in etcd.
@@ -128,6 +134,15 @@ pub struct Cluster {
     epoch: Arc<std::sync::atomic::AtomicU64>,
     /// The highest etcd revision this replica has applied.
     applied: watch::Sender<i64>,
+}
+
+/// A shadow cleared cluster-wide: its record, or, where this replica never
+/// stored it (the clear repairs a shadow it could not apply), what etcd
+/// named.
+#[derive(Debug)]
+pub enum ClearedShadow {
+    Stored(BundleRecord),
+    Named { digest: String, revision: String },
 }
 
 /// A guarded write whose pointers moved before it reached etcd.
@@ -388,7 +403,7 @@ impl Cluster {
         if target == Target::Stored {
             let key = self.keys.stored_bundle(&record.digest);
             return self
-                .share_bundle(&record, &shared, &key, target, None)
+                .share_bundle(&record, &shared, &key, target, None, false)
                 .await;
         }
         let pointers = self.settled_pointers(&self.keys.bundle(target)).await?;
@@ -401,6 +416,7 @@ impl Cluster {
             &self.keys.bundle(target),
             target,
             Some(&pointers),
+            false,
         )
         .await
     }
@@ -414,9 +430,11 @@ impl Cluster {
         key: &str,
         target: Target,
         guard: Option<&[(String, i64)]>,
+        rollback: bool,
     ) -> Result<BundleRecord, Status> {
         let archive_sha256 = sha256_hex(archive);
-        self.etcd
+        let blob = self
+            .etcd
             .put_blob(&self.keys.blob(&archive_sha256), archive)
             .await
             .map_err(|e| etcd_status(&e))?;
@@ -424,11 +442,11 @@ impl Cluster {
             digest: record.digest.clone(),
             revision: record.revision.clone(),
             archive_sha256,
+            rollback,
         };
-        let revision = match guard {
-            Some(pointers) => self.guarded_put(key, &pointer, pointers).await?,
-            None => self.put_json(key, &pointer).await?,
-        };
+        let mut unchanged = guard.map(<[_]>::to_vec).unwrap_or_default();
+        unchanged.push(blob);
+        let revision = self.guarded_put(key, &pointer, &unchanged).await?;
         self.caught_up(revision).await?;
         self.served(&record.digest, target)?;
         self.current_record(&record.digest)
@@ -464,6 +482,7 @@ impl Cluster {
         target: Target,
     ) -> Result<BundleRecord, Status> {
         self.writable()?;
+        let pointers = self.settled_pointers(&self.keys.bundle(target)).await?;
         let record = self
             .blocking(move |c| {
                 if digest_prefix.len() < 8
@@ -477,13 +496,19 @@ impl Cluster {
                 Ok(c.store().find_bundle(&digest_prefix.to_ascii_lowercase())?)
             })
             .await?;
-        self.point_at(record, target).await
+        self.point_at(record, target, false, pointers).await
     }
 
     /// Serves, cluster-wide, the bundle this replica served before the
     /// active one (every replica applied the same activations, in order).
     pub async fn rollback(&self) -> Result<BundleRecord, Status> {
         self.writable()?;
+        // Which bundle is previous is read once this replica has applied
+        // the cluster's pointers: a rollback just made elsewhere may not
+        // have reached its history yet.
+        let pointers = self
+            .settled_pointers(&self.keys.bundle(Target::Active))
+            .await?;
         let record = self
             .blocking(|c| {
                 let serving = c.store().serving()?;
@@ -499,11 +524,18 @@ impl Cluster {
                 })
             })
             .await?;
-        self.point_at(record, Target::Active).await
+        self.point_at(record, Target::Active, true, pointers).await
     }
 
-    async fn point_at(&self, record: BundleRecord, target: Target) -> Result<BundleRecord, Status> {
-        let pointers = self.settled_pointers(&self.keys.bundle(target)).await?;
+    /// Names a stored bundle as `target`, guarded by `pointers` (as
+    /// `settled_pointers` read them before `record` was chosen).
+    async fn point_at(
+        &self,
+        record: BundleRecord,
+        target: Target,
+        rollback: bool,
+        pointers: Vec<(String, i64)>,
+    ) -> Result<BundleRecord, Status> {
         let digest = record.digest.clone();
         self.blocking(move |c| c.check_activation(&digest, target))
             .await?;
@@ -521,6 +553,7 @@ impl Cluster {
             &self.keys.bundle(target),
             target,
             Some(&pointers),
+            rollback,
         )
         .await
     }
@@ -535,55 +568,48 @@ impl Cluster {
 
     /// Stops evaluating the shadow bundle cluster-wide: its pointer leaves
     /// etcd, and every replica clears its shadow as the watch reports that.
-    pub async fn clear_shadow(&self) -> Result<Option<BundleRecord>, Status> {
+    /// Returns the bundle etcd named (it may be pruned from stores later,
+    /// being no longer served).
+    pub async fn clear_shadow(&self) -> Result<Option<ClearedShadow>, Status> {
         self.writable()?;
         let key = self.keys.bundle(Target::Shadow);
         let pointers = self.settled_pointers(&key).await?;
-        if pointers
-            .iter()
-            .any(|(k, revision)| *k == key && *revision == 0)
-        {
-            return Ok(None);
-        }
-        let shadow = self
+        let named = self.etcd.get(&key).await.map_err(|e| etcd_status(&e))?;
+        let guarded = pointers.iter().find(|(k, _)| *k == key).map(|(_, r)| *r);
+        let Some(entry) = named.filter(|e| Some(e.mod_revision) == guarded) else {
+            if guarded == Some(0) {
+                return Ok(None);
+            }
+            return Err(overtaken());
+        };
+        let pointer: BundlePointer = serde_json::from_slice(&entry.value).map_err(|e| {
+            Status::unavailable(format!("cluster mode: `{key}` in etcd is unreadable: {e}"))
+        })?;
+        // Read before the clear: once no longer served, it may be pruned.
+        let record = self
             .control
-            .generations()
-            .current()
-            .shadow_policy()
-            .map(|p| p.digest.clone());
+            .store()
+            .bundle_record(&pointer.digest)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         let revision = self
             .etcd
             .delete_if_all(&key, &pointers)
             .await
             .map_err(|e| etcd_status(&e))?
             .ok_or_else(overtaken)?;
-        self.caught_up(revision).await?;
-        if self
-            .control
-            .generations()
-            .current()
-            .shadow_policy()
-            .is_some()
-        {
-            return Err(match self.failed().get(&key) {
-                Some(reason) => Status::unavailable(format!(
-                    "the shadow was cleared in etcd, but this replica could not clear it ({reason}); \
-                     it reports itself degraded and retries"
-                )),
-                None => Status::aborted(
-                    "the shadow was cleared in etcd, but another change set one again before this \
-                     replica applied it",
-                ),
-            });
+        // Done cluster-wide from here on, so answered (and audited) as
+        // done; a replica that cannot apply it, this one included, reports
+        // itself degraded and retries. A shadow only ever compares.
+        if let Err(status) = self.caught_up(revision).await {
+            warn!(error = %status.message(), "cluster: the shadow was cleared in etcd, but not yet here");
         }
-        match shadow {
-            Some(digest) => self
-                .control
-                .store()
-                .bundle_record(&digest)
-                .map_err(|e| Status::unavailable(e.to_string())),
-            None => Ok(None),
-        }
+        Ok(Some(match record {
+            Some(record) => ClearedShadow::Stored(record),
+            None => ClearedShadow::Named {
+                digest: pointer.digest,
+                revision: pointer.revision,
+            },
+        }))
     }
 
     /// Replaces a snapshot cluster-wide: checked here (newer, well formed,
@@ -605,7 +631,8 @@ impl Cluster {
             .blocking(move |c| c.check_snapshot(&checked_kind, &checked_document))
             .await?;
         let sha256 = sha256_hex(&document);
-        self.etcd
+        let blob = self
+            .etcd
             .put_blob(&self.keys.blob(&sha256), &document)
             .await
             .map_err(|e| etcd_status(&e))?;
@@ -613,7 +640,9 @@ impl Cluster {
             version: snapshot.version.clone(),
             sha256,
         };
-        let revision = self.guarded_put(&key, &pointer, &pointers).await?;
+        let mut unchanged = pointers;
+        unchanged.push(blob);
+        let revision = self.guarded_put(&key, &pointer, &unchanged).await?;
         self.caught_up(revision).await?;
         let loaded = self
             .control
@@ -682,12 +711,6 @@ impl Cluster {
             .await
             .map_err(|e| etcd_status(&e))?
             .ok_or_else(overtaken)
-    }
-
-    async fn put_json(&self, key: &str, value: &impl Serialize) -> Result<i64, Status> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|e| Status::internal(format!("cannot encode `{key}`: {e}")))?;
-        self.etcd.put(key, bytes).await.map_err(|e| etcd_status(&e))
     }
 
     /// Keeps this replica in step with etcd until `stop` (see `sync`), and

@@ -421,12 +421,12 @@ async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, Session
             continue;
         }
         let sha256 = sha256_hex(&document);
-        cluster
+        let blob = cluster
             .etcd
             .put_blob(&cluster.keys.blob(&sha256), &document)
             .await?;
         let pointer = SnapshotPointer { version, sha256 };
-        wrote |= cluster.etcd.create(&key, to_json(&pointer)).await?;
+        wrote |= create_naming(cluster, &key, to_json(&pointer), blob).await?;
     }
     for switch in switches {
         let key = cluster.keys.switch(&switch.id);
@@ -446,7 +446,7 @@ async fn publish_bundle(
     archive: &[u8],
 ) -> Result<bool, EtcdError> {
     let archive_sha256 = sha256_hex(archive);
-    cluster
+    let blob = cluster
         .etcd
         .put_blob(&cluster.keys.blob(&archive_sha256), archive)
         .await?;
@@ -454,8 +454,25 @@ async fn publish_bundle(
         digest: policy.digest.clone(),
         revision: policy.revision.clone(),
         archive_sha256,
+        rollback: false,
     };
-    cluster.etcd.create(key, to_json(&pointer)).await
+    create_naming(cluster, key, to_json(&pointer), blob).await
+}
+
+/// Creates the pointer `key` if it is absent and the blob it names is
+/// still as `put_blob` left it; returns whether it did.
+async fn create_naming(
+    cluster: &Cluster,
+    key: &str,
+    value: Vec<u8>,
+    blob: (String, i64),
+) -> Result<bool, EtcdError> {
+    let unchanged = [(key.to_owned(), 0), blob];
+    Ok(cluster
+        .etcd
+        .put_if_all(key, value, &unchanged)
+        .await?
+        .is_some())
 }
 
 fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
@@ -589,6 +606,7 @@ async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Resul
     let pointer: BundlePointer = parse(entry)?;
     stored(cluster, &pointer).await?;
     let digest = pointer.digest.clone();
+    let rollback = pointer.rollback && target == Target::Active;
     // Whether it is served already is decided in its turn, after any
     // earlier activation has committed.
     let activated = serial(cluster, move |c| {
@@ -600,7 +618,11 @@ async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Resul
         if serving.as_deref() == Some(digest.as_str()) {
             return Ok(false);
         }
-        c.activate(&digest, target).map(|_| true)
+        if rollback {
+            c.roll_back_to(&digest).map(|_| true)
+        } else {
+            c.activate(&digest, target).map(|_| true)
+        }
     })
     .await?;
     if activated {

@@ -141,7 +141,7 @@ enum BundleCommand {
     },
     /// Serve the previously active bundle again.
     Rollback,
-    /// Stop evaluating the shadow bundle (it stays stored).
+    /// Stop evaluating the shadow bundle (it stays stored, until pruned).
     ClearShadow,
     /// The active and shadow bundles.
     Status,
