@@ -1523,25 +1523,16 @@ mod tests {
     #[test]
     fn etcd_off_loopback_needs_tls_with_a_client_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["warden".into()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let (ca, cert, key) = crate::cluster::tls::issued();
         let write = |name: &str, contents: String| {
             let path = dir.path().join(name);
             std::fs::write(&path, contents).unwrap();
             path.display().to_string()
         };
         let (ca_file, cert_file, key_file) = (
-            write("ca.pem", ca.pem()),
-            write("client.pem", cert.pem()),
-            write("client.key", key.serialize_pem()),
+            write("ca.pem", ca),
+            write("client.pem", cert),
+            write("client.key", key),
         );
         let remote = (
             "WARDEN_CLUSTER_ETCD_ENDPOINTS",

@@ -55,10 +55,17 @@ struct Replicas {
 }
 
 async fn three(etcd: &Etcd) -> Replicas {
-    let servers: Vec<Warden> = ["r1", "r2", "r3"]
-        .iter()
-        .map(|name| replica(etcd, name, None))
-        .collect();
+    joined(
+        ["r1", "r2", "r3"]
+            .iter()
+            .map(|name| replica(etcd, name, None))
+            .collect(),
+    )
+    .await
+}
+
+/// `servers` once each is serving and in step with etcd.
+async fn joined(servers: Vec<Warden>) -> Replicas {
     let mut admins = Vec::new();
     let mut clients = Vec::new();
     for server in &servers {
@@ -502,23 +509,16 @@ async fn a_replica_that_cannot_apply_a_bundle_is_degraded_but_still_takes_and_en
     // r1 and r2 accept bundles whose own tests fail; r3 (the default)
     // refuses them: the same push cannot be applied everywhere.
     let lax = |name: &str| {
-        Warden::builder()
-            .env("WARDEN_CLUSTER_ETCD_ENDPOINTS", etcd.endpoints_env())
-            .env("WARDEN_CLUSTER_REPLICA_ID", name)
-            .env("WARDEN_CLUSTER_ETCD_TIMEOUT", "1s")
+        replica_builder(&etcd, name)
             .env("WARDEN_BUNDLES_RUN_TESTS", "false")
             .start_listening()
     };
     let servers = [lax("r1"), lax("r2"), replica(&etcd, "r3", None)];
-    let mut admins = Vec::new();
-    let mut clients = Vec::new();
-    for server in &servers {
-        server.wait_serving().await;
-        let mut admin = server.admin().await;
-        wait_status(&mut admin, "connected").await;
-        admins.push(admin);
-        clients.push(server.client().await);
-    }
+    let Replicas {
+        servers,
+        mut admins,
+        mut clients,
+    } = joined(servers.into()).await;
     let failing: BTreeMap<String, Vec<u8>> = [
         (
             ".manifest".to_owned(),
@@ -592,15 +592,12 @@ async fn replicas_share_etcd_over_tls_and_etcd_admits_only_certified_warden() {
         tls_replica(&etcd, "r1", &authority.cert_file, Some(&client)),
         tls_replica(&etcd, "r2", &authority.cert_file, Some(&client)),
     ];
-    let mut admins = Vec::new();
-    let mut clients = Vec::new();
-    for server in &servers {
-        server.wait_serving().await;
-        let mut admin = server.admin().await;
-        wait_status(&mut admin, "connected").await;
-        admins.push(admin);
-        clients.push(server.client().await);
-    }
+    let Replicas {
+        // Kept: dropping them stops the replicas.
+        servers: _servers,
+        mut admins,
+        mut clients,
+    } = joined(servers.into()).await;
 
     // Without a client certificate etcd refuses the handshake; trusting
     // another CA, the replica refuses etcd's certificate, and so it does a
@@ -734,15 +731,12 @@ async fn etcd_sheds_what_no_pointer_names_and_replicas_still_find_what_they_need
             .start_listening()
     };
     let servers = [start("r1"), start("r2")];
-    let mut admins = Vec::new();
-    let mut clients = Vec::new();
-    for server in &servers {
-        server.wait_serving().await;
-        let mut admin = server.admin().await;
-        wait_status(&mut admin, "connected").await;
-        admins.push(admin);
-        clients.push(server.client().await);
-    }
+    let Replicas {
+        // Kept: dropping them stops the replicas.
+        servers: _servers,
+        mut admins,
+        mut clients,
+    } = joined(servers.into()).await;
     let mut digests = Vec::new();
     let mut v3_blob = String::new();
     for v in 1..=4 {

@@ -223,17 +223,26 @@ impl Etcd {
         range_end: Vec<u8>,
         unchanged: &[(String, i64)],
     ) -> Result<Option<i64>, EtcdError> {
+        let delete = rpc::request_op::Request::RequestDeleteRange(rpc::DeleteRangeRequest {
+            key,
+            range_end,
+            ..rpc::DeleteRangeRequest::default()
+        });
+        self.txn_if(unchanged, delete).await
+    }
+
+    /// Runs `request` if every key in `unchanged` was last changed at its
+    /// revision; returns the revision it committed at.
+    async fn txn_if(
+        &self,
+        unchanged: &[(String, i64)],
+        request: rpc::request_op::Request,
+    ) -> Result<Option<i64>, EtcdError> {
         let response = self
             .bounded(self.kv().txn(rpc::TxnRequest {
                 compare: unchanged_since(unchanged),
                 success: vec![rpc::RequestOp {
-                    request: Some(rpc::request_op::Request::RequestDeleteRange(
-                        rpc::DeleteRangeRequest {
-                            key,
-                            range_end,
-                            ..rpc::DeleteRangeRequest::default()
-                        },
-                    )),
+                    request: Some(request),
                 }],
                 failure: Vec::new(),
             }))
@@ -295,22 +304,12 @@ impl Etcd {
         value: Vec<u8>,
         unchanged: &[(String, i64)],
     ) -> Result<Option<i64>, EtcdError> {
-        let response = self
-            .bounded(self.kv().txn(rpc::TxnRequest {
-                compare: unchanged_since(unchanged),
-                success: vec![rpc::RequestOp {
-                    request: Some(rpc::request_op::Request::RequestPut(rpc::PutRequest {
-                        key: key.as_bytes().to_vec(),
-                        value,
-                        ..rpc::PutRequest::default()
-                    })),
-                }],
-                failure: Vec::new(),
-            }))
-            .await?;
-        Ok(response
-            .succeeded
-            .then(|| response.header.map_or(0, |h| h.revision)))
+        let put = rpc::request_op::Request::RequestPut(rpc::PutRequest {
+            key: key.as_bytes().to_vec(),
+            value,
+            ..rpc::PutRequest::default()
+        });
+        self.txn_if(unchanged, put).await
     }
 
     /// Stores `bytes` under `{base}/{index}` chunks and then `{base}/meta`,

@@ -19,7 +19,7 @@
 mod collect;
 mod etcd;
 mod sync;
-mod tls;
+pub(crate) mod tls;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};

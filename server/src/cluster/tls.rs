@@ -124,6 +124,23 @@ impl EtcdTls {
     }
 }
 
+/// A CA's certificate, and a client certificate it issued with its key, as
+/// PEM: for tests of the files' checks.
+#[cfg(test)]
+pub(crate) fn issued() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["replica".into()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,21 +155,6 @@ mod tests {
             std::fs::write(&path, contents).unwrap();
             path
         }
-    }
-
-    /// A CA's certificate, and a client certificate it issued with its key.
-    fn issued() -> (String, String, String) {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["replica".into()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        (ca.pem(), cert.pem(), key.serialize_pem())
     }
 
     #[test]
