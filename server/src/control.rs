@@ -469,6 +469,9 @@ impl Control {
     /// history as `rollback` does when it is the previous bundle here too,
     /// else activated as usual, so that this replica serves it either way.
     pub fn roll_back_to(&self, digest: &str) -> Result<BundleRecord, ControlError> {
+        // The check and the fallback take the lock separately; nothing can
+        // change the serving state between them, since a cluster applies
+        // its data changes one at a time and refuses local writes.
         {
             let _guard = self.lock();
             let serving = self.store.serving()?;

@@ -306,7 +306,11 @@ async fn a_bundle_pushed_to_one_replica_is_served_by_all() {
     let back = replicas.admins[2].rollback().await.unwrap();
     assert_eq!(back.revision, "closed-v1");
     serve_everywhere(&mut replicas.clients, "closed-v1").await;
-    replicas.admins[1].rollback().await.unwrap();
+    let back = replicas.admins[1].rollback().await.unwrap();
+    assert!(
+        back.revision.starts_with("sha256:"),
+        "the seed bundle: {back:?}"
+    );
     refused_with(
         replicas.admins[0].rollback().await,
         Code::FailedPrecondition,
@@ -542,6 +546,18 @@ async fn a_replica_that_cannot_apply_a_bundle_is_degraded_but_still_takes_and_en
     let (status, body) = http_get(servers[2].ops_addr, "/readyz");
     assert_eq!(status, 200);
     assert!(body.contains("degraded"), "{body}");
+    // Its history is not the cluster's: a rollback through it would go a
+    // step too far everywhere.
+    match admins[2].rollback().await {
+        Err(error) => {
+            assert_eq!(error.status().map(|s| s.code()), Some(Code::Unavailable));
+            assert!(
+                error.to_string().contains("roll back from another replica"),
+                "{error}"
+            );
+        }
+        Ok(bundle) => panic!("rolled back to {bundle:?}"),
+    }
     // It still serves what it had, and switches still go through it.
     let switch = admins[2]
         .engage_kill_switch(engage_request("expense-assistant"))

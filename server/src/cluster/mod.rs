@@ -433,20 +433,16 @@ impl Cluster {
         rollback: bool,
     ) -> Result<BundleRecord, Status> {
         let archive_sha256 = sha256_hex(archive);
-        let blob = self
-            .etcd
-            .put_blob(&self.keys.blob(&archive_sha256), archive)
-            .await
-            .map_err(|e| etcd_status(&e))?;
+        let base = self.keys.blob(&archive_sha256);
         let pointer = BundlePointer {
             digest: record.digest.clone(),
             revision: record.revision.clone(),
             archive_sha256,
             rollback,
         };
-        let mut unchanged = guard.map(<[_]>::to_vec).unwrap_or_default();
-        unchanged.push(blob);
-        let revision = self.guarded_put(key, &pointer, &unchanged).await?;
+        let revision = self
+            .name_blob(key, &pointer, &base, archive, guard.unwrap_or_default())
+            .await?;
         self.caught_up(revision).await?;
         self.served(&record.digest, target)?;
         self.current_record(&record.digest)
@@ -506,9 +502,30 @@ impl Cluster {
         // Which bundle is previous is read once this replica has applied
         // the cluster's pointers: a rollback just made elsewhere may not
         // have reached its history yet.
-        let pointers = self
-            .settled_pointers(&self.keys.bundle(Target::Active))
-            .await?;
+        let key = self.keys.bundle(Target::Active);
+        let pointers = self.settled_pointers(&key).await?;
+        // "Previous" is read from this replica's history, which is the
+        // cluster's only if this replica applied the current active bundle;
+        // one that could not would roll everybody back a step too far.
+        let named = match self.etcd.get(&key).await.map_err(|e| etcd_status(&e))? {
+            Some(entry) => Some(
+                serde_json::from_slice::<BundlePointer>(&entry.value)
+                    .map_err(|e| {
+                        Status::unavailable(format!(
+                            "cluster mode: `{key}` in etcd is unreadable: {e}"
+                        ))
+                    })?
+                    .digest,
+            ),
+            None => None,
+        };
+        let serving = self.control.generations().current().policy.digest.clone();
+        if named.as_ref().is_some_and(|named| *named != serving) {
+            return Err(Status::unavailable(
+                "cluster mode: this replica does not serve the cluster's active bundle, so its \
+                 history is not the cluster's; roll back from another replica",
+            ));
+        }
         let record = self
             .blocking(|c| {
                 let serving = c.store().serving()?;
@@ -631,18 +648,14 @@ impl Cluster {
             .blocking(move |c| c.check_snapshot(&checked_kind, &checked_document))
             .await?;
         let sha256 = sha256_hex(&document);
-        let blob = self
-            .etcd
-            .put_blob(&self.keys.blob(&sha256), &document)
-            .await
-            .map_err(|e| etcd_status(&e))?;
+        let base = self.keys.blob(&sha256);
         let pointer = SnapshotPointer {
             version: snapshot.version.clone(),
             sha256,
         };
-        let mut unchanged = pointers;
-        unchanged.push(blob);
-        let revision = self.guarded_put(&key, &pointer, &unchanged).await?;
+        let revision = self
+            .name_blob(&key, &pointer, &base, &document, &pointers)
+            .await?;
         self.caught_up(revision).await?;
         let loaded = self
             .control
@@ -697,20 +710,39 @@ impl Cluster {
         Ok(pointers)
     }
 
-    /// Writes `value` under `key` if no pointer in `pointers` moved.
-    async fn guarded_put(
+    /// Uploads (or renews) the blob `bytes` under `base`, then writes
+    /// `value`, which names it, under `key`: only if no pointer in
+    /// `pointers` moved and the blob's meta is still as this writer left
+    /// it. Two writers naming the same content renew the same meta, so a
+    /// moved meta alone is tried once more.
+    async fn name_blob(
         &self,
         key: &str,
         value: &impl Serialize,
+        base: &str,
+        bytes: &[u8],
         pointers: &[(String, i64)],
     ) -> Result<i64, Status> {
-        let bytes = serde_json::to_vec(value)
+        let encoded = serde_json::to_vec(value)
             .map_err(|e| Status::internal(format!("cannot encode `{key}`: {e}")))?;
-        self.etcd
-            .put_if_all(key, bytes, pointers)
-            .await
-            .map_err(|e| etcd_status(&e))?
-            .ok_or_else(overtaken)
+        for _ in 0..2 {
+            let blob = self
+                .etcd
+                .put_blob(base, bytes)
+                .await
+                .map_err(|e| etcd_status(&e))?;
+            let mut unchanged = pointers.to_vec();
+            unchanged.push(blob);
+            if let Some(revision) = self
+                .etcd
+                .put_if_all(key, encoded.clone(), &unchanged)
+                .await
+                .map_err(|e| etcd_status(&e))?
+            {
+                return Ok(revision);
+            }
+        }
+        Err(overtaken())
     }
 
     /// Keeps this replica in step with etcd until `stop` (see `sync`), and
