@@ -56,6 +56,16 @@ impl Bucket {
         }
     }
 
+    /// Returns `cost` tokens taken for checks that were never made.
+    fn give_back(&self, cost: f64) {
+        if self.quota.rate <= 0.0 {
+            return;
+        }
+        if let Ok(mut state) = self.tokens.lock() {
+            state.0 = (state.0 + cost).min(self.quota.burst);
+        }
+    }
+
     /// Takes `cost` tokens, or says how long until there are enough.
     fn take(&self, cost: f64, now: Instant) -> Result<(), Duration> {
         if self.quota.rate <= 0.0 {
@@ -94,12 +104,23 @@ pub struct PlatformLimits {
 /// A call admitted; leaving the flight when dropped.
 #[derive(Debug, Default)]
 pub struct Admitted {
-    buckets: Vec<Arc<Bucket>>,
+    buckets: Vec<(String, Arc<Bucket>)>,
+}
+
+impl Admitted {
+    /// Gives `platform` back the tokens of `checks` checks the call did
+    /// not make (an AuthZEN batch that stopped early): the rate limits
+    /// evaluations, and these cost none.
+    pub fn refund(&self, platform: &str, checks: usize) {
+        if let Some((_, bucket)) = self.buckets.iter().find(|(p, _)| p == platform) {
+            bucket.give_back(checks as f64);
+        }
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        for bucket in &self.buckets {
+        for (_, bucket) in &self.buckets {
             bucket.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -174,7 +195,7 @@ impl PlatformLimits {
                     Duration::from_millis(10),
                 ));
             }
-            admitted.buckets.push(bucket.clone());
+            admitted.buckets.push((platform.to_owned(), bucket.clone()));
             let cost = checks as f64;
             if bucket.quota.rate > 0.0 && cost > bucket.quota.burst {
                 return Err(Status::resource_exhausted(format!(
@@ -273,5 +294,21 @@ mod tests {
         assert!(limits.admit([("a", 1)]).is_err());
         let too_big = limits.admit([("b", 11)]).err();
         assert!(too_big.is_some_and(|s| s.message().contains("burst")));
+    }
+
+    #[test]
+    fn checks_not_made_are_refunded_up_to_the_burst() {
+        let limits = PlatformLimits::new(quota(0.001, 10.0, 0), HashMap::new());
+        let admitted = limits.admit([("a", 10), ("b", 4)]).unwrap();
+        admitted.refund("a", 7);
+        admitted.refund("c", 100);
+        drop(admitted);
+        assert!(limits.admit([("a", 7)]).is_ok());
+        assert!(limits.admit([("a", 1)]).is_err());
+        // Never past the burst, whatever is refunded.
+        let admitted = limits.admit([("b", 6)]).unwrap();
+        admitted.refund("b", 100);
+        assert!(limits.admit([("b", 10)]).is_ok());
+        assert!(limits.admit([("b", 1)]).is_err());
     }
 }

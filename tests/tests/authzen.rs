@@ -182,9 +182,12 @@ async fn evaluations_honour_each_semantic_and_truncate_short_circuits() {
 }
 
 #[tokio::test]
-async fn items_after_a_short_circuit_are_neither_decided_nor_audited() {
+async fn items_after_a_short_circuit_are_neither_decided_nor_audited_nor_charged() {
+    // Four checks' worth of tokens, refilled too slowly to matter here.
     let warden = todo_server()
         .env("WARDEN_AUDIT_DURABILITY", "sync")
+        .env("WARDEN_LIMITS_PLATFORM_RATE", "0.001")
+        .env("WARDEN_LIMITS_PLATFORM_BURST", "4")
         .start()
         .await;
     let mut audit = AuditClient::connect(warden.admin_endpoint(), ClientOptions::default())
@@ -206,6 +209,15 @@ async fn items_after_a_short_circuit_are_neither_decided_nor_audited() {
     let response = post(&warden, "/access/v1/evaluations", &[], &body);
     assert_eq!(decisions(&response), [true]);
     assert_eq!(audit.query_all(query, 100).await.unwrap().len(), 1);
+
+    // The call was admitted for four, made one: three are left.
+    let one = evaluation(MORTY, "can_read_todos", json!({"type": "todo", "id": "1"}));
+    for _ in 0..3 {
+        let response = post(&warden, "/access/v1/evaluation", &[], &one);
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    let over = post(&warden, "/access/v1/evaluation", &[], &one);
+    assert_eq!(over.status, 429, "{}", over.body);
 }
 
 #[tokio::test]

@@ -239,7 +239,7 @@ impl DecisionApi {
                 None => per_platform.push((&item.platform, 1)),
             }
         }
-        let _admitted = self.platforms.admit(per_platform)?;
+        let admitted = self.platforms.admit(per_platform.iter().copied())?;
         let label = caller.label();
         // One generation for the whole call: every item sees the same
         // bundle and snapshots.
@@ -269,6 +269,17 @@ impl DecisionApi {
             };
             if stop {
                 break;
+            }
+        }
+        // Items after a stop were never decided; they cost no evaluation.
+        for (platform, _) in &per_platform {
+            let skipped = items
+                .iter()
+                .skip(slots.len())
+                .filter(|item| item.platform == *platform)
+                .count();
+            if skipped > 0 {
+                admitted.refund(platform, skipped);
             }
         }
         // Every item's record is queued before any is waited for, so a
