@@ -506,7 +506,7 @@ impl Control {
     }
 
     /// Stops evaluating the shadow bundle; returns the one it was, if any
-    /// (the bundle stays stored).
+    /// (it stays stored until `bundles.keep` prunes it).
     pub fn clear_shadow(&self) -> Result<Option<BundleRecord>, ControlError> {
         let _guard = self.lock();
         let mut serving = self.store.serving()?;
