@@ -38,7 +38,7 @@ use crate::ops::Readiness;
 use crate::snapshot::Snapshot;
 use crate::store::BundleRecord;
 pub use etcd::EtcdError;
-use etcd::{Etcd, Listing};
+use etcd::{Entry, Etcd, Listing};
 pub use tls::{EtcdFile, EtcdTls};
 
 /// Where the cluster's state lives under the prefix.
@@ -143,6 +143,23 @@ pub struct Cluster {
 pub enum ClearedShadow {
     Stored(BundleRecord),
     Named { digest: String, revision: String },
+}
+
+/// What `Cluster::settled_pointers` read: the guard for a write, and the
+/// value of the pointer it writes (`None`: absent).
+struct Settled {
+    guard: Vec<(String, i64)>,
+    writing: Option<Entry>,
+}
+
+/// A bundle pointer read from etcd.
+fn bundle_pointer(entry: &Entry) -> Result<BundlePointer, Status> {
+    serde_json::from_slice(&entry.value).map_err(|e| {
+        Status::unavailable(format!(
+            "cluster mode: `{}` in etcd is unreadable: {e}",
+            entry.key
+        ))
+    })
 }
 
 /// A guarded write whose pointers moved before it reached etcd.
@@ -406,7 +423,10 @@ impl Cluster {
                 .share_bundle(&record, &shared, &key, target, None, false)
                 .await;
         }
-        let pointers = self.settled_pointers(&self.keys.bundle(target)).await?;
+        let pointers = self
+            .settled_pointers(&self.keys.bundle(target))
+            .await?
+            .guard;
         let digest = record.digest.clone();
         self.blocking(move |c| c.check_activation(&digest, target))
             .await?;
@@ -478,7 +498,10 @@ impl Cluster {
         target: Target,
     ) -> Result<BundleRecord, Status> {
         self.writable()?;
-        let pointers = self.settled_pointers(&self.keys.bundle(target)).await?;
+        let pointers = self
+            .settled_pointers(&self.keys.bundle(target))
+            .await?
+            .guard;
         let record = self
             .blocking(move |c| {
                 if digest_prefix.len() < 8
@@ -502,25 +525,15 @@ impl Cluster {
         // Which bundle is previous is read once this replica has applied
         // the cluster's pointers: a rollback just made elsewhere may not
         // have reached its history yet.
-        let key = self.keys.bundle(Target::Active);
-        let pointers = self.settled_pointers(&key).await?;
+        let settled = self
+            .settled_pointers(&self.keys.bundle(Target::Active))
+            .await?;
         // "Previous" is read from this replica's history, which is the
         // cluster's only if this replica applied the current active bundle;
         // one that could not would roll everybody back a step too far.
-        let named = match self.etcd.get(&key).await.map_err(|e| etcd_status(&e))? {
-            Some(entry) => Some(
-                serde_json::from_slice::<BundlePointer>(&entry.value)
-                    .map_err(|e| {
-                        Status::unavailable(format!(
-                            "cluster mode: `{key}` in etcd is unreadable: {e}"
-                        ))
-                    })?
-                    .digest,
-            ),
-            None => None,
-        };
+        let named = settled.writing.as_ref().map(bundle_pointer).transpose()?;
         let serving = self.control.generations().current().policy.digest.clone();
-        if named.as_ref().is_some_and(|named| *named != serving) {
+        if named.is_some_and(|named| named.digest != serving) {
             return Err(Status::unavailable(
                 "cluster mode: this replica does not serve the cluster's active bundle, so its \
                  history is not the cluster's; roll back from another replica",
@@ -541,7 +554,8 @@ impl Cluster {
                 })
             })
             .await?;
-        self.point_at(record, Target::Active, true, pointers).await
+        self.point_at(record, Target::Active, true, settled.guard)
+            .await
     }
 
     /// Names a stored bundle as `target`, guarded by `pointers` (as
@@ -590,18 +604,11 @@ impl Cluster {
     pub async fn clear_shadow(&self) -> Result<Option<ClearedShadow>, Status> {
         self.writable()?;
         let key = self.keys.bundle(Target::Shadow);
-        let pointers = self.settled_pointers(&key).await?;
-        let named = self.etcd.get(&key).await.map_err(|e| etcd_status(&e))?;
-        let guarded = pointers.iter().find(|(k, _)| *k == key).map(|(_, r)| *r);
-        let Some(entry) = named.filter(|e| Some(e.mod_revision) == guarded) else {
-            if guarded == Some(0) {
-                return Ok(None);
-            }
-            return Err(overtaken());
+        let Settled { guard, writing } = self.settled_pointers(&key).await?;
+        let Some(entry) = writing else {
+            return Ok(None);
         };
-        let pointer: BundlePointer = serde_json::from_slice(&entry.value).map_err(|e| {
-            Status::unavailable(format!("cluster mode: `{key}` in etcd is unreadable: {e}"))
-        })?;
+        let pointer = bundle_pointer(&entry)?;
         // Read before the clear: once no longer served, it may be pruned.
         let record = self
             .control
@@ -610,7 +617,7 @@ impl Cluster {
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let revision = self
             .etcd
-            .delete_if_all(&key, &pointers)
+            .delete_if_all(&key, &guard)
             .await
             .map_err(|e| etcd_status(&e))?
             .ok_or_else(overtaken)?;
@@ -641,7 +648,7 @@ impl Cluster {
         // if none moved meanwhile: etcd never goes back to an older version,
         // nor names a snapshot checked against a bundle no longer active.
         let key = self.keys.snapshot(&kind);
-        let pointers = self.settled_pointers(&key).await?;
+        let pointers = self.settled_pointers(&key).await?.guard;
         let checked_document = document.clone();
         let checked_kind = kind.clone();
         let snapshot = self
@@ -675,13 +682,14 @@ impl Cluster {
     /// The bundle and snapshot pointers as etcd has them now, once this
     /// replica has applied them: a change checked against this replica's
     /// state is then checked against the cluster's, and written only if
-    /// none of them moved meanwhile (`guarded_put`).
+    /// none of them moved meanwhile (`name_blob`). Also the value of
+    /// `writing` as read then.
     ///
     /// Refused while this replica failed to apply one of the other
     /// pointers: its state is not the cluster's, so a check here proves
     /// nothing. A change of the failed pointer itself is allowed: it may be
     /// the repair.
-    async fn settled_pointers(&self, writing: &str) -> Result<Vec<(String, i64)>, Status> {
+    async fn settled_pointers(&self, writing: &str) -> Result<Settled, Status> {
         let keys = [
             self.keys.bundle(Target::Active),
             self.keys.bundle(Target::Shadow),
@@ -690,10 +698,14 @@ impl Cluster {
         ];
         let mut pointers = Vec::with_capacity(keys.len());
         let mut revision = 0;
+        let mut written = None;
         for key in keys {
             let entry = self.etcd.get(&key).await.map_err(|e| etcd_status(&e))?;
-            let mod_revision = entry.map_or(0, |e| e.mod_revision);
+            let mod_revision = entry.as_ref().map_or(0, |e| e.mod_revision);
             revision = revision.max(mod_revision);
+            if key == writing {
+                written = entry;
+            }
             pointers.push((key, mod_revision));
         }
         self.caught_up(revision).await?;
@@ -707,7 +719,10 @@ impl Cluster {
                  this change against the cluster's state; push from another replica, or repair `{key}` first"
             )));
         }
-        Ok(pointers)
+        Ok(Settled {
+            guard: pointers,
+            writing: written,
+        })
     }
 
     /// Uploads (or renews) the blob `bytes` under `base`, then writes

@@ -581,17 +581,10 @@ async fn stored(cluster: &Cluster, pointer: &BundlePointer) -> Result<bool, Stri
     if present {
         return Ok(false);
     }
-    let archive = cluster
-        .etcd
-        .get_blob(&cluster.keys.blob(&pointer.archive_sha256))
-        .await
-        .map_err(|e| e.to_string())?;
-    if sha256_hex(&archive) != pointer.archive_sha256 {
-        return Err(format!(
-            "the archive of bundle `{}` does not match its SHA-256",
-            pointer.digest
-        ));
-    }
+    let archive = verified_blob(cluster, &pointer.archive_sha256, || {
+        format!("the archive of bundle `{}`", pointer.digest)
+    })
+    .await?;
     let record = serial(cluster, move |c| c.put_bundle(archive, Target::Stored)).await?;
     if record.digest != pointer.digest {
         return Err(format!(
@@ -642,6 +635,24 @@ async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Resul
     Ok(activated)
 }
 
+/// The blob named `sha256`, fetched and checked against its name; `what`
+/// says what it holds, for the error.
+async fn verified_blob(
+    cluster: &Cluster,
+    sha256: &str,
+    what: impl FnOnce() -> String,
+) -> Result<Vec<u8>, String> {
+    let bytes = cluster
+        .etcd
+        .get_blob(&cluster.keys.blob(sha256))
+        .await
+        .map_err(|e| e.to_string())?;
+    if sha256_hex(&bytes) != sha256 {
+        return Err(format!("{} does not match its SHA-256", what()));
+    }
+    Ok(bytes)
+}
+
 async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<bool, String> {
     let pointer: SnapshotPointer = parse(entry)?;
     let Some(parsed_kind) = SnapshotKind::parse(kind) else {
@@ -650,17 +661,10 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
     if !newer(cluster, parsed_kind, &pointer.version) {
         return Ok(false);
     }
-    let document = cluster
-        .etcd
-        .get_blob(&cluster.keys.blob(&pointer.sha256))
-        .await
-        .map_err(|e| e.to_string())?;
-    if sha256_hex(&document) != pointer.sha256 {
-        return Err(format!(
-            "the {kind} snapshot `{}` does not match its SHA-256",
-            pointer.version
-        ));
-    }
+    let document = verified_blob(cluster, &pointer.sha256, || {
+        format!("the {kind} snapshot `{}`", pointer.version)
+    })
+    .await?;
     let kind_name = kind.to_owned();
     let version = pointer.version.clone();
     // Decided again in its turn: an earlier change may have loaded it.
