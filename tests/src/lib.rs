@@ -219,3 +219,39 @@ fn exchange(
         body: body.to_owned(),
     }
 }
+
+/// Opens the store in `data_dir` (no server running on it), lets `edit`
+/// change it, and flushes it. sled's background threads keep its lock a
+/// moment after a `Db` is dropped, here or in a server that just stopped,
+/// so the lock is waited for before opening and after closing: the next
+/// opening, a server's included, finds it free.
+pub fn edit_store<T>(data_dir: &std::path::Path, edit: impl FnOnce(&sled::Db) -> T) -> T {
+    let dir = data_dir.join("db");
+    wait_store_unlocked(&dir);
+    let db = sled::open(&dir).expect("open the store");
+    let result = edit(&db);
+    db.flush().expect("flush the store");
+    drop(db);
+    wait_store_unlocked(&dir);
+    result
+}
+
+fn wait_store_unlocked(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // sled's lock is an flock on `db/db`; std's try_lock is the same.
+        let free = match std::fs::File::open(dir.join("db")) {
+            Ok(file) => file.try_lock().is_ok(),
+            Err(_) => true,
+        };
+        if free {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store in {} stayed locked",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

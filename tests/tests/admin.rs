@@ -491,14 +491,12 @@ async fn a_store_that_cannot_be_read_refuses_to_start() {
     drop(warden);
 
     // The active bundle's archive goes missing.
-    {
-        let db = sled::open(dir.path().join("db")).unwrap();
+    warden_e2e::edit_store(dir.path(), |db| {
         db.open_tree("bundle_archives")
             .unwrap()
             .remove(active.as_bytes())
             .unwrap();
-        db.flush().unwrap();
-    }
+    });
     let (status, stderr) = Warden::builder()
         .data_dir(dir.path())
         .start_expecting_failure();
@@ -509,14 +507,12 @@ async fn a_store_that_cannot_be_read_refuses_to_start() {
     );
 
     // The serving record itself is garbage.
-    {
-        let db = sled::open(dir.path().join("db")).unwrap();
+    warden_e2e::edit_store(dir.path(), |db| {
         db.open_tree("meta")
             .unwrap()
             .insert("serving", &b"\xff\x00garbage"[..])
             .unwrap();
-        db.flush().unwrap();
-    }
+    });
     let (status, stderr) = Warden::builder()
         .data_dir(dir.path())
         .start_expecting_failure();

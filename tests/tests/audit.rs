@@ -196,7 +196,10 @@ type Packed = Vec<(Vec<u8>, Vec<String>)>;
 /// Lets `change` edit the stored chain's lines in place (the writer packs
 /// several entries into one sled value), then writes it back.
 fn edit_chain(data: &std::path::Path, change: impl FnOnce(&mut Packed)) {
-    let db = sled::open(data.join("db")).unwrap();
+    warden_e2e::edit_store(data, |db| edit_packed(db, change));
+}
+
+fn edit_packed(db: &sled::Db, change: impl FnOnce(&mut Packed)) {
     let tree = db.open_tree("audit").unwrap();
     let mut packed: Packed = tree
         .iter()
@@ -215,7 +218,6 @@ fn edit_chain(data: &std::path::Path, change: impl FnOnce(&mut Packed)) {
     for (key, lines) in packed {
         tree.insert(key, lines.join("\n").as_bytes()).unwrap();
     }
-    db.flush().unwrap();
 }
 
 /// Where entry `seq` is: (index of its value, index of its line).

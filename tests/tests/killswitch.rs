@@ -491,12 +491,10 @@ async fn an_unreadable_switch_store_denies_everything_and_is_not_ready() {
     let data = tempfile::tempdir().unwrap();
     let (warden, _) = allow_all(Warden::builder().data_dir(data.path())).await;
     drop(warden);
-    {
-        let db = sled::open(data.path().join("db")).unwrap();
+    warden_e2e::edit_store(data.path(), |db| {
         let tree = db.open_tree("killswitches").unwrap();
         tree.insert("ks-damaged", &b"{not json"[..]).unwrap();
-        db.flush().unwrap();
-    }
+    });
 
     let warden = Warden::builder().data_dir(data.path()).start_listening();
     let (status, body) = http_get(warden.ops_addr, "/readyz");
@@ -521,14 +519,12 @@ async fn an_unreadable_switch_store_denies_everything_and_is_not_ready() {
     drop(warden);
 
     // Repaired (the damaged record removed): ready, and allowing again.
-    {
-        let db = sled::open(data.path().join("db")).unwrap();
+    warden_e2e::edit_store(data.path(), |db| {
         db.open_tree("killswitches")
             .unwrap()
             .remove("ks-damaged")
             .unwrap();
-        db.flush().unwrap();
-    }
+    });
     let warden = Warden::builder().data_dir(data.path()).start().await;
     assert_eq!(http_get(warden.ops_addr, "/readyz").0, 200);
     let mut client = warden.client().await;
