@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::audit::Auditor;
+use crate::audit::{Auditor, CommitObserver};
 use crate::decision::Verdict;
 use crate::engine::EngineKind;
 use crate::generation::Generations;
@@ -146,10 +146,6 @@ impl Metrics {
 
     /// One successful flush of the audit writer: what a `sync` check waits
     /// for once its record is written.
-    pub fn audit_committed(&self, elapsed: Duration) {
-        self.audit_commit_latency.observe(elapsed.as_secs_f64());
-    }
-
     fn reason_label(&self, code: &str) -> Arc<str> {
         if let Some(label) = self.reserved.get(code) {
             return label.clone();
@@ -403,6 +399,12 @@ pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, registry)?;
     Ok(text)
+}
+
+impl CommitObserver for Metrics {
+    fn committed(&self, elapsed: Duration) {
+        self.audit_commit_latency.observe(elapsed.as_secs_f64());
+    }
 }
 
 #[cfg(test)]

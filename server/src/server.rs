@@ -16,14 +16,17 @@ use crate::api::{AdminApi, AuditApi, DecisionApi};
 use crate::audit::record::admin_record;
 use crate::audit::{AuditLog, Auditor};
 use crate::auth::{AuthLayer, Listener};
+use crate::changes::Changes;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::control::SwitchRecords;
+use crate::control::records::RecordKind;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
 use crate::http;
-use crate::killswitch::rfc3339_ms;
 use crate::metrics::{self, Metrics};
-use crate::ops::{self, Readiness};
+use crate::ops;
 use crate::platform_limits::PlatformLimits;
+use crate::readiness::Readiness;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 use crate::transport::{self, AcceptOptions, ConnectionStats};
@@ -179,12 +182,15 @@ pub async fn serve(
     let decision =
         DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
     let readiness = Arc::new(Readiness::default());
+    // The kinds of record a cluster replicates as they are.
+    let switch_records: Arc<dyn RecordKind> = Arc::new(SwitchRecords(control.clone()));
     let cluster = match (&config.cluster, &replica) {
         (Some(settings), Some(replica)) => Some(
             Cluster::new(
                 settings,
                 replica.clone(),
                 control.clone(),
+                vec![switch_records.clone()],
                 auditor.clone(),
                 readiness.clone(),
             )
@@ -195,11 +201,22 @@ pub async fn serve(
         ),
         _ => None,
     };
-    let admin_api = AdminApi::new(control.clone(), auditor.clone(), stats.clone(), started);
-    let admin_api = match &cluster {
-        Some(cluster) => admin_api.with_cluster(cluster.clone()),
-        None => admin_api,
-    };
+    let changes = Arc::new(match &cluster {
+        Some(cluster) => Changes::clustered(
+            control.clone(),
+            auditor.clone(),
+            cluster.clone(),
+            switch_records,
+        ),
+        None => Changes::single_node(control.clone(), auditor.clone()),
+    });
+    let admin_api = AdminApi::new(
+        control.clone(),
+        changes.clone(),
+        auditor.clone(),
+        stats.clone(),
+        started,
+    );
     // Room for the largest bundle push plus the envelope.
     let admin = AdminServiceServer::new(admin_api)
         .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
@@ -326,11 +343,7 @@ pub async fn serve(
         .into_future(),
     );
 
-    let expiry = tokio::spawn(expire_switches(
-        control.clone(),
-        auditor.clone(),
-        stop_rx.clone(),
-    ));
+    let expiry = tokio::spawn(expire_switches(changes.clone(), stop_rx.clone()));
 
     // Not ready while the kill-switch state is unknown: every check would be
     // denied, so load balancers should send traffic elsewhere.
@@ -415,11 +428,7 @@ pub async fn serve(
 /// Records kill-switch expiries as they fall due. Checks stop matching an
 /// expired switch at its `expires_at` on their own; this makes the expiry
 /// durable, audited, and visible to policies.
-async fn expire_switches(
-    control: Arc<Control>,
-    auditor: Arc<Auditor>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn expire_switches(changes: Arc<Changes>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -427,30 +436,8 @@ async fn expire_switches(
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        let control = control.clone();
-        let expired =
-            tokio::task::spawn_blocking(move || control.expire_due(std::time::SystemTime::now()))
-                .await;
-        match expired {
-            Ok(Ok(expired)) => {
-                for switch in expired {
-                    let record = admin_record(
-                        "kill_switch.expired",
-                        "warden",
-                        serde_json::json!({
-                            "id": switch.id,
-                            "scope": switch.scope,
-                            "expired_at": switch.expires_at_ms.map(rfc3339_ms),
-                        }),
-                        std::time::SystemTime::now(),
-                    );
-                    if let Err(e) = auditor.record_admin(&record).await {
-                        warn!(error = %e, id = switch.id, "cannot audit a kill switch expiry");
-                    }
-                }
-            }
-            Ok(Err(e)) => warn!(error = %e, "cannot record kill switch expiries"),
-            Err(e) => warn!(error = %e, "kill switch expiry task failed"),
+        if let Err(e) = changes.expire_due().await {
+            warn!(error = %e, "cannot record kill switch expiries");
         }
     }
 }

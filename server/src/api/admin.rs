@@ -3,23 +3,21 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use serde_json::json;
 use std::time::{Instant, SystemTime};
-use tracing::error;
 
 use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_server::AdminService;
 
 use super::killswitch;
-use super::status::invalid_field;
-use crate::audit::record::admin_record;
+use super::status::{invalid_field, status};
 use crate::audit::{Auditor, Durability};
 use crate::auth::Caller;
-use crate::cluster::{ClearedShadow, Cluster, Link};
-use crate::control::{Control, ControlError, Target};
+use crate::changes::{Applied, Change, Changes, Replication};
+use crate::cluster::{ClearedShadow, Link};
+use crate::control::{Control, ControlError, Target, blocking};
 use crate::generation::LoadedPolicy;
-use crate::killswitch::{rfc3339_ms, unix_ms};
+use crate::killswitch::{Switch, unix_ms};
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::stats::Stats;
 use crate::store::BundleRecord;
@@ -32,13 +30,14 @@ pub struct AdminApi {
     auditor: Arc<Auditor>,
     stats: Arc<Stats>,
     started: Instant,
-    /// In cluster mode, where every change goes first.
-    cluster: Option<Arc<Cluster>>,
+    /// Where every change goes.
+    changes: Arc<Changes>,
 }
 
 impl AdminApi {
     pub fn new(
         control: Arc<Control>,
+        changes: Arc<Changes>,
         auditor: Arc<Auditor>,
         stats: Arc<Stats>,
         started: Instant,
@@ -48,41 +47,23 @@ impl AdminApi {
             auditor,
             stats,
             started,
-            cluster: None,
+            changes,
         }
     }
 
-    /// Routes every change through the cluster (etcd) instead of applying
-    /// it to this replica alone.
-    pub fn with_cluster(mut self, cluster: Arc<Cluster>) -> Self {
-        self.cluster = Some(cluster);
-        self
-    }
-
-    async fn blocking<T, F>(&self, work: F) -> Result<T, Status>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
-    {
-        let control = self.control.clone();
-        tokio::task::spawn_blocking(move || work(&control))
+    /// Submits a change on behalf of `caller` (the request's, labelled).
+    async fn submit(&self, caller: &str, change: Change) -> Result<Applied, Status> {
+        self.changes
+            .submit(caller, change)
             .await
-            .map_err(|e| Status::internal(format!("admin task failed: {e}")))?
             .map_err(|e| status(&e))
     }
 
-    /// Adds an admin event to the audit chain, durably. The change it
-    /// records has already been made, so a failure is logged and counted,
-    /// not returned.
-    async fn audit(&self, caller: &Caller, event: &str, details: serde_json::Value) {
-        self.audit_as(&caller.label(), event, details).await;
-    }
-
-    async fn audit_as(&self, caller: &str, event: &str, details: serde_json::Value) {
-        let record = admin_record(event, caller, details, SystemTime::now());
-        if let Err(e) = self.auditor.record_admin(&record).await {
-            error!(event, error = %e, "an admin change was made but could not be audited");
-        }
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
+    ) -> Result<T, Status> {
+        blocking(&self.control, work).await.map_err(|e| status(&e))
     }
 
     fn bundle_info(&self, record: &BundleRecord) -> pb::BundleInfo {
@@ -116,16 +97,6 @@ impl AdminApi {
                 ..Default::default()
             },
         }
-    }
-}
-
-/// Maps a refused change to the status that says why.
-pub(crate) fn status(error: &ControlError) -> Status {
-    match error {
-        ControlError::Invalid { field, reason } => invalid_field(field, &error.to_string(), reason),
-        ControlError::FailedPrecondition(message) => Status::failed_precondition(message),
-        ControlError::NotFound(message) => Status::not_found(message),
-        ControlError::Store(e) => Status::unavailable(e.to_string()),
     }
 }
 
@@ -167,24 +138,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::PutBundleRequest>,
     ) -> Result<Response<pb::PutBundleResponse>, Status> {
-        let caller = Caller::of(&request);
+        let caller = Caller::of(&request).label();
         let request = request.into_inner();
         let target = target(request.target, true)?;
-        let size = request.bundle.len();
-        let record = match &self.cluster {
-            Some(cluster) => cluster.put_bundle(request.bundle, target).await?,
-            None => {
-                self.blocking(move |c| c.put_bundle(request.bundle, target))
-                    .await?
-            }
+        let change = Change::PutBundle {
+            archive: request.bundle,
+            target,
         };
-        let event = match target {
-            Target::Active => "bundle.activated",
-            Target::Shadow => "bundle.shadowed",
-            Target::Stored => "bundle.stored",
-        };
-        self.audit(&caller, event, bundle_details(&record, Some(size)))
-            .await;
+        let record = bundle(self.submit(&caller, change).await?)?;
         Ok(Response::new(pb::PutBundleResponse {
             bundle: Some(self.bundle_info(&record)),
         }))
@@ -194,7 +155,7 @@ impl AdminService for AdminApi {
         &self,
         _: Request<pb::ListBundlesRequest>,
     ) -> Result<Response<pb::ListBundlesResponse>, Status> {
-        let records = self.blocking(|c| Ok(c.store().bundles()?)).await?;
+        let records = self.read(|c| Ok(c.store().bundles()?)).await?;
         Ok(Response::new(pb::ListBundlesResponse {
             bundles: records.iter().map(|r| self.bundle_info(r)).collect(),
         }))
@@ -204,22 +165,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ActivateBundleRequest>,
     ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
-        let caller = Caller::of(&request);
+        let caller = Caller::of(&request).label();
         let request = request.into_inner();
         let target = target(request.target, false)?;
-        let record = match &self.cluster {
-            Some(cluster) => cluster.activate(request.digest, target).await?,
-            None => {
-                self.blocking(move |c| c.activate(&request.digest, target))
-                    .await?
-            }
+        let change = Change::ActivateBundle {
+            digest: request.digest,
+            target,
         };
-        let event = match target {
-            Target::Shadow => "bundle.shadowed",
-            _ => "bundle.activated",
-        };
-        self.audit(&caller, event, bundle_details(&record, None))
-            .await;
+        let record = bundle(self.submit(&caller, change).await?)?;
         Ok(Response::new(pb::ActivateBundleResponse {
             bundle: Some(self.bundle_info(&record)),
         }))
@@ -229,16 +182,8 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RollbackRequest>,
     ) -> Result<Response<pb::ActivateBundleResponse>, Status> {
-        let record = match &self.cluster {
-            Some(cluster) => cluster.rollback().await?,
-            None => self.blocking(|c| c.rollback()).await?,
-        };
-        self.audit(
-            &Caller::of(&request),
-            "bundle.rolled_back",
-            bundle_details(&record, None),
-        )
-        .await;
+        let caller = Caller::of(&request).label();
+        let record = bundle(self.submit(&caller, Change::Rollback).await?)?;
         Ok(Response::new(pb::ActivateBundleResponse {
             bundle: Some(self.bundle_info(&record)),
         }))
@@ -248,31 +193,20 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ClearShadowBundleRequest>,
     ) -> Result<Response<pb::ClearShadowBundleResponse>, Status> {
-        let cleared = match &self.cluster {
-            Some(cluster) => cluster.clear_shadow().await?,
-            None => self
-                .blocking(|c| c.clear_shadow())
-                .await?
-                .map(ClearedShadow::Stored),
+        let caller = Caller::of(&request).label();
+        let cleared = match self.submit(&caller, Change::ClearShadow).await? {
+            Applied::ShadowCleared(cleared) => cleared,
+            other => return Err(unexpected(&other)),
         };
-        // Recorded even when there was no shadow: the request was made.
-        let (details, info) = match cleared {
-            Some(ClearedShadow::Stored(record)) => (
-                bundle_details(&record, None),
-                Some(self.bundle_info(&record)),
-            ),
-            Some(ClearedShadow::Named { digest, revision }) => (
-                json!({"digest": digest, "revision": revision}),
-                Some(pb::BundleInfo {
-                    digest,
-                    revision,
-                    ..pb::BundleInfo::default()
-                }),
-            ),
-            None => (json!({"cleared": null}), None),
+        let info = match cleared {
+            Some(ClearedShadow::Stored(record)) => Some(self.bundle_info(&record)),
+            Some(ClearedShadow::Named { digest, revision }) => Some(pb::BundleInfo {
+                digest,
+                revision,
+                ..pb::BundleInfo::default()
+            }),
+            None => None,
         };
-        self.audit(&Caller::of(&request), "bundle.shadow_cleared", details)
-            .await;
         Ok(Response::new(pb::ClearShadowBundleResponse {
             cleared: info,
         }))
@@ -282,26 +216,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::PutSnapshotRequest>,
     ) -> Result<Response<pb::PutSnapshotResponse>, Status> {
-        let caller = Caller::of(&request);
+        let caller = Caller::of(&request).label();
         let request = request.into_inner();
-        let snapshot = match &self.cluster {
-            Some(cluster) => cluster.put_snapshot(request.kind, request.document).await?,
-            None => {
-                self.blocking(move |c| c.put_snapshot(&request.kind, request.document))
-                    .await?
-            }
+        let change = Change::PutSnapshot {
+            kind: request.kind,
+            document: request.document,
         };
-        self.audit(
-            &caller,
-            "snapshot.loaded",
-            json!({
-                "kind": snapshot.kind.as_str(),
-                "version": snapshot.version,
-                "sha256": snapshot.sha256,
-                "size_bytes": snapshot.size,
-            }),
-        )
-        .await;
+        let snapshot = match self.submit(&caller, change).await? {
+            Applied::Snapshot(snapshot) => snapshot,
+            other => return Err(unexpected(&other)),
+        };
         let max_age = self.control.config().max_age.of(snapshot.kind);
         Ok(Response::new(pb::PutSnapshotResponse {
             snapshot: Some(snapshot_info(&snapshot, max_age)),
@@ -314,6 +238,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
         let current = self.control.generations().current();
         let counters = self.auditor.counters();
+        let replication = self.changes.replication();
         Ok(Response::new(pb::GetStatusResponse {
             active: Some(self.serving_info(&current.policy)),
             shadow: current
@@ -344,19 +269,18 @@ impl AdminService for AdminApi {
             .to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             instance_id: self.control.store().instance_id().to_owned(),
-            cluster: match &self.cluster {
-                None => "single-node".to_owned(),
-                Some(cluster) => match cluster.link() {
+            cluster: match &replication {
+                Replication::SingleNode => "single-node".to_owned(),
+                Replication::Cluster { link, .. } => match link {
                     Link::Connected => "connected".to_owned(),
                     Link::Starting => "degraded: etcd not reached yet".to_owned(),
                     Link::Degraded(reason) => format!("degraded: {reason}"),
                 },
             },
-            replica_id: self
-                .cluster
-                .as_ref()
-                .map(|c| c.replica().to_owned())
-                .unwrap_or_default(),
+            replica_id: match replication {
+                Replication::SingleNode => String::new(),
+                Replication::Cluster { replica, .. } => replica,
+            },
         }))
     }
 
@@ -366,26 +290,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::EngageKillSwitchResponse>, Status> {
         let caller = Caller::of(&request).label();
         let spec = killswitch::engage_spec(request.into_inner(), &caller)?;
-        let switch = match &self.cluster {
-            Some(cluster) => cluster.engage(spec).await?,
-            None => {
-                self.blocking(move |c| c.engage(spec, SystemTime::now()))
-                    .await?
-            }
-        };
-        self.audit_as(
-            &caller,
-            "kill_switch.engaged",
-            json!({
-                "id": switch.id,
-                "scope": switch.scope,
-                "mode": switch.mode.as_str(),
-                "reason": switch.reason,
-                "engaged_by": switch.engaged_by,
-                "expires_at": switch.expires_at_ms.map(rfc3339_ms),
-            }),
-        )
-        .await;
+        let switch = switch(self.submit(&caller, Change::EngageSwitch(spec)).await?)?;
         Ok(Response::new(pb::EngageKillSwitchResponse {
             kill_switch: Some(killswitch::switch_to_proto(switch)),
         }))
@@ -397,27 +302,12 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ReleaseKillSwitchResponse>, Status> {
         let caller = Caller::of(&request).label();
         let request = request.into_inner();
-        let by = killswitch::actor(request.released_by, &caller);
-        let switch = match &self.cluster {
-            Some(cluster) => cluster.release(request.id, request.reason, by).await?,
-            None => {
-                self.blocking(move |c| {
-                    c.release(&request.id, request.reason, by, SystemTime::now())
-                })
-                .await?
-            }
+        let change = Change::ReleaseSwitch {
+            by: killswitch::actor(request.released_by, &caller),
+            id: request.id,
+            reason: request.reason,
         };
-        self.audit_as(
-            &caller,
-            "kill_switch.released",
-            json!({
-                "id": switch.id,
-                "scope": switch.scope,
-                "released_by": switch.ended.as_ref().map(|e| e.by.as_str()),
-                "reason": switch.ended.as_ref().map(|e| e.reason.as_str()),
-            }),
-        )
-        .await;
+        let switch = switch(self.submit(&caller, change).await?)?;
         Ok(Response::new(pb::ReleaseKillSwitchResponse {
             kill_switch: Some(killswitch::switch_to_proto(switch)),
         }))
@@ -429,7 +319,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::ListKillSwitchesResponse>, Status> {
         let limit = killswitch::ended_limit(request.get_ref().ended_limit);
         let list = self
-            .blocking(move |c| c.list_switches(limit, SystemTime::now()))
+            .read(move |c| c.list_switches(limit, SystemTime::now()))
             .await?;
         Ok(Response::new(pb::ListKillSwitchesResponse {
             active: list
@@ -446,13 +336,24 @@ impl AdminService for AdminApi {
     }
 }
 
-fn bundle_details(record: &BundleRecord, pushed_bytes: Option<usize>) -> serde_json::Value {
-    json!({
-        "revision": record.revision,
-        "digest": record.digest,
-        "engine": record.engine,
-        "signed_by": record.signed_by,
-        "tests_passed": record.tests_passed,
-        "pushed_bytes": pushed_bytes,
-    })
+/// A change that answered with the wrong kind of result: a bug, reported
+/// as one rather than trusted.
+fn unexpected(applied: &Applied) -> Status {
+    Status::internal(format!(
+        "the change answered with an unexpected result: {applied:?}"
+    ))
+}
+
+fn bundle(applied: Applied) -> Result<BundleRecord, Status> {
+    match applied {
+        Applied::Bundle(record) => Ok(record),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn switch(applied: Applied) -> Result<Switch, Status> {
+    match applied {
+        Applied::Switch(switch) => Ok(switch),
+        other => Err(unexpected(&other)),
+    }
 }

@@ -8,13 +8,14 @@ use tracing::{Instrument, debug, warn};
 use warden_proto::v1 as pb;
 use warden_proto::v1::decision_service_server::DecisionService;
 
+use super::killswitch::scope_to_proto;
 use super::status::{invalid_argument, invalid_field};
 use crate::audit::record::{self, DecisionFacts};
 use crate::audit::{AuditError, Auditor, Durability};
 use crate::auth::Caller;
 use crate::decision::{Decision, Stage, Verdict, decide};
 use crate::generation::{Generation, Generations};
-use crate::killswitch::{KillSwitches, Scope};
+use crate::killswitch::KillSwitches;
 use crate::metrics::{Api, Metrics};
 use crate::platform_limits::PlatformLimits;
 use crate::request::{CheckRequest, InvalidRequest, Limits, validate};
@@ -394,16 +395,5 @@ impl DecisionService for DecisionApi {
             })
             .collect();
         Ok(Response::new(pb::BatchCheckResponse { results }))
-    }
-}
-
-/// A switch scope on the wire: absent fields are empty strings.
-pub fn scope_to_proto(scope: Scope) -> pb::KillSwitchScope {
-    pb::KillSwitchScope {
-        platform: scope.platform.unwrap_or_default(),
-        agent_id: scope.agent_id.unwrap_or_default(),
-        principal_id: scope.principal_id.unwrap_or_default(),
-        action: scope.action.unwrap_or_default(),
-        resource_type: scope.resource_type.unwrap_or_default(),
     }
 }

@@ -3,7 +3,6 @@
 use tonic::Status;
 use warden_proto::v1 as pb;
 
-use super::decision::scope_to_proto;
 use super::status::invalid_field;
 use crate::killswitch::{EndKind, EngageSpec, Mode, Scope, Switch, rfc3339_ms};
 
@@ -97,5 +96,16 @@ pub fn switch_to_proto(switch: Switch) -> pb::KillSwitch {
         ended_at,
         ended_by,
         end_reason,
+    }
+}
+
+/// A switch scope on the wire: absent fields are empty strings.
+pub fn scope_to_proto(scope: Scope) -> pb::KillSwitchScope {
+    pb::KillSwitchScope {
+        platform: scope.platform.unwrap_or_default(),
+        agent_id: scope.agent_id.unwrap_or_default(),
+        principal_id: scope.principal_id.unwrap_or_default(),
+        action: scope.action.unwrap_or_default(),
+        resource_type: scope.resource_type.unwrap_or_default(),
     }
 }

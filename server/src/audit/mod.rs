@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use log::{AuditLog, VerifyReport};
 pub use record::Redaction;
-pub use writer::{AuditError, Auditor, Counters, Waiter};
+pub use writer::{AuditError, Auditor, CommitObserver, Counters, Waiter};
 
 /// When a record is on disk relative to the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,7 +20,6 @@ use warden_audit::{Entry, canonical};
 use super::log::{Anchor, AuditLog};
 use super::record::{Redaction, checkpoint_record};
 use super::{AuditConfig, Durability, OnFull};
-use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// Why a record could not be written.
@@ -32,6 +31,12 @@ pub enum AuditError {
     Closed,
     #[error("the audit store failed: {0}")]
     Write(String),
+}
+
+/// Told how long each commit took (the metrics implement it), so the
+/// audit path needs nothing from the layers that read it.
+pub trait CommitObserver: Send + Sync + std::fmt::Debug {
+    fn committed(&self, elapsed: Duration);
 }
 
 /// What the audit path has done, for status and metrics.
@@ -93,7 +98,7 @@ impl Auditor {
     pub fn start(
         log: AuditLog,
         config: AuditConfig,
-        metrics: Arc<Metrics>,
+        metrics: Arc<dyn CommitObserver>,
     ) -> Result<Arc<Self>, StoreError> {
         let (head_seq, head_hash) = log.head()?;
         let stored_bytes = if config.max_bytes > 0 {
@@ -261,7 +266,7 @@ struct Writer {
     rx: Receiver<Message>,
     log: AuditLog,
     counters: Arc<Counters>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn CommitObserver>,
     live: broadcast::Sender<(u64, Arc<str>)>,
     seq: u64,
     prev: String,
@@ -366,7 +371,7 @@ impl Writer {
                 last_flush = Instant::now();
                 dirty = false;
                 if flushed.is_ok() {
-                    self.metrics.audit_committed(flushing.elapsed());
+                    self.metrics.committed(flushing.elapsed());
                     self.counters.commits.fetch_add(1, Ordering::Relaxed);
                 } else if let Err(e) = &flushed {
                     error!(error = %e, "cannot flush audit records");

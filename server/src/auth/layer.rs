@@ -13,9 +13,9 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 use tracing::debug;
 
+use super::ConnInfo;
 use super::rules::{Listener, Requirement, authorize, requirement};
 use super::{Authenticator, Caller};
-use crate::transport::ConnInfo;
 
 #[derive(Debug, Clone)]
 pub struct AuthLayer {

@@ -7,6 +7,7 @@
 //! non-loopback address unless `server.insecure` says it is meant.
 
 mod layer;
+mod peer;
 mod rules;
 mod tokens;
 
@@ -17,10 +18,9 @@ use std::sync::Arc;
 use tonic::Status;
 
 pub use layer::AuthLayer;
+pub use peer::{ConnInfo, PeerCert};
 pub use rules::{Listener, Requirement, authorize, requirement};
 pub use tokens::{TokenTable, hash_token, new_token};
-
-use crate::transport::{ConnInfo, PeerCert};
 
 /// What a credential may do.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use tonic::Code;
 
 use super::rules::authorize;
 use super::*;
-use crate::transport::{ConnInfo, PeerCert};
+use crate::auth::{ConnInfo, PeerCert};
 
 fn principal(name: &str, roles: &[&str]) -> Arc<Principal> {
     let roles = roles.iter().filter_map(|r| Role::parse(r).ok()).collect();

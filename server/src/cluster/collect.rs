@@ -20,7 +20,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::etcd::EtcdError;
-use super::{BundlePointer, Cluster, Link, SnapshotPointer};
+use super::keys::{BundlePointer, SnapshotPointer};
+use super::{Cluster, Link};
 use crate::control::Target;
 
 /// How often a replica collects: often enough that garbage does not pile

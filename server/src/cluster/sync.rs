@@ -1,9 +1,9 @@
 //! Keeping a replica in step with etcd: read everything under the prefix,
 //! apply it, then apply every change the watch reports, in etcd's order.
 //!
-//! Kill switches are applied on the watch loop itself, so that an engage
-//! never waits behind a bundle being fetched and compiled; bundles and
-//! snapshots go, in order, to a worker. A change that cannot be applied
+//! Records (kill switches and every other `RecordKind`) are applied on the
+//! watch loop itself, so that an engage never waits behind a bundle being
+//! fetched and compiled; bundles and snapshots go, in order, to a worker. A change that cannot be applied
 //! ends the session: the replica is degraded (refusing writes) and starts
 //! over, re-reading the whole state, until it can. A switch that cannot be
 //! applied also makes every check deny until it is, since the switch might
@@ -17,11 +17,13 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::etcd::{Change, Entry, EtcdError, Listing};
-use super::{BundlePointer, Cluster, Link, SnapshotPointer, sha256_hex};
+use super::bootstrap::{Unpublished, bootstrap};
+use super::etcd::{Change, Entry, EtcdError};
+use super::keys::{BundlePointer, SnapshotPointer, sha256_hex};
+use super::{Cluster, Link};
 use crate::audit::record::admin_record;
-use crate::control::{Control, ControlError, Target};
-use crate::killswitch::Switch;
+use crate::control::records::on_kind;
+use crate::control::{self, Control, ControlError, Target};
 use crate::snapshot::SnapshotKind;
 
 const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -34,6 +36,18 @@ enum SessionError {
     Etcd(#[from] EtcdError),
     #[error("cannot apply `{key}` from etcd: {reason}")]
     Apply { key: String, reason: String },
+}
+
+impl From<Unpublished> for SessionError {
+    fn from(e: Unpublished) -> Self {
+        match e {
+            Unpublished::Etcd(e) => SessionError::Etcd(e),
+            Unpublished::Local(e) => SessionError::Apply {
+                key: "(local state)".into(),
+                reason: e.to_string(),
+            },
+        }
+    }
 }
 
 pub(super) async fn run(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
@@ -100,39 +114,30 @@ async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
     if bootstrap(cluster, &listing).await? {
         listing = cluster.listing().await?;
     }
-    let all = cluster.keys.all();
-    let is_switch = |key: &str| {
-        key.strip_prefix(&all)
-            .is_some_and(|rest| rest.starts_with("switches/"))
-    };
-    // The switches first, all at once: what checks see goes from the last
-    // known state (or, after a failure, from denying everything) straight
-    // to the cluster's.
-    let mut shared = Vec::new();
-    for entry in listing.entries.iter().filter(|e| is_switch(&e.key)) {
-        match parse::<Switch>(entry) {
-            Ok(switch) => shared.push(switch),
-            Err(reason) => {
-                cluster.control.fail_switches(reason.clone());
-                return Err(SessionError::Apply {
-                    key: entry.key.clone(),
-                    reason,
-                });
-            }
+    // The records first (kill switches above all), each kind all at once:
+    // what checks see goes from the last known state (or, after a
+    // failure, from failing closed) straight to the cluster's.
+    for kind in &cluster.kinds {
+        let prefix = cluster.keys.records(kind.name());
+        let shared: Vec<Vec<u8>> = listing
+            .entries
+            .iter()
+            .filter(|e| e.key.starts_with(&prefix))
+            .map(|e| e.value.clone())
+            .collect();
+        let outcome = on_kind(kind, move |k| k.resync(&shared, SystemTime::now()))
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(reason) = outcome {
+            kind.fail(format!(
+                "the cluster's {} records could not be applied: {reason}",
+                kind.noun()
+            ));
+            return Err(SessionError::Apply {
+                key: kind.name().into(),
+                reason,
+            });
         }
-    }
-    if let Err(reason) = blocking(&cluster.control, move |c| {
-        c.resync_switches(&shared, SystemTime::now())
-    })
-    .await
-    {
-        cluster.control.fail_switches(format!(
-            "the cluster's kill switches could not be applied: {reason}"
-        ));
-        return Err(SessionError::Apply {
-            key: "switches".into(),
-            reason,
-        });
     }
     cluster.readiness.set_pending(None);
 
@@ -140,6 +145,7 @@ async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
     // then goes on with what the watch reports. Stored (not served) bundles
     // only as many as this replica keeps: older ones it has pruned on
     // purpose and must not fetch again.
+    let all = cluster.keys.all();
     let stored_prefix = format!("{all}bundle/stored/");
     let keep = cluster.control.config().bundle_keep;
     let mut stored: Vec<&Entry> = listing
@@ -152,7 +158,7 @@ async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
     let mut data: Vec<&Entry> = listing
         .entries
         .iter()
-        .filter(|e| !is_switch(&e.key) && !e.key.starts_with(&stored_prefix))
+        .filter(|e| cluster.kind_of(&e.key).is_none() && !e.key.starts_with(&stored_prefix))
         .chain(stored)
         .collect();
     data.sort_by_key(|e| e.mod_revision);
@@ -194,8 +200,8 @@ async fn follow(
                 Some(Ok((batch, revision))) => {
                     for change in batch {
                         match change {
-                            Change::Put(entry) if entry.key.strip_prefix(&all).is_some_and(|r| r.starts_with("switches/")) => {
-                                apply_switch(cluster, &entry).await?;
+                            Change::Put(entry) if cluster.kind_of(&entry.key).is_some() => {
+                                apply_record(cluster, &entry).await?;
                             }
                             Change::Put(entry) => {
                                 let _ = work.send(Work::Change(entry));
@@ -222,10 +228,12 @@ async fn follow(
             // A watch on a half-dead connection may just go quiet.
             _ = probe.tick() => {
                 cluster.etcd.get(&health).await?;
-                // A switch that failed outside this loop (on the write
+                // A record that failed outside this loop (on the write
                 // path) is re-read from etcd by a new session.
-                if let Some(reason) = cluster.control.switches_failed() {
-                    return Err(SessionError::Apply { key: "switches".into(), reason });
+                for kind in &cluster.kinds {
+                    if let Some(reason) = kind.failed() {
+                        return Err(SessionError::Apply { key: kind.name().into(), reason });
+                    }
                 }
                 if work.is_closed() {
                     return Err(EtcdError::Data("the apply worker stopped".into()).into());
@@ -365,120 +373,6 @@ async fn clear_shadow(cluster: &Cluster) -> Result<bool, String> {
     Ok(cleared)
 }
 
-/// Fills an empty etcd from this replica's state: the first replica of a
-/// new cluster publishes what it serves, and every replica the switches it
-/// knows of, ended ones included (so that a release is not lost to a
-/// replica that missed it). Only absent keys are written, so replicas
-/// starting together agree on whichever came first. Returns whether
-/// anything was written.
-async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bool, SessionError> {
-    let has = |key: &str| listing.entries.iter().any(|e| e.key == key);
-    let control = &cluster.control;
-    let local = blocking(control, |c| {
-        let policy = c.generations().current().policy.clone();
-        let archive = c.store().bundle_archive(&policy.digest)?;
-        let shadow = match c.generations().current().shadow_policy() {
-            Some(shadow) => c
-                .store()
-                .bundle_archive(&shadow.digest)?
-                .map(|archive| (shadow, archive)),
-            None => None,
-        };
-        let mut snapshots = Vec::new();
-        for kind in SnapshotKind::ALL {
-            if let Some(document) = c.store().snapshot(kind)? {
-                let version = c.generations().current().snapshot(kind).version.clone();
-                snapshots.push((kind, version, document));
-            }
-        }
-        Ok((policy, archive, shadow, snapshots, c.store().switches()?))
-    })
-    .await
-    .map_err(|reason| SessionError::Apply {
-        key: "(local state)".into(),
-        reason,
-    })?;
-    let (policy, archive, shadow, snapshots, switches) = local;
-    let mut wrote = false;
-    let active_key = cluster.keys.bundle(Target::Active);
-    // A new cluster (no active bundle named yet) takes this replica's
-    // shadow too; a running one keeps its own.
-    let shadow_key = cluster.keys.bundle(Target::Shadow);
-    if !has(&active_key)
-        && !has(&shadow_key)
-        && let Some((shadow, archive)) = shadow
-    {
-        wrote |= publish_bundle(cluster, &shadow_key, &shadow, &archive).await?;
-    }
-    if !has(&active_key)
-        && let Some(archive) = archive
-    {
-        wrote |= publish_bundle(cluster, &active_key, &policy, &archive).await?;
-    }
-    for (kind, version, document) in snapshots {
-        let key = cluster.keys.snapshot(kind.as_str());
-        if has(&key) {
-            continue;
-        }
-        let sha256 = sha256_hex(&document);
-        let blob = cluster
-            .etcd
-            .put_blob(&cluster.keys.blob(&sha256), &document)
-            .await?;
-        let pointer = SnapshotPointer { version, sha256 };
-        wrote |= create_naming(cluster, &key, to_json(&pointer), blob).await?;
-    }
-    for switch in switches {
-        let key = cluster.keys.switch(&switch.id);
-        if !has(&key) {
-            wrote |= cluster.etcd.create(&key, to_json(&switch)).await?;
-        }
-    }
-    Ok(wrote)
-}
-
-/// Uploads `archive` and names `policy` under `key` if nothing is named
-/// there yet; whether it was.
-async fn publish_bundle(
-    cluster: &Cluster,
-    key: &str,
-    policy: &crate::generation::LoadedPolicy,
-    archive: &[u8],
-) -> Result<bool, EtcdError> {
-    let archive_sha256 = sha256_hex(archive);
-    let blob = cluster
-        .etcd
-        .put_blob(&cluster.keys.blob(&archive_sha256), archive)
-        .await?;
-    let pointer = BundlePointer {
-        digest: policy.digest.clone(),
-        revision: policy.revision.clone(),
-        archive_sha256,
-        rollback: false,
-    };
-    create_naming(cluster, key, to_json(&pointer), blob).await
-}
-
-/// Creates the pointer `key` if it is absent and the blob it names is
-/// still as `put_blob` left it; returns whether it did.
-async fn create_naming(
-    cluster: &Cluster,
-    key: &str,
-    value: Vec<u8>,
-    blob: (String, i64),
-) -> Result<bool, EtcdError> {
-    let unchanged = [(key.to_owned(), 0), blob];
-    Ok(cluster
-        .etcd
-        .put_if_all(key, value, &unchanged)
-        .await?
-        .is_some())
-}
-
-fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
 fn parse<T: DeserializeOwned>(entry: &Entry) -> Result<T, String> {
     serde_json::from_slice(&entry.value).map_err(|e| format!("`{}` is not valid: {e}", entry.key))
 }
@@ -487,11 +381,9 @@ async fn blocking<T: Send + 'static>(
     control: &Arc<Control>,
     work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
 ) -> Result<T, String> {
-    let control = control.clone();
-    match tokio::task::spawn_blocking(move || work(&control)).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("apply task failed: {e}")),
-    }
+    control::blocking(control, work)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn record(cluster: &Cluster, what: &str, details: serde_json::Value) {
@@ -506,41 +398,29 @@ async fn record(cluster: &Cluster, what: &str, details: serde_json::Value) {
     }
 }
 
-/// Puts a switch from etcd in force (or out of it); on failure every check
-/// is denied until a later session applies it.
-async fn apply_switch(cluster: &Cluster, entry: &Entry) -> Result<(), SessionError> {
-    let outcome = match parse::<Switch>(entry) {
-        Ok(switch) => {
-            let applied = switch.clone();
-            blocking(&cluster.control, move |c| {
-                c.apply_switch(&applied, SystemTime::now())
-            })
-            .await
-            .map(|changed| (switch, changed))
-        }
-        Err(reason) => Err(reason),
+/// Applies a record from etcd; on failure its kind fails closed (for kill
+/// switches, every check is denied) until a later session applies it.
+async fn apply_record(cluster: &Cluster, entry: &Entry) -> Result<(), SessionError> {
+    let Some(kind) = cluster.kind_of(&entry.key) else {
+        return Ok(());
     };
+    let value = entry.value.clone();
+    let outcome = on_kind(kind, move |k| k.apply(&value, SystemTime::now()))
+        .await
+        .map_err(|e| e.to_string());
     match outcome {
-        Ok((switch, true)) => {
-            let state = if switch.ended.is_some() {
-                "ended"
-            } else {
-                "engaged"
-            };
-            info!(id = switch.id, state, "cluster: kill switch applied");
-            record(
-                cluster,
-                "kill_switch",
-                json!({"id": switch.id, "state": state, "scope": switch.scope}),
-            )
-            .await;
+        Ok(Some(details)) => {
+            info!(
+                key = entry.key,
+                kind = kind.noun(),
+                "cluster: record applied"
+            );
+            record(cluster, &kind.noun().replace(' ', "_"), details).await;
             Ok(())
         }
-        Ok((_, false)) => Ok(()),
+        Ok(None) => Ok(()),
         Err(reason) => {
-            cluster
-                .control
-                .fail_switches(format!("`{}` could not be applied: {reason}", entry.key));
+            kind.fail(format!("`{}` could not be applied: {reason}", entry.key));
             Err(SessionError::Apply {
                 key: entry.key.clone(),
                 reason,

@@ -5,7 +5,6 @@
 pub mod tls;
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,27 +18,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::{debug, warn};
 
-use crate::auth::{Authenticator, Principal};
+use crate::auth::Authenticator;
+pub use crate::auth::{ConnInfo, PeerCert};
 pub use tls::{TlsError, TlsSetup};
-
-/// What the client certificate of a connection showed.
-#[derive(Debug)]
-pub enum PeerCert {
-    /// None was sent (or the listener has no TLS).
-    None,
-    /// It chains to the configured CA; the caller it names, if any.
-    Verified(Option<Arc<Principal>>),
-    /// It was sent but does not verify: every call on the connection is
-    /// refused with this reason.
-    Rejected(String),
-}
-
-/// Attached by tonic to every request on a connection.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub remote: Option<SocketAddr>,
-    pub peer: Arc<PeerCert>,
-}
 
 /// How a listener accepts connections.
 #[derive(Debug, Clone)]

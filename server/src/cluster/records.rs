@@ -1,0 +1,70 @@
+//! Records (kill switches, and every other `RecordKind`) written to etcd:
+//! one key per record, compare-and-swap on its revision, then applied here
+//! before the writer answers.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{Cluster, etcd_error};
+use crate::control::ControlError;
+use crate::control::records::{RecordKind, on_kind};
+
+impl Cluster {
+    /// Record `id` of `kind` as etcd has it: its value and revision.
+    pub async fn record(
+        &self,
+        kind: &dyn RecordKind,
+        id: &str,
+    ) -> Result<Option<(Vec<u8>, i64)>, ControlError> {
+        self.writable()?;
+        let entry = self
+            .etcd
+            .get(&self.keys.record(kind.name(), id))
+            .await
+            .map_err(|e| etcd_error(&e))?;
+        Ok(entry.map(|e| (e.value, e.mod_revision)))
+    }
+
+    /// Writes `value` as record `id` if its key is still at `mod_revision`
+    /// (0: absent), then applies it here: in force on this replica when
+    /// this returns, and on every other as its watch delivers it.
+    pub async fn share_record(
+        &self,
+        kind: &Arc<dyn RecordKind>,
+        id: &str,
+        value: Vec<u8>,
+        mod_revision: i64,
+    ) -> Result<(), ControlError> {
+        self.writable()?;
+        let written = self
+            .etcd
+            .put_if(
+                &self.keys.record(kind.name(), id),
+                value.clone(),
+                mod_revision,
+            )
+            .await
+            .map_err(|e| etcd_error(&e))?;
+        if written.is_none() {
+            return Err(ControlError::FailedPrecondition(format!(
+                "{} `{id}` was changed on another replica meanwhile; list them and retry",
+                kind.noun()
+            )));
+        }
+        let applied = on_kind(kind, move |k| k.apply(&value, SystemTime::now())).await;
+        if let Err(e) = applied {
+            // In force on the other replicas; here the kind fails closed
+            // until the sync loop reloads and applies it again.
+            kind.fail(format!(
+                "{} `{id}` is in etcd but could not be applied here: {e}",
+                kind.noun()
+            ));
+            return Err(ControlError::Unavailable(format!(
+                "{} `{id}` was written to etcd and applies on the other replicas, but not \
+                 on this one ({e}); this replica fails closed until it has caught up",
+                kind.noun()
+            )));
+        }
+        Ok(())
+    }
+}
