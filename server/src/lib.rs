@@ -24,6 +24,7 @@ pub mod platform_limits;
 pub mod regotest;
 pub mod request;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

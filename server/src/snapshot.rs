@@ -4,6 +4,8 @@
 //! A snapshot is parsed straight into a regorus value and checked by walking
 //! it, so a snapshot of a million grants is held once, not once per layer.
 
+pub mod config;
+
 use std::fmt;
 use std::time::{Duration, SystemTime};
 

@@ -17,6 +17,7 @@
 //! the others.
 
 mod collect;
+pub mod config;
 mod etcd;
 mod sync;
 pub(crate) mod tls;
@@ -31,12 +32,12 @@ use tonic::Status;
 use tracing::warn;
 
 use crate::audit::Auditor;
-use crate::config::ClusterConfig;
 use crate::control::{Control, ControlError, Target};
 use crate::killswitch::{EngageSpec, Switch};
 use crate::ops::Readiness;
 use crate::snapshot::Snapshot;
 use crate::store::BundleRecord;
+use config::ClusterConfig;
 pub use etcd::EtcdError;
 use etcd::{Entry, Etcd, Listing};
 pub use tls::{EtcdFile, EtcdTls};
