@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use regorus::Value;
@@ -18,6 +17,7 @@ use crate::engine::wasm::{WasmLimits, WasmPolicy};
 use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EngineOptions};
 use crate::input::json_to_rego;
 use crate::killswitch::Switch;
+pub use crate::snapshot::MaxAge;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::wasm::{BuildError, build_module};
 
@@ -98,22 +98,6 @@ impl LoadedPolicy {
 
     pub fn engine(&self) -> EngineKind {
         self.compiled.kind()
-    }
-}
-
-/// How old each snapshot kind may be before checks deny.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MaxAge {
-    pub identity: Option<Duration>,
-    pub entitlements: Option<Duration>,
-}
-
-impl MaxAge {
-    pub fn of(&self, kind: SnapshotKind) -> Option<Duration> {
-        match kind {
-            SnapshotKind::Identity => self.identity,
-            SnapshotKind::Entitlements => self.entitlements,
-        }
     }
 }
 

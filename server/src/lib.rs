@@ -28,6 +28,7 @@ pub mod readiness;
 pub mod regotest;
 pub mod request;
 pub mod server;
+pub mod settings;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -3,6 +3,8 @@
 //! platform's burst cannot starve the others. Refusals are
 //! `RESOURCE_EXHAUSTED` with a `RetryInfo` saying when to come back.
 
+pub mod config;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -4,6 +4,8 @@
 //! A snapshot is parsed straight into a regorus value and checked by walking
 //! it, so a snapshot of a million grants is held once, not once per layer.
 
+pub mod config;
+
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +15,22 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// The two kinds of snapshot; each lives at `data.<kind>`.
+/// How old each snapshot kind may be before checks deny.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaxAge {
+    pub identity: Option<Duration>,
+    pub entitlements: Option<Duration>,
+}
+
+impl MaxAge {
+    pub fn of(&self, kind: SnapshotKind) -> Option<Duration> {
+        match kind {
+            SnapshotKind::Identity => self.identity,
+            SnapshotKind::Entitlements => self.entitlements,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SnapshotKind {
     Identity,

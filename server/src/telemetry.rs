@@ -1,5 +1,7 @@
 //! Logging and, when configured, OpenTelemetry span export over OTLP/HTTP.
 
+pub mod config;
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -9,7 +11,7 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::Config;
+use config::TelemetryConfig;
 
 /// Why logging could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,7 @@ impl Telemetry {
 /// and, with `tracing.otlp_endpoint`, spans to the collector. Must run
 /// outside the async runtime: the exporter's client blocks on its own
 /// thread.
-pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_new(&config.log_level)
         .map_err(|_| TelemetryError::Filter(config.log_level.clone()))?;
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);

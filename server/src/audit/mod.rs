@@ -5,6 +5,7 @@
 //! writer thread seals records into the chain in queue order, writes them in
 //! groups, and flushes per the durability mode.
 
+pub mod config;
 pub mod log;
 pub mod record;
 mod writer;

@@ -6,6 +6,7 @@
 //! `anonymous` with every right. The configuration refuses that on a
 //! non-loopback address unless `server.insecure` says it is meant.
 
+pub mod config;
 mod layer;
 mod peer;
 mod rules;

@@ -5,6 +5,7 @@
 //! sizes, the manifest, data placement and roots. Compiling the modules is
 //! the engine's job.
 
+pub mod config;
 mod manifest;
 
 use std::path::Path;

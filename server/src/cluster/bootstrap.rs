@@ -4,7 +4,6 @@
 use super::Cluster;
 use super::etcd::{EtcdError, Listing};
 use super::keys::{BundlePointer, SnapshotPointer, sha256_hex};
-use crate::control::records::on_kind;
 use crate::control::{ControlError, Target, blocking};
 use crate::snapshot::SnapshotKind;
 
@@ -78,7 +77,7 @@ pub(super) async fn bootstrap(cluster: &Cluster, listing: &Listing) -> Result<bo
         wrote |= create_naming(cluster, &key, to_json(&pointer), blob).await?;
     }
     for kind in &cluster.kinds {
-        let records = on_kind(kind, |k| k.local())
+        let records = blocking(kind, |k| k.local())
             .await
             .map_err(Unpublished::Local)?;
         for record in records {

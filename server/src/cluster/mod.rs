@@ -22,6 +22,7 @@
 
 mod bootstrap;
 mod collect;
+pub mod config;
 mod data;
 mod etcd;
 mod keys;
@@ -35,10 +36,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::audit::Auditor;
-use crate::config::ClusterConfig;
 use crate::control::records::RecordKind;
 use crate::control::{Control, ControlError};
 use crate::readiness::Readiness;
+use config::ClusterConfig;
 pub use data::ClearedShadow;
 pub use etcd::EtcdError;
 use etcd::{Etcd, Listing};

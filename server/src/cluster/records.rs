@@ -7,7 +7,8 @@ use std::time::SystemTime;
 
 use super::{Cluster, etcd_error};
 use crate::control::ControlError;
-use crate::control::records::{RecordKind, on_kind};
+use crate::control::blocking;
+use crate::control::records::RecordKind;
 
 impl Cluster {
     /// Record `id` of `kind` as etcd has it: its value and revision.
@@ -51,7 +52,7 @@ impl Cluster {
                 kind.noun()
             )));
         }
-        let applied = on_kind(kind, move |k| k.apply(&value, SystemTime::now())).await;
+        let applied = blocking(kind, move |k| k.apply(&value, SystemTime::now())).await;
         if let Err(e) = applied {
             // In force on the other replicas; here the kind fails closed
             // until the sync loop reloads and applies it again.

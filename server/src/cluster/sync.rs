@@ -22,7 +22,6 @@ use super::etcd::{Change, Entry, EtcdError};
 use super::keys::{BundlePointer, SnapshotPointer, sha256_hex};
 use super::{Cluster, Link};
 use crate::audit::record::admin_record;
-use crate::control::records::on_kind;
 use crate::control::{self, Control, ControlError, Target};
 use crate::snapshot::SnapshotKind;
 
@@ -125,9 +124,7 @@ async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
             .filter(|e| e.key.starts_with(&prefix))
             .map(|e| e.value.clone())
             .collect();
-        let outcome = on_kind(kind, move |k| k.resync(&shared, SystemTime::now()))
-            .await
-            .map_err(|e| e.to_string());
+        let outcome = blocking(kind, move |k| k.resync(&shared, SystemTime::now())).await;
         if let Err(reason) = outcome {
             kind.fail(format!(
                 "the cluster's {} records could not be applied: {reason}",
@@ -377,11 +374,15 @@ fn parse<T: DeserializeOwned>(entry: &Entry) -> Result<T, String> {
     serde_json::from_slice(&entry.value).map_err(|e| format!("`{}` is not valid: {e}", entry.key))
 }
 
-async fn blocking<T: Send + 'static>(
-    control: &Arc<Control>,
-    work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
-) -> Result<T, String> {
-    control::blocking(control, work)
+async fn blocking<S, T>(
+    state: &Arc<S>,
+    work: impl FnOnce(&S) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, String>
+where
+    S: ?Sized + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    control::blocking(state, work)
         .await
         .map_err(|e| e.to_string())
 }
@@ -405,9 +406,7 @@ async fn apply_record(cluster: &Cluster, entry: &Entry) -> Result<(), SessionErr
         return Ok(());
     };
     let value = entry.value.clone();
-    let outcome = on_kind(kind, move |k| k.apply(&value, SystemTime::now()))
-        .await
-        .map_err(|e| e.to_string());
+    let outcome = blocking(kind, move |k| k.apply(&value, SystemTime::now())).await;
     match outcome {
         Ok(Some(details)) => {
             info!(

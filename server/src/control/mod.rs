@@ -300,12 +300,17 @@ impl Control {
 
 /// Runs a change on a blocking thread: compiling a bundle or flushing the
 /// store must not hold up the async workers that answer checks.
-pub async fn blocking<T: Send + 'static>(
-    control: &Arc<Control>,
-    work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
-) -> Result<T, ControlError> {
-    let control = control.clone();
-    tokio::task::spawn_blocking(move || work(&control))
+/// `state` is the control plane itself or one of its record kinds.
+pub async fn blocking<S, T>(
+    state: &Arc<S>,
+    work: impl FnOnce(&S) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ControlError>
+where
+    S: ?Sized + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(&state))
         .await
         .map_err(|e| ControlError::Internal(format!("admin task failed: {e}")))?
 }

@@ -4,7 +4,6 @@
 //! backend; the backend's code (etcd keys, bootstrap, watch, resync) stays
 //! the same for every kind.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::ControlError;
@@ -43,16 +42,4 @@ pub trait RecordKind: Send + Sync + std::fmt::Debug + 'static {
     fn fail(&self, reason: String);
     /// Whether `fail` is in effect, and why.
     fn failed(&self) -> Option<String>;
-}
-
-/// Runs `work` on `kind` on a blocking thread: applying may write and
-/// flush the store, which must not hold up the workers that answer checks.
-pub async fn on_kind<T: Send + 'static>(
-    kind: &Arc<dyn RecordKind>,
-    work: impl FnOnce(&dyn RecordKind) -> Result<T, ControlError> + Send + 'static,
-) -> Result<T, ControlError> {
-    let kind = kind.clone();
-    tokio::task::spawn_blocking(move || work(kind.as_ref()))
-        .await
-        .map_err(|e| ControlError::Internal(format!("admin task failed: {e}")))?
 }

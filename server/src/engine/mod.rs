@@ -4,6 +4,7 @@
 //! document (bundle data plus snapshots) gives a `BoundPolicy`, which
 //! evaluates checks. Both are immutable and shared by every worker thread.
 
+pub mod config;
 pub mod native;
 pub mod wasm;
 

@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json, json};
 use warden_proto::convert::to_struct;
 use warden_proto::v1 as pb;
 
-use crate::config::AuthzenConfig;
+use crate::http::config::AuthzenConfig;
 
 /// A request the AuthZEN API refuses with 400: the JSON path of the field
 /// and what is wrong with it.

@@ -5,6 +5,7 @@
 //! listeners.
 
 pub mod authzen;
+pub mod config;
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,10 +28,10 @@ use tracing::{Instrument, debug};
 use crate::api::DecisionApi;
 use crate::api::decision::check_span;
 use crate::auth::{Authenticator, Caller, Listener, authorize};
-use crate::config::AuthzenConfig;
 use crate::metrics::{Api, Metrics};
 use crate::transport::{Conn, ConnInfo, PeerCert};
 use authzen::{BadRequest, BatchLimits, Envelope, Semantic};
+use config::AuthzenConfig;
 
 /// What the handlers share.
 #[derive(Clone)]

@@ -5,6 +5,7 @@
 //! into an immutable [`SwitchIndex`] and published with one pointer swap, so
 //! a check pays a few hash lookups however many switches are engaged.
 
+pub mod config;
 mod index;
 pub mod spec;
 

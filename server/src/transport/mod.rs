@@ -2,6 +2,7 @@
 //! a bounded TLS handshake, and the client certificate checked once per
 //! connection so the auth layer can answer each call with a precise status.
 
+pub mod config;
 pub mod tls;
 
 use std::io;
