@@ -181,6 +181,15 @@ impl AdminClient {
         })
     }
 
+    /// Engages a kill switch and returns the whole answer: the switch, and
+    /// whether its id was engaged already (`already_engaged`).
+    pub async fn engage_kill_switch_answer(
+        &mut self,
+        request: EngageKillSwitchRequest,
+    ) -> Result<pb::EngageKillSwitchResponse, ClientError> {
+        Ok(self.inner.engage_kill_switch(request).await?.into_inner())
+    }
+
     /// Releases an engaged kill switch.
     pub async fn release_kill_switch(
         &mut self,

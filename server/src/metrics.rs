@@ -353,6 +353,13 @@ impl Collector for StateCollector {
             )?;
             gauge(
                 &mut encoder,
+                "cluster_partitioned",
+                "1 while cluster.on_partition is in force: cut off from etcd for longer than cluster.partition_grace",
+                None,
+                u8::from(cluster.partitioned().is_some()),
+            )?;
+            gauge(
+                &mut encoder,
                 "cluster_applied_revision",
                 "The etcd revision this replica has applied",
                 None,

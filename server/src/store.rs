@@ -67,6 +67,9 @@ pub struct Store {
     archives: sled::Tree,
     snapshots: sled::Tree,
     killswitches: sled::Tree,
+    /// Replicated records changed here while the cluster was out of reach,
+    /// keyed `{kind}/{id}`: not yet published.
+    pending: sled::Tree,
     instance_id: String,
 }
 
@@ -116,6 +119,7 @@ impl Store {
             archives: tree("bundle_archives")?,
             snapshots: tree("snapshots")?,
             killswitches: tree(KILLSWITCH_TREE)?,
+            pending: tree("pending_records")?,
             meta,
             db,
             instance_id,
@@ -323,6 +327,42 @@ impl Store {
             switches.push(switch);
         }
         Ok(switches)
+    }
+}
+
+impl Store {
+    /// Marks record `id` of `kind` as changed here but not yet published to
+    /// the cluster; durable when this returns.
+    pub fn mark_pending(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        self.pending
+            .insert(format!("{kind}/{id}").as_bytes(), &[] as &[u8])?;
+        self.flush()
+    }
+
+    /// The ids of `kind` marked pending.
+    pub fn pending(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{kind}/");
+        let mut ids = Vec::new();
+        for entry in self.pending.scan_prefix(prefix.as_bytes()) {
+            let (key, _) = entry?;
+            let key = String::from_utf8_lossy(&key);
+            if let Some(id) = key.strip_prefix(&prefix) {
+                ids.push(id.to_owned());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Record `id` of `kind` is published; durable when this returns.
+    pub fn clear_pending(&self, kind: &str, id: &str) -> Result<(), StoreError> {
+        if self
+            .pending
+            .remove(format!("{kind}/{id}").as_bytes())?
+            .is_some()
+        {
+            self.flush()?;
+        }
+        Ok(())
     }
 }
 

@@ -1,9 +1,11 @@
 //! Test support: the real `warden` binary started on loopback ports, and
 //! real OPA loaded as an oracle.
 
+pub mod cluster;
 pub mod etcd;
 pub mod pki;
 pub mod process;
+pub mod proxy;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

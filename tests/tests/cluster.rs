@@ -1,145 +1,24 @@
 //! Cluster mode end to end: a real etcd and three real replicas on
 //! loopback, each with its own data directory. Switches and bundles pushed
-//! to one reach all; losing etcd leaves replicas serving and refusing admin
-//! writes; they converge when it is back, and a restarted replica catches up.
+//! to one reach all; losing etcd leaves replicas serving and refusing
+//! bundle and snapshot writes; they converge when it is back, and a
+//! restarted replica catches up. Kill switches during an outage:
+//! cluster_outage.rs.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use tonic::Code;
-use warden_client::admin::{
-    BundleTarget, EngageKillSwitchRequest, KillSwitch, KillSwitchMode, KillSwitchScope,
+use warden_client::admin::BundleTarget;
+use warden_client::{AdminClient, CheckBuilder, Decision, WardenClient};
+use warden_e2e::cluster::{
+    Replicas, allowed, engage_request, joined, refused_with, replica, replica_builder, three,
+    until_stopped, wait_status,
 };
-use warden_client::{AdminClient, CheckBuilder, CheckRequest, Decision, WardenClient};
 use warden_e2e::etcd::Etcd;
+use warden_e2e::http_get;
 use warden_e2e::pki::{Authority, Pem};
 use warden_e2e::process::Warden;
-use warden_e2e::{Demo, http_get};
-
-fn replica(etcd: &Etcd, name: &str, data_dir: Option<&std::path::Path>) -> Warden {
-    let builder = replica_builder(etcd, name);
-    match data_dir {
-        Some(dir) => builder.data_dir(dir),
-        None => builder,
-    }
-    .start_listening()
-}
-
-fn replica_builder(etcd: &Etcd, name: &str) -> warden_e2e::process::WardenBuilder {
-    Warden::builder()
-        .env("WARDEN_CLUSTER_ETCD_ENDPOINTS", etcd.endpoints_env())
-        .env("WARDEN_CLUSTER_REPLICA_ID", name)
-        .env("WARDEN_CLUSTER_ETCD_TIMEOUT", "1s")
-}
-
-/// Waits until `replica` reports `connected` (or `what` otherwise).
-async fn wait_status(admin: &mut AdminClient, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = admin.status().await.map(|s| s.cluster);
-        if status.as_deref().is_ok_and(|s| s.starts_with(what)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cluster status stayed {status:?}, never {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-struct Replicas {
-    servers: Vec<Warden>,
-    admins: Vec<AdminClient>,
-    clients: Vec<WardenClient>,
-}
-
-async fn three(etcd: &Etcd) -> Replicas {
-    joined(
-        ["r1", "r2", "r3"]
-            .iter()
-            .map(|name| replica(etcd, name, None))
-            .collect(),
-    )
-    .await
-}
-
-/// `servers` once each is serving and in step with etcd.
-async fn joined(servers: Vec<Warden>) -> Replicas {
-    let mut admins = Vec::new();
-    let mut clients = Vec::new();
-    for server in &servers {
-        server.wait_serving().await;
-        let mut admin = server.admin().await;
-        wait_status(&mut admin, "connected").await;
-        admins.push(admin);
-        clients.push(server.client().await);
-    }
-    Replicas {
-        servers,
-        admins,
-        clients,
-    }
-}
-
-fn allowed() -> CheckRequest {
-    let finance = Demo::load().member_of("finance");
-    CheckBuilder::new(
-        "copilot-studio",
-        "expense-assistant",
-        &finance,
-        "expenses.submit",
-        "expense",
-    )
-    .resource_id("exp-1")
-    .build()
-}
-
-fn engage_request(agent: &str) -> EngageKillSwitchRequest {
-    EngageKillSwitchRequest {
-        scope: Some(KillSwitchScope {
-            agent_id: agent.into(),
-            ..KillSwitchScope::default()
-        }),
-        mode: KillSwitchMode::DenyAll as i32,
-        reason: "incident".into(),
-        engaged_by: "tests".into(),
-        ..EngageKillSwitchRequest::default()
-    }
-}
-
-/// How long until `client` denies `request` because of `switch`.
-async fn until_stopped(
-    client: &mut WardenClient,
-    switch: &KillSwitch,
-    started: Instant,
-) -> Duration {
-    loop {
-        let response = client.check(allowed()).await.unwrap();
-        if response
-            .kill_switch
-            .as_ref()
-            .is_some_and(|k| k.id == switch.id)
-        {
-            assert_eq!(response.decision(), Decision::Deny);
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "switch {} never reached this replica",
-            switch.id
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-/// `result` is a refusal with `code`.
-fn refused_with<T: std::fmt::Debug>(result: Result<T, warden_client::ClientError>, code: Code) {
-    match result {
-        Err(error) => assert_eq!(error.status().map(|s| s.code()), Some(code), "{error}"),
-        Ok(value) => panic!("expected {code:?}, got {value:?}"),
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -377,12 +256,8 @@ async fn without_etcd_replicas_serve_report_degraded_refuse_writes_and_converge_
         let (status, body) = http_get(replicas.servers[i].ops_addr, "/readyz");
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("degraded"), "{body}");
-        refused_with(
-            admin
-                .engage_kill_switch(engage_request("expense-assistant"))
-                .await,
-            Code::Unavailable,
-        );
+        // Bundles and snapshots wait for etcd; kill switches do not
+        // (cluster_outage.rs).
         refused_with(
             admin
                 .put_bundle(bundle("while-down"), BundleTarget::Active)

@@ -637,3 +637,78 @@ async fn an_engage_applies_to_every_check_that_starts_after_its_acknowledgement(
         "the race did not happen: {after} after, {before} before, {overlapping} in flight across the engage"
     );
 }
+
+#[tokio::test]
+async fn an_engage_with_a_chosen_id_is_answered_once_and_conflicts_are_refused() {
+    let (warden, mut admin) = allow_all(Warden::builder()).await;
+    let mut client = warden.client().await;
+    let with_id =
+        |fields: &[(&str, &str)], mode: KillSwitchMode, id: &str| EngageKillSwitchRequest {
+            id: id.into(),
+            ..engage_request(scope(fields), mode)
+        };
+    let id = "ks-fanout-0001";
+    let first = admin
+        .engage_kill_switch_answer(with_id(&[("agent_id", "a1")], KillSwitchMode::DenyAll, id))
+        .await
+        .unwrap();
+    let switch = first.kill_switch.unwrap();
+    assert_eq!((switch.id.as_str(), first.already_engaged), (id, false));
+    assert!(!switch.pending_replication, "no cluster, nothing pending");
+    let stopped = check(&mut client, base()).await;
+    assert_eq!(stopped.kill_switch.map(|k| k.id).as_deref(), Some(id));
+
+    // The same switch again (a fan-out retried): answered, nothing changes.
+    let again = admin
+        .engage_kill_switch_answer(with_id(&[("agent_id", "a1")], KillSwitchMode::DenyAll, id))
+        .await
+        .unwrap();
+    assert!(again.already_engaged);
+    assert_eq!(again.kill_switch.unwrap().engaged_at, switch.engaged_at);
+    assert_eq!(admin.list_kill_switches(10).await.unwrap().active.len(), 1);
+
+    // Another scope or mode under that id is a conflict.
+    for request in [
+        with_id(&[("agent_id", "a2")], KillSwitchMode::DenyAll, id),
+        with_id(&[("agent_id", "a1")], KillSwitchMode::DenyMutating, id),
+    ] {
+        let error = admin.engage_kill_switch(request).await.unwrap_err();
+        assert_eq!(field_of(&error).0, Code::FailedPrecondition, "{error}");
+    }
+    // A released id stays released.
+    admin
+        .release_kill_switch(id, "done", "tests")
+        .await
+        .unwrap();
+    let error = admin
+        .engage_kill_switch(with_id(&[("agent_id", "a1")], KillSwitchMode::DenyAll, id))
+        .await
+        .unwrap_err();
+    assert_eq!(field_of(&error).0, Code::FailedPrecondition, "{error}");
+    // Ids that could not be one.
+    for bad in [
+        "fanout",
+        "ks-",
+        "ks-a b",
+        "ks-ü",
+        &format!("ks-{}", "x".repeat(65)),
+    ] {
+        let error = admin
+            .engage_kill_switch(with_id(&[("agent_id", "a1")], KillSwitchMode::DenyAll, bad))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            field_of(&error),
+            (Code::InvalidArgument, "id".into()),
+            "{bad}"
+        );
+    }
+    assert!(
+        admin
+            .list_kill_switches(10)
+            .await
+            .unwrap()
+            .active
+            .is_empty()
+    );
+}

@@ -99,7 +99,7 @@ fn in_process(rounds: usize) -> anyhow::Result<()> {
             acks.push(started.elapsed());
             stop.store(true, Ordering::Release);
             let seen = watcher.join().ok().flatten();
-            let switch = result?;
+            let switch = result?.switch;
             control.release(
                 &switch.id,
                 "round over".into(),

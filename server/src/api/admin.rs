@@ -13,7 +13,7 @@ use super::killswitch;
 use super::status::{invalid_field, status};
 use crate::audit::{Auditor, Durability};
 use crate::auth::Caller;
-use crate::changes::{Applied, Change, Changes, Replication};
+use crate::changes::{Applied, Change, Changes, Replication, SwitchChange};
 use crate::cluster::{ClearedShadow, Link};
 use crate::control::{Control, ControlError, Target, blocking};
 use crate::generation::LoadedPolicy;
@@ -64,6 +64,11 @@ impl AdminApi {
         work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
     ) -> Result<T, Status> {
         blocking(&self.control, work).await.map_err(|e| status(&e))
+    }
+
+    /// Ids of the kill switches made here and not yet published.
+    fn pending(&self) -> Result<Vec<String>, Status> {
+        self.changes.pending_switches().map_err(|e| status(&e))
     }
 
     fn bundle_info(&self, record: &BundleRecord) -> pb::BundleInfo {
@@ -239,6 +244,7 @@ impl AdminService for AdminApi {
         let current = self.control.generations().current();
         let counters = self.auditor.counters();
         let replication = self.changes.replication();
+        let pending = self.pending()?.len() as u64;
         Ok(Response::new(pb::GetStatusResponse {
             active: Some(self.serving_info(&current.policy)),
             shadow: current
@@ -277,9 +283,17 @@ impl AdminService for AdminApi {
                     Link::Degraded(reason) => format!("degraded: {reason}"),
                 },
             },
-            replica_id: match replication {
+            replica_id: match &replication {
                 Replication::SingleNode => String::new(),
-                Replication::Cluster { replica, .. } => replica,
+                Replication::Cluster { replica, .. } => replica.clone(),
+            },
+            pending_kill_switches: pending,
+            partition_mode: match replication {
+                Replication::Cluster {
+                    partitioned: Some(mode),
+                    ..
+                } => mode.as_str().to_owned(),
+                _ => String::new(),
             },
         }))
     }
@@ -290,9 +304,10 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::EngageKillSwitchResponse>, Status> {
         let caller = Caller::of(&request).label();
         let spec = killswitch::engage_spec(request.into_inner(), &caller)?;
-        let switch = switch(self.submit(&caller, Change::EngageSwitch(spec)).await?)?;
+        let change = switch(self.submit(&caller, Change::EngageSwitch(spec)).await?)?;
         Ok(Response::new(pb::EngageKillSwitchResponse {
-            kill_switch: Some(killswitch::switch_to_proto(switch)),
+            kill_switch: Some(killswitch::switch_to_proto(change.switch, change.pending)),
+            already_engaged: change.already,
         }))
     }
 
@@ -307,9 +322,9 @@ impl AdminService for AdminApi {
             id: request.id,
             reason: request.reason,
         };
-        let switch = switch(self.submit(&caller, change).await?)?;
+        let change = switch(self.submit(&caller, change).await?)?;
         Ok(Response::new(pb::ReleaseKillSwitchResponse {
-            kill_switch: Some(killswitch::switch_to_proto(switch)),
+            kill_switch: Some(killswitch::switch_to_proto(change.switch, change.pending)),
         }))
     }
 
@@ -321,17 +336,14 @@ impl AdminService for AdminApi {
         let list = self
             .read(move |c| c.list_switches(limit, SystemTime::now()))
             .await?;
+        let pending = self.pending()?;
+        let to_proto = |switch: Switch| {
+            let pending = pending.contains(&switch.id);
+            killswitch::switch_to_proto(switch, pending)
+        };
         Ok(Response::new(pb::ListKillSwitchesResponse {
-            active: list
-                .active
-                .into_iter()
-                .map(killswitch::switch_to_proto)
-                .collect(),
-            ended: list
-                .ended
-                .into_iter()
-                .map(killswitch::switch_to_proto)
-                .collect(),
+            active: list.active.into_iter().map(to_proto).collect(),
+            ended: list.ended.into_iter().map(to_proto).collect(),
         }))
     }
 }
@@ -351,9 +363,9 @@ fn bundle(applied: Applied) -> Result<BundleRecord, Status> {
     }
 }
 
-fn switch(applied: Applied) -> Result<Switch, Status> {
+fn switch(applied: Applied) -> Result<SwitchChange, Status> {
     match applied {
-        Applied::Switch(switch) => Ok(switch),
+        Applied::Switch(change) => Ok(change),
         other => Err(unexpected(&other)),
     }
 }

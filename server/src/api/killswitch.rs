@@ -41,6 +41,7 @@ pub fn engage_spec(
         ttl_seconds: request.ttl_seconds,
         global: request.global,
         engaged_by: actor(request.engaged_by, caller),
+        id: request.id,
     })
 }
 
@@ -63,7 +64,8 @@ pub fn ended_limit(requested: u32) -> usize {
     limit as usize
 }
 
-pub fn switch_to_proto(switch: Switch) -> pb::KillSwitch {
+/// `pending`: made on this replica while etcd was out of reach.
+pub fn switch_to_proto(switch: Switch, pending: bool) -> pb::KillSwitch {
     let (state, ended_at, ended_by, end_reason) = match switch.ended {
         None => (
             pb::KillSwitchState::Active,
@@ -96,6 +98,7 @@ pub fn switch_to_proto(switch: Switch) -> pb::KillSwitch {
         ended_at,
         ended_by,
         end_reason,
+        pending_replication: pending,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Applied, Change};
+use super::{Applied, Change, SwitchChange};
 use crate::cluster::ClearedShadow;
 use crate::control::Target;
 use crate::killswitch::{Switch, rfc3339_ms};
@@ -78,27 +78,44 @@ impl About {
                     "size_bytes": snapshot.size,
                 }),
             ),
-            (About::Release, Applied::Switch(switch)) => (
-                "kill_switch.released",
-                json!({
+            (About::Release, Applied::Switch(change)) => {
+                let switch = &change.switch;
+                let mut details = json!({
                     "id": switch.id,
                     "scope": switch.scope,
                     "released_by": switch.ended.as_ref().map(|e| e.by.as_str()),
                     "reason": switch.ended.as_ref().map(|e| e.reason.as_str()),
-                }),
-            ),
-            (_, Applied::Switch(switch)) => (
-                "kill_switch.engaged",
-                json!({
+                });
+                flags(&mut details, change);
+                ("kill_switch.released", details)
+            }
+            (_, Applied::Switch(change)) => {
+                let switch = &change.switch;
+                let mut details = json!({
                     "id": switch.id,
                     "scope": switch.scope,
                     "mode": switch.mode.as_str(),
                     "reason": switch.reason,
                     "engaged_by": switch.engaged_by,
                     "expires_at": switch.expires_at_ms.map(rfc3339_ms),
-                }),
-            ),
+                });
+                flags(&mut details, change);
+                ("kill_switch.engaged", details)
+            }
             (_, Applied::Bundle(record)) => ("bundle.activated", bundle(record, None)),
+        }
+    }
+}
+
+/// Marks, only where they hold, an engage that changed nothing and a change
+/// made while etcd was out of reach.
+fn flags(details: &mut Value, change: &SwitchChange) {
+    if let Some(details) = details.as_object_mut() {
+        if change.already {
+            details.insert("already_engaged".into(), Value::Bool(true));
+        }
+        if change.pending {
+            details.insert("pending_replication".into(), Value::Bool(true));
         }
     }
 }

@@ -14,14 +14,14 @@ mod audit;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::audit::Auditor;
 use crate::audit::record::admin_record;
 use crate::cluster::{ClearedShadow, Cluster, Link};
 use crate::control::records::RecordKind;
-use crate::control::{Control, ControlError, Target, blocking};
-use crate::killswitch::{EngageSpec, Switch};
+use crate::control::{Control, ControlError, Target, already_engaged, blocking};
+use crate::killswitch::{EngageSpec, Mode, Switch};
 use crate::snapshot::Snapshot;
 use crate::store::BundleRecord;
 
@@ -57,7 +57,28 @@ pub enum Applied {
     /// The shadow cleared, if there was one.
     ShadowCleared(Option<ClearedShadow>),
     Snapshot(Arc<Snapshot>),
-    Switch(Switch),
+    Switch(SwitchChange),
+}
+
+/// A kill switch engaged or released.
+#[derive(Debug, Clone)]
+pub struct SwitchChange {
+    pub switch: Switch,
+    /// Engaged already under that id; nothing changed.
+    pub already: bool,
+    /// Made on this replica while etcd was out of reach; published when
+    /// it is back.
+    pub pending: bool,
+}
+
+impl SwitchChange {
+    fn made(switch: Switch) -> Applied {
+        Applied::Switch(SwitchChange {
+            switch,
+            already: false,
+            pending: false,
+        })
+    }
 }
 
 /// Where changes are made durable and ordered.
@@ -76,7 +97,12 @@ enum Backend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replication {
     SingleNode,
-    Cluster { replica: String, link: Link },
+    Cluster {
+        replica: String,
+        link: Link,
+        /// `cluster.on_partition`, while it is in force.
+        partitioned: Option<Mode>,
+    },
 }
 
 /// See the module documentation.
@@ -118,7 +144,19 @@ impl Changes {
             Backend::Cluster { cluster, .. } => Replication::Cluster {
                 replica: cluster.replica().to_owned(),
                 link: cluster.link(),
+                partitioned: self.control.partitioned(),
             },
+        }
+    }
+
+    /// The kill switches made here while etcd was out of reach and not yet
+    /// published (always none on a single node).
+    pub fn pending_switches(&self) -> Result<Vec<String>, ControlError> {
+        match &self.backend {
+            Backend::Local => Ok(Vec::new()),
+            Backend::Cluster { switches, .. } => {
+                Ok(self.control.store().pending(switches.name())?)
+            }
         }
     }
 
@@ -156,10 +194,15 @@ impl Changes {
             Change::PutSnapshot { kind, document } => Applied::Snapshot(
                 blocking(control, move |c| c.put_snapshot(&kind, document)).await?,
             ),
-            Change::EngageSwitch(spec) => Applied::Switch(
-                blocking(control, move |c| c.engage(spec, SystemTime::now())).await?,
-            ),
-            Change::ReleaseSwitch { id, reason, by } => Applied::Switch(
+            Change::EngageSwitch(spec) => {
+                let engaged = blocking(control, move |c| c.engage(spec, SystemTime::now())).await?;
+                Applied::Switch(SwitchChange {
+                    switch: engaged.switch,
+                    already: engaged.already,
+                    pending: false,
+                })
+            }
+            Change::ReleaseSwitch { id, reason, by } => SwitchChange::made(
                 blocking(control, move |c| {
                     c.release(&id, reason, by, SystemTime::now())
                 })
@@ -212,13 +255,27 @@ async fn clustered(
             Applied::Snapshot(cluster.put_snapshot(kind, document).await?)
         }
         Change::EngageSwitch(spec) => {
-            cluster.writable()?;
             let now = SystemTime::now();
             let switch = blocking(control, move |c| c.prepare_engage(spec, now)).await?;
-            share_switch(cluster, switches, switch, 0).await?
+            engage(cluster, switches, control, switch).await?
         }
         Change::ReleaseSwitch { id, reason, by } => {
-            cluster.writable()?;
+            if let Err(refused) = cluster.writable() {
+                // Loosening needs etcd, but for a switch this replica alone
+                // holds: it was never published, so no replica enforces it.
+                if !pending(control, switches.as_ref(), &id).await? {
+                    return Err(refused);
+                }
+                let switch = blocking(control, move |c| {
+                    c.release(&id, reason, by, SystemTime::now())
+                })
+                .await?;
+                return Ok(Applied::Switch(SwitchChange {
+                    switch,
+                    already: false,
+                    pending: true,
+                }));
+            }
             // Of two releases racing on different replicas, the second is
             // refused, as on a single node.
             let shared = cluster.record(switches.as_ref(), &id).await?;
@@ -234,21 +291,109 @@ async fn clustered(
             let switch =
                 blocking(control, move |c| c.prepare_release(&id, reason, by, now)).await?;
             let revision = shared.map_or(0, |(_, revision)| revision);
-            share_switch(cluster, switches, switch, revision).await?
+            let value = encode(&switch)?;
+            if !cluster
+                .put_record(switches.as_ref(), &switch.id, value.clone(), revision)
+                .await?
+            {
+                return Err(ControlError::FailedPrecondition(format!(
+                    "kill switch `{}` was changed on another replica meanwhile; list the switches and retry",
+                    switch.id
+                )));
+            }
+            cluster.apply_shared(switches, &switch.id, value).await?;
+            SwitchChange::made(switch)
         }
     })
 }
 
-async fn share_switch(
+/// Engages a prepared switch through etcd; when etcd cannot take it, on
+/// this replica alone, at once, to be published when etcd is back. An
+/// engage only adds denials, so a replica that applies it alone is
+/// stricter than the others, never looser.
+async fn engage(
     cluster: &Cluster,
     switches: &Arc<dyn RecordKind>,
+    control: &Arc<Control>,
     switch: Switch,
-    revision: i64,
 ) -> Result<Applied, ControlError> {
-    let value = serde_json::to_vec(&switch)
-        .map_err(|e| ControlError::Internal(format!("cannot encode the switch: {e}")))?;
-    cluster
-        .share_record(switches, &switch.id, value, revision)
-        .await?;
-    Ok(Applied::Switch(switch))
+    let id = switch.id.clone();
+    let unreachable = match cluster.writable() {
+        Err(refused) => refused,
+        Ok(()) => {
+            let value = encode(&switch)?;
+            match cluster
+                .put_record(switches.as_ref(), &id, value.clone(), 0)
+                .await
+            {
+                Ok(true) => {
+                    cluster.apply_shared(switches, &id, value).await?;
+                    return Ok(SwitchChange::made(switch));
+                }
+                // The id is in etcd already: the same switch sent again, or
+                // to several replicas.
+                Ok(false) => return engaged_already(cluster, switches, switch).await,
+                Err(e) => e,
+            }
+        }
+    };
+    warn!(id, error = %unreachable, "cluster: etcd cannot take the kill switch; engaged on this replica, pending replication");
+    let kind = switches.name();
+    let engaged = blocking(control, move |c| {
+        let engaged = c.engage_prepared(switch, SystemTime::now())?;
+        if !engaged.already {
+            c.store().mark_pending(kind, &engaged.switch.id)?;
+        }
+        Ok(engaged)
+    })
+    .await?;
+    let pending = pending(control, switches.as_ref(), &id).await?;
+    Ok(Applied::Switch(SwitchChange {
+        switch: engaged.switch,
+        already: engaged.already,
+        pending,
+    }))
+}
+
+/// An engage whose id etcd holds already: answered with that switch if it
+/// is the same one (applied here too, in case the watch has not yet).
+async fn engaged_already(
+    cluster: &Cluster,
+    switches: &Arc<dyn RecordKind>,
+    wanted: Switch,
+) -> Result<Applied, ControlError> {
+    let Some((value, _)) = cluster.record(switches.as_ref(), &wanted.id).await? else {
+        return Err(ControlError::Aborted(format!(
+            "kill switch `{}` changed in etcd meanwhile; retry",
+            wanted.id
+        )));
+    };
+    let existing = serde_json::from_slice::<Switch>(&value).map_err(|e| {
+        ControlError::Unavailable(format!(
+            "kill switch `{}` in etcd is unreadable: {e}",
+            wanted.id
+        ))
+    })?;
+    let existing = already_engaged(existing, &wanted, SystemTime::now())?;
+    cluster.apply_shared(switches, &existing.id, value).await?;
+    Ok(Applied::Switch(SwitchChange {
+        switch: existing,
+        already: true,
+        pending: false,
+    }))
+}
+
+/// Whether record `id` of `kind` was made here and not yet published.
+async fn pending(
+    control: &Arc<Control>,
+    kind: &dyn RecordKind,
+    id: &str,
+) -> Result<bool, ControlError> {
+    let (kind, id) = (kind.name(), id.to_owned());
+    blocking(control, move |c| Ok(c.store().pending(kind)?.contains(&id))).await
+}
+
+fn encode(switch: &Switch) -> Result<Vec<u8>, ControlError> {
+    serde_json::to_vec(switch)
+        .map_err(|e| ControlError::Internal(format!("cannot encode the switch: {e}")))
 }

@@ -6,6 +6,7 @@ use super::etcd::{EtcdError, Listing};
 use super::keys::{BundlePointer, SnapshotPointer, sha256_hex};
 use crate::control::{ControlError, Target, blocking};
 use crate::snapshot::SnapshotKind;
+use tracing::info;
 
 /// Why a bootstrap could not publish this replica's state.
 #[derive(Debug, thiserror::Error)]
@@ -130,4 +131,44 @@ async fn create_naming(
 
 fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Publishes the records this replica made while etcd was out of reach
+/// (pending), keeping their ids, times and callers: each is created in etcd
+/// unless etcd holds that id already (the same switch engaged on several
+/// replicas: etcd's copy stands, and this replica takes it on its watch).
+/// Only then is it no longer pending, so a crash in between publishes it
+/// again. Returns how many were created.
+pub(super) async fn publish_pending(cluster: &Cluster) -> Result<usize, Unpublished> {
+    let mut created = 0;
+    for kind in &cluster.kinds {
+        let name = kind.name();
+        let pending = blocking(&cluster.control, move |c| Ok(c.store().pending(name)?))
+            .await
+            .map_err(Unpublished::Local)?;
+        if pending.is_empty() {
+            continue;
+        }
+        let local = blocking(kind, |k| k.local())
+            .await
+            .map_err(Unpublished::Local)?;
+        for id in pending {
+            if let Some(record) = local.iter().find(|r| r.id == id) {
+                let key = cluster.keys.record(name, &id);
+                if cluster.etcd.create(&key, record.value.clone()).await? {
+                    created += 1;
+                    info!(
+                        key,
+                        "cluster: published a record made while etcd was out of reach"
+                    );
+                }
+            }
+            blocking(&cluster.control, move |c| {
+                Ok(c.store().clear_pending(name, &id)?)
+            })
+            .await
+            .map_err(Unpublished::Local)?;
+        }
+    }
+    Ok(created)
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::tls::{EtcdFile, EtcdTls};
+use crate::killswitch::Mode;
 use crate::settings::{ConfigError, nonzero_duration};
 
 /// `[cluster]`: replicas sharing kill switches, the active bundle and the
@@ -36,6 +37,12 @@ pub struct RawCluster {
     /// certificate: etcd must then sit on a network only Warden's replicas
     /// reach.
     pub insecure_etcd: bool,
+    /// How long a replica may be out of touch with etcd before
+    /// `on_partition` applies.
+    pub partition_grace: String,
+    /// What a replica cut off from etcd for longer than `partition_grace`
+    /// does: `serve` (its last known state), `deny_mutating` or `deny_all`.
+    pub on_partition: String,
 }
 
 impl Default for RawCluster {
@@ -50,6 +57,8 @@ impl Default for RawCluster {
             etcd_cert_file: String::new(),
             etcd_key_file: String::new(),
             insecure_etcd: false,
+            partition_grace: "30s".into(),
+            on_partition: "deny_mutating".into(),
         }
     }
 }
@@ -66,6 +75,9 @@ pub struct ClusterConfig {
     pub blob_grace: Duration,
     /// `Some` for `https://` endpoints.
     pub etcd_tls: Option<EtcdTls>,
+    pub partition_grace: Duration,
+    /// `None`: `serve`.
+    pub on_partition: Option<Mode>,
 }
 
 pub fn cluster_config(raw: &RawCluster) -> Result<Option<ClusterConfig>, ConfigError> {
@@ -149,6 +161,29 @@ pub fn cluster_config(raw: &RawCluster) -> Result<Option<ClusterConfig>, ConfigE
             ),
         });
     }
+    let partition_grace = nonzero_duration("cluster.partition_grace", &raw.partition_grace)?;
+    // Shorter than one etcd call, a slow answer would already count as a
+    // partition.
+    if partition_grace < etcd_timeout {
+        return Err(ConfigError::Invalid {
+            key: "cluster.partition_grace",
+            message: format!(
+                "must be at least cluster.etcd_timeout ({})",
+                raw.etcd_timeout
+            ),
+        });
+    }
+    let on_partition = match raw.on_partition.as_str() {
+        "serve" => None,
+        "deny_mutating" => Some(Mode::DenyMutating),
+        "deny_all" => Some(Mode::DenyAll),
+        other => {
+            return Err(ConfigError::Invalid {
+                key: "cluster.on_partition",
+                message: format!("`{other}` is not `serve`, `deny_mutating` or `deny_all`"),
+            });
+        }
+    };
     Ok(Some(ClusterConfig {
         etcd_endpoints: raw.etcd_endpoints.clone(),
         prefix: prefix.to_owned(),
@@ -156,6 +191,8 @@ pub fn cluster_config(raw: &RawCluster) -> Result<Option<ClusterConfig>, ConfigE
         etcd_timeout,
         blob_grace,
         etcd_tls,
+        partition_grace,
+        on_partition,
     }))
 }
 

@@ -26,18 +26,20 @@ pub mod config;
 mod data;
 mod etcd;
 mod keys;
+mod partition;
 mod records;
 mod sync;
 pub(crate) mod tls;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::audit::Auditor;
 use crate::control::records::RecordKind;
 use crate::control::{Control, ControlError};
+use crate::killswitch::Mode;
 use crate::readiness::Readiness;
 use config::ClusterConfig;
 pub use data::ClearedShadow;
@@ -64,6 +66,13 @@ pub struct Cluster {
     timeout: Duration,
     /// How long an unnamed blob stays in etcd after it was last written.
     blob_grace: Duration,
+    /// How long this replica may be out of touch with etcd before
+    /// `on_partition` (`None`: serve) applies.
+    partition_grace: Duration,
+    on_partition: Option<Mode>,
+    /// Since when this replica has not been in step with etcd (`None`
+    /// while it is).
+    cut_off_since: Mutex<Option<Instant>>,
     control: Arc<Control>,
     /// The kinds of record replicated as they are (kill switches, …).
     kinds: Vec<Arc<dyn RecordKind>>,
@@ -130,6 +139,9 @@ impl Cluster {
             replica,
             timeout: config.etcd_timeout,
             blob_grace: config.blob_grace,
+            partition_grace: config.partition_grace,
+            on_partition: config.on_partition,
+            cut_off_since: Mutex::new(Some(Instant::now())),
             control,
             kinds,
             auditor,
@@ -167,11 +179,34 @@ impl Cluster {
     }
 
     fn set_link(&self, link: Link) {
+        {
+            let mut since = self
+                .cut_off_since
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match link {
+                Link::Connected => *since = None,
+                _ => *since = since.or_else(|| Some(Instant::now())),
+            }
+        }
         *self
             .link
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = link;
         self.refresh_readiness();
+    }
+
+    /// How long this replica has been out of step with etcd.
+    fn cut_off_for(&self) -> Option<Duration> {
+        self.cut_off_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|since| since.elapsed())
+    }
+
+    /// `cluster.on_partition`, while it is in force here.
+    pub fn partitioned(&self) -> Option<Mode> {
+        self.control.partitioned()
     }
 
     fn failed(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
@@ -202,12 +237,26 @@ impl Cluster {
     }
 
     fn refresh_readiness(&self) {
+        let partition = match self.partitioned() {
+            Some(mode) => format!(
+                "; partitioned: cut off from etcd for longer than cluster.partition_grace, \
+                 on_partition = {} in force",
+                mode.as_str()
+            ),
+            None => String::new(),
+        };
         match self.link() {
-            Link::Connected => self.readiness.set_degraded(None),
+            Link::Connected if partition.is_empty() => self.readiness.set_degraded(None),
+            Link::Connected => self
+                .readiness
+                .set_degraded(Some(format!("cluster: in step again{partition}"))),
             Link::Degraded(reason) => self
                 .readiness
-                .set_degraded(Some(format!("cluster: {reason}"))),
-            Link::Starting => {}
+                .set_degraded(Some(format!("cluster: {reason}{partition}"))),
+            Link::Starting if partition.is_empty() => {}
+            Link::Starting => self
+                .readiness
+                .set_degraded(Some(format!("cluster: etcd not reached yet{partition}"))),
         }
     }
 
@@ -248,12 +297,13 @@ impl Cluster {
     }
 
     pub fn spawn(self: &Arc<Self>, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-        let (sync, collect) = (
+        let (sync, collect, partition) = (
             sync::run(self.clone(), stop.clone()),
-            collect::run(self.clone(), stop),
+            collect::run(self.clone(), stop.clone()),
+            partition::run(self.clone(), stop),
         );
         tokio::spawn(async move {
-            tokio::join!(sync, collect);
+            tokio::join!(sync, collect, partition);
         })
     }
 

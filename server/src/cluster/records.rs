@@ -27,31 +27,31 @@ impl Cluster {
     }
 
     /// Writes `value` as record `id` if its key is still at `mod_revision`
-    /// (0: absent), then applies it here: in force on this replica when
+    /// (0: absent); whether it did. Not yet applied here: see `apply_shared`.
+    pub async fn put_record(
+        &self,
+        kind: &dyn RecordKind,
+        id: &str,
+        value: Vec<u8>,
+        mod_revision: i64,
+    ) -> Result<bool, ControlError> {
+        self.writable()?;
+        let written = self
+            .etcd
+            .put_if(&self.keys.record(kind.name(), id), value, mod_revision)
+            .await
+            .map_err(|e| etcd_error(&e))?;
+        Ok(written.is_some())
+    }
+
+    /// Applies here a record that is in etcd: in force on this replica when
     /// this returns, and on every other as its watch delivers it.
-    pub async fn share_record(
+    pub async fn apply_shared(
         &self,
         kind: &Arc<dyn RecordKind>,
         id: &str,
         value: Vec<u8>,
-        mod_revision: i64,
     ) -> Result<(), ControlError> {
-        self.writable()?;
-        let written = self
-            .etcd
-            .put_if(
-                &self.keys.record(kind.name(), id),
-                value.clone(),
-                mod_revision,
-            )
-            .await
-            .map_err(|e| etcd_error(&e))?;
-        if written.is_none() {
-            return Err(ControlError::FailedPrecondition(format!(
-                "{} `{id}` was changed on another replica meanwhile; list them and retry",
-                kind.noun()
-            )));
-        }
         let applied = blocking(kind, move |k| k.apply(&value, SystemTime::now())).await;
         if let Err(e) = applied {
             // In force on the other replicas; here the kind fails closed

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use super::bootstrap::{Unpublished, bootstrap};
+use super::bootstrap::{Unpublished, bootstrap, publish_pending};
 use super::etcd::{Change, Entry, EtcdError};
 use super::keys::{BundlePointer, SnapshotPointer, sha256_hex};
 use super::{Cluster, Link};
@@ -110,7 +110,8 @@ impl Drop for AbortOnDrop {
 
 async fn session(cluster: &Arc<Cluster>) -> Result<(), SessionError> {
     let mut listing = cluster.listing().await?;
-    if bootstrap(cluster, &listing).await? {
+    let created = bootstrap(cluster, &listing).await?;
+    if publish_pending(cluster).await? > 0 || created {
         listing = cluster.listing().await?;
     }
     // The records first (kill switches above all), each kind all at once:
@@ -235,6 +236,9 @@ async fn follow(
                 if work.is_closed() {
                     return Err(EtcdError::Data("the apply worker stopped".into()).into());
                 }
+                // A record made here while a write to etcd failed (the
+                // link may not have noticed yet).
+                publish_pending(cluster).await?;
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::bundle::signature::VerificationKey;
 use crate::bundle::{ArchiveLimits, Bundle, read_dir, read_tar_gz, write_tar_gz};
 use crate::engine::EngineOptions;
 use crate::generation::{Generation, Generations, LoadedPolicy, MaxAge};
-use crate::killswitch::{KillSwitches, unix_ms};
+use crate::killswitch::{KillSwitches, Switch, unix_ms};
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::store::{BundleRecord, ServingState, Store, StoreError};
 
@@ -84,6 +84,9 @@ pub struct Control {
     /// force: until `resync_switches` clears it, whatever is published
     /// for checks is the unavailable index (every check denied).
     switch_failure: Mutex<Option<String>>,
+    /// In cluster mode, while `cluster.on_partition` is in force: the
+    /// global switch this replica adds to whatever it publishes for checks.
+    partition: Mutex<Option<Arc<Switch>>>,
 }
 
 const COMPILED_CACHE: usize = 4;
@@ -97,7 +100,7 @@ mod switches;
 pub use error::ControlError;
 pub(crate) use error::invalid;
 pub use snapshots::compare_versions;
-pub use switches::{SwitchList, SwitchRecords};
+pub use switches::{Engaged, PARTITION_SWITCH, SwitchList, SwitchRecords, already_engaged};
 
 impl Control {
     /// Restores the generation that was active when the server last ran,
@@ -117,6 +120,7 @@ impl Control {
             compiled: Mutex::new(Vec::new()),
             switches,
             switch_failure: Mutex::new(None),
+            partition: Mutex::new(None),
         };
         let switches = control.switches.current();
         if switches

@@ -20,9 +20,51 @@ use super::records::{Record, RecordKind};
 use super::{Control, ControlConfig, ControlError, invalid};
 use crate::generation::{Generation, kill_switch_document};
 use crate::killswitch::{
-    EndKind, Ended, EngageSpec, KillSwitches, Switch, SwitchIndex, rfc3339_ms, spec, unix_ms,
+    EndKind, Ended, EngageSpec, KillSwitches, Mode, Scope, Switch, SwitchIndex, rfc3339_ms, spec,
+    unix_ms,
 };
 use crate::store::Store;
+
+/// The id of the switch a partitioned replica applies; real switches'
+/// ids start with `ks-`, so it never names one of them.
+pub const PARTITION_SWITCH: &str = "cluster-partition";
+
+/// An engage's outcome: the switch in force under the id, and whether it
+/// was in force already (an engage sent again, or to several replicas).
+#[derive(Debug, Clone)]
+pub struct Engaged {
+    pub switch: Switch,
+    pub already: bool,
+}
+
+/// An id engaged again: the same switch (scope and mode), still in force,
+/// is already engaged; anything else under that id is refused.
+pub fn already_engaged(
+    existing: Switch,
+    wanted: &Switch,
+    now: SystemTime,
+) -> Result<Switch, ControlError> {
+    let id = &existing.id;
+    if let Some(ended) = &existing.ended {
+        return Err(ControlError::FailedPrecondition(format!(
+            "kill switch `{id}` already {} at {}",
+            end_word(ended.kind),
+            rfc3339_ms(ended.at_ms)
+        )));
+    }
+    if existing.scope != wanted.scope || existing.mode != wanted.mode {
+        return Err(ControlError::FailedPrecondition(format!(
+            "kill switch `{id}` is engaged with another scope or mode; choose another id"
+        )));
+    }
+    if !existing.in_force(unix_ms(now)) {
+        return Err(ControlError::FailedPrecondition(format!(
+            "kill switch `{id}` already expired at {}",
+            existing.expires_at_ms.map(rfc3339_ms).unwrap_or_default()
+        )));
+    }
+    Ok(existing)
+}
 
 /// Switches as `ListKillSwitches` reports them.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +141,7 @@ impl Control {
                 "the stored kill switches cannot be read: {reason}"
             )));
         }
-        let index = Arc::new(index);
+        let index = self.overlaid(Arc::new(index));
         {
             let mut failure = self.failure();
             *failure = None;
@@ -124,7 +166,9 @@ impl Control {
         let valid = spec::validate_engage(request, self.config.max_id_bytes, now)?;
         self.available_switches()?;
         Ok(Switch {
-            id: format!("ks-{}", uuid::Uuid::now_v7()),
+            id: valid
+                .id
+                .unwrap_or_else(|| format!("ks-{}", uuid::Uuid::now_v7())),
             scope: valid.scope,
             mode: valid.mode,
             reason: valid.reason,
@@ -171,9 +215,25 @@ impl Control {
     }
 
     /// Engages a switch; it is durable and in force when this returns.
-    pub fn engage(&self, request: EngageSpec, now: SystemTime) -> Result<Switch, ControlError> {
+    pub fn engage(&self, request: EngageSpec, now: SystemTime) -> Result<Engaged, ControlError> {
         let switch = self.prepare_engage(request, now)?;
+        self.engage_prepared(switch, now)
+    }
+
+    /// Engages a switch `prepare_engage` made; an id already engaged with
+    /// the same scope and mode is that switch, left as it is.
+    pub fn engage_prepared(
+        &self,
+        switch: Switch,
+        now: SystemTime,
+    ) -> Result<Engaged, ControlError> {
         let _guard = self.lock();
+        if let Some(existing) = self.store.switch(&switch.id)? {
+            return Ok(Engaged {
+                switch: already_engaged(existing, &switch, now)?,
+                already: true,
+            });
+        }
         self.apply_switch_locked(&switch, now)?;
         info!(
             target: "warden::audit",
@@ -186,7 +246,10 @@ impl Control {
             expires_at = switch.expires_at_ms.map(rfc3339_ms),
             "kill switch engaged"
         );
-        Ok(switch)
+        Ok(Engaged {
+            switch,
+            already: false,
+        })
     }
 
     /// Releases an engaged switch; durable and out of force when this
@@ -338,6 +401,71 @@ impl Control {
         Ok(list)
     }
 
+    /// Puts `cluster.on_partition` in force (`Some(mode)`) or lifts it
+    /// (`None`): a global switch of that mode with the reason
+    /// `cluster_partitioned`, this replica's own, held in memory only —
+    /// never stored, listed or replicated.
+    pub fn set_partition(&self, mode: Option<Mode>, now: SystemTime) {
+        let _guard = self.lock();
+        let switch = mode.map(|mode| {
+            Arc::new(Switch {
+                id: PARTITION_SWITCH.to_owned(),
+                scope: Scope::default(),
+                mode,
+                reason: "cluster_partitioned".to_owned(),
+                engaged_by: "warden (cluster.on_partition)".to_owned(),
+                engaged_at_ms: unix_ms(now),
+                expires_at_ms: None,
+                ended: None,
+            })
+        });
+        *self
+            .partition
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = switch;
+        let current = self.switches.current();
+        // An unavailable index denies every check already; the overlay
+        // joins the index that replaces it.
+        if current.unavailable_reason().is_none() {
+            let kept = current.switches().iter().cloned();
+            self.publish_switches(
+                SwitchIndex::build(kept, self.config.read_verbs.clone()),
+                now,
+            );
+        }
+    }
+
+    /// Whether `set_partition` is in force.
+    pub fn partitioned(&self) -> Option<Mode> {
+        self.partition
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.mode)
+    }
+
+    /// `index` with the partition switch as `set_partition` last said.
+    fn overlaid(&self, index: Arc<SwitchIndex>) -> Arc<SwitchIndex> {
+        let partition = self
+            .partition
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let has = index.switches().iter().any(|s| s.id == PARTITION_SWITCH);
+        if index.unavailable_reason().is_some() || (partition.is_none() && !has) {
+            return index;
+        }
+        let kept = index
+            .switches()
+            .iter()
+            .filter(|s| s.id != PARTITION_SWITCH)
+            .cloned();
+        Arc::new(SwitchIndex::build(
+            kept.chain(partition),
+            self.config.read_verbs.clone(),
+        ))
+    }
+
     /// The current index, unless the switch state is unknown: then no
     /// change can be made safely.
     fn available_switches(&self) -> Result<Arc<SwitchIndex>, ControlError> {
@@ -361,7 +489,7 @@ impl Control {
         now: SystemTime,
     ) -> Result<(), ControlError> {
         let replaced = self.store.stage_switch(record)?;
-        let next = Arc::new(next);
+        let next = self.overlaid(Arc::new(next));
         self.publish_for_checks(next.clone());
         if let Err(e) = self.store.flush() {
             self.publish_for_checks(previous.clone());
@@ -376,7 +504,7 @@ impl Control {
 
     /// Publishes `index` for checks, then the policies' view of it.
     fn publish_switches(&self, index: SwitchIndex, now: SystemTime) {
-        let index = Arc::new(index);
+        let index = self.overlaid(Arc::new(index));
         self.publish_for_checks(index.clone());
         self.publish_switch_data(&index, now);
     }

@@ -19,6 +19,8 @@ pub struct EngageSpec {
     pub ttl_seconds: u64,
     pub global: bool,
     pub engaged_by: String,
+    /// Chosen by the caller (a fan-out to several replicas), or empty.
+    pub id: String,
 }
 
 /// Why an engage or release request was refused; names the field.
@@ -40,6 +42,8 @@ fn error(field: &str, reason: impl Into<String>) -> SpecError {
 /// expiry resolved to milliseconds since the epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidEngage {
+    /// The caller's id for the switch, if it chose one.
+    pub id: Option<String>,
     pub scope: Scope,
     pub mode: Mode,
     pub reason: String,
@@ -109,12 +113,32 @@ pub fn validate_engage(
         }
     };
     Ok(ValidEngage {
+        id: switch_id(spec.id)?,
         scope,
         mode: spec.mode.unwrap_or(Mode::DenyAll),
         reason,
         expires_at_ms,
         engaged_by,
     })
+}
+
+/// A caller-chosen switch id: `ks-` and 1 to 64 ASCII letters, digits or
+/// dashes, so that it is safe in etcd keys, logs and reasons.
+fn switch_id(id: String) -> Result<Option<String>, SpecError> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let valid = id.strip_prefix("ks-").is_some_and(|rest| {
+        (1..=64).contains(&rest.len())
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    if !valid {
+        return Err(error(
+            "id",
+            "must be `ks-` followed by 1 to 64 letters, digits or dashes",
+        ));
+    }
+    Ok(Some(id))
 }
 
 /// Validates a release or other free-text field.

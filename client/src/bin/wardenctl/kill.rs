@@ -108,6 +108,7 @@ pub async fn run(
                 ttl_seconds: args.ttl.map_or(0, |ttl| ttl.as_secs().max(1)),
                 global,
                 engaged_by: operator(),
+                id: String::new(),
             };
             let switch = admin(addr, options)
                 .await?

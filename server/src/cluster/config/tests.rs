@@ -118,3 +118,36 @@ fn etcd_off_loopback_needs_tls_with_a_client_certificate() {
         "{err}"
     );
 }
+
+#[test]
+fn partition_mode_defaults_to_deny_mutating_after_thirty_seconds_and_is_checked() {
+    use crate::killswitch::Mode;
+    let endpoints = (
+        "WARDEN_CLUSTER_ETCD_ENDPOINTS",
+        r#"["http://127.0.0.1:2379"]"#,
+    );
+    let cluster = config(&[endpoints]).ok().and_then(|c| c.cluster);
+    assert!(
+        cluster
+            .as_ref()
+            .is_some_and(|c| c.partition_grace == Duration::from_secs(30)
+                && c.on_partition == Some(Mode::DenyMutating))
+    );
+    for (value, mode) in [
+        ("serve", None),
+        ("deny_all", Some(Mode::DenyAll)),
+        ("deny_mutating", Some(Mode::DenyMutating)),
+    ] {
+        let cluster = config(&[endpoints, ("WARDEN_CLUSTER_ON_PARTITION", value)])
+            .ok()
+            .and_then(|c| c.cluster);
+        assert_eq!(cluster.map(|c| c.on_partition), Some(mode), "{value}");
+    }
+    let err = refusal(&[endpoints, ("WARDEN_CLUSTER_ON_PARTITION", "allow_all")]);
+    assert!(err.contains("cluster.on_partition"), "{err}");
+    let err = refusal(&[endpoints, ("WARDEN_CLUSTER_PARTITION_GRACE", "500ms")]);
+    assert!(
+        err.contains("cluster.partition_grace") && err.contains("etcd_timeout"),
+        "{err}"
+    );
+}
