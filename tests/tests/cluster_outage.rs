@@ -13,7 +13,7 @@ use warden_e2e::cluster::{
     until_stopped, wait_status,
 };
 use warden_e2e::etcd::Etcd;
-use warden_e2e::process::Warden;
+use warden_e2e::process::{Warden, binaries};
 use warden_e2e::proxy::Proxy;
 use warden_e2e::{Demo, http_get};
 
@@ -341,4 +341,131 @@ async fn a_replica_cut_off_past_the_grace_applies_on_partition_until_it_catches_
     );
     let (code, body) = http_get(ops, "/readyz");
     assert_eq!((code, body.trim()), (200, "ready"));
+}
+
+/// `wardenctl --json kill engage --agent AGENT … --replica …` for every
+/// server in `replicas` (`--replica` on its admin address).
+fn fan_out(replicas: &[&Warden], agent: &str) -> (Option<i32>, serde_json::Value) {
+    let mut command = std::process::Command::new(&binaries().wardenctl);
+    command.args([
+        "--json",
+        "--timeout",
+        "3s",
+        "kill",
+        "engage",
+        "--agent",
+        agent,
+        "--reason",
+        "INC-4411",
+    ]);
+    for replica in replicas {
+        command.args(["--replica", &replica.admin_addr.to_string()]);
+    }
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {stdout} / {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), json)
+}
+
+fn outcomes(answer: &serde_json::Value) -> Vec<(String, bool)> {
+    answer["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap().to_owned(),
+                r["pending_replication"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fan_out_engages_every_replica_without_etcd_and_names_the_one_it_missed() {
+    let mut etcd = Etcd::start();
+    let mut replicas = joined(
+        ["r1", "r2", "r3"]
+            .iter()
+            .map(|name| replica(&etcd, name, None))
+            .collect(),
+    )
+    .await;
+
+    // With etcd up, the first replica takes it through etcd and the others
+    // only confirm it.
+    let servers: Vec<&Warden> = replicas.servers.iter().collect();
+    let (code, answer) = fan_out(&servers, "calendar-assistant");
+    assert_eq!(code, Some(0), "{answer}");
+    assert_eq!(
+        outcomes(&answer),
+        [
+            ("engaged".to_owned(), false),
+            ("already_engaged".to_owned(), false),
+            ("already_engaged".to_owned(), false)
+        ]
+    );
+    let calendar_id = answer["id"].as_str().unwrap().to_owned();
+    assert_eq!(switches_in_etcd(&etcd).await, vec![calendar_id.clone()]);
+
+    etcd.stop();
+    for admin in &mut replicas.admins {
+        wait_status(admin, "degraded").await;
+    }
+    replicas.servers[2].kill9();
+    let servers: Vec<&Warden> = replicas.servers.iter().collect();
+    let (code, answer) = fan_out(&servers, "expense-assistant");
+    assert_eq!(code, Some(4), "unreachable is exit code 4: {answer}");
+    let seen = outcomes(&answer);
+    assert_eq!(
+        seen[..2],
+        [("engaged".to_owned(), true), ("engaged".to_owned(), true)]
+    );
+    assert_eq!(seen[2].0, "unreachable");
+    let id = answer["id"].as_str().unwrap().to_owned();
+    for client in &mut replicas.clients[..2] {
+        assert_eq!(stopped_by(client, allowed()).await, Some(id.clone()));
+    }
+    // Listing each replica shows where it holds, and which one is missing.
+    let mut command = std::process::Command::new(&binaries().wardenctl);
+    command.args(["--json", "--timeout", "3s", "kill", "list"]);
+    for server in &replicas.servers {
+        command.args(["--replica", &server.admin_addr.to_string()]);
+    }
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    let listing: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let per_replica = listing["replicas"].as_array().unwrap();
+    for listed_here in &per_replica[..2] {
+        let active = listed_here["active"].as_array().unwrap();
+        assert!(
+            active
+                .iter()
+                .any(|k| k["id"] == id.as_str() && k["pending_replication"] == true),
+            "{listed_here}"
+        );
+    }
+    assert!(per_replica[2]["error"].is_string(), "{}", per_replica[2]);
+
+    // Back together: one switch under that id, in etcd and everywhere.
+    etcd.resume();
+    for admin in &mut replicas.admins[..2] {
+        wait_status(admin, "connected").await;
+        wait_published(admin).await;
+    }
+    let mut published = switches_in_etcd(&etcd).await;
+    published.sort();
+    let mut expected = vec![calendar_id, id.clone()];
+    expected.sort();
+    assert_eq!(published, expected);
+    for admin in &mut replicas.admins[..2] {
+        let active = admin.list_kill_switches(10).await.unwrap().active;
+        assert_eq!(active.iter().filter(|k| k.id == id).count(), 1);
+        assert!(!listed(&active, &id).pending_replication);
+    }
 }

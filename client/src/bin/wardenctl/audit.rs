@@ -9,9 +9,9 @@ use warden_client::audit::{
     AuditClient, AuditQueryRequest, AuditRecord, ChainReport, FileReport, Merge, MergeError,
     MergedReport, verify_file,
 };
-use warden_client::{ClientError, ClientOptions, TlsOptions};
+use warden_client::{ClientError, ClientOptions};
 
-use super::{CtlError, local, parse_duration, table, usage};
+use super::{CtlError, connection, local, parse_duration, table, usage};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -350,17 +350,7 @@ async fn export_replica(
     replica: &str,
     options: &ClientOptions,
 ) -> Result<(), CtlError> {
-    let mut options = options.clone();
-    // As for --admin-addr: an `https://` address alone asks for TLS.
-    if options.tls.is_none() && replica.starts_with("https://") {
-        options.tls = Some(TlsOptions::from_files(None, None, None)?);
-    }
-    let endpoint = if replica.contains("://") {
-        replica.to_owned()
-    } else {
-        // `connect_channel` dials it as https:// when TLS is configured.
-        format!("http://{replica}")
-    };
+    let (endpoint, options) = connection::replica(replica, options)?;
     let mut writer = merge.chain(replica, &endpoint).map_err(merge_error)?;
     let exported = async {
         AuditClient::connect(endpoint.as_str(), options)

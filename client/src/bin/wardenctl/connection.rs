@@ -136,6 +136,22 @@ impl ConnectionArgs {
     }
 }
 
+/// Where and how to reach one `--replica` (`HOST:PORT` or a URL): the TLS
+/// and token options apply to each, and an `https://` address alone asks
+/// for TLS, as for --admin-addr.
+pub fn replica(
+    replica: &str,
+    options: &ClientOptions,
+) -> Result<(String, ClientOptions), ClientError> {
+    let mut options = options.clone();
+    if options.tls.is_none() && replica.starts_with("https://") {
+        options.tls = Some(TlsOptions::from_files(None, None, None)?);
+    }
+    // `connect_channel` dials a bare address as https:// when TLS is
+    // configured.
+    Ok((url(replica, false), options))
+}
+
 /// `addr` as a URL: a bare `HOST:PORT` gets the scheme the TLS settings
 /// call for; a URL is kept as written.
 fn url(addr: &str, tls: bool) -> String {

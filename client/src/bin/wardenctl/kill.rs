@@ -12,6 +12,8 @@ use warden_client::admin::{
 
 use super::{CtlError, admin, local, parse_duration, table, usage};
 
+mod fan_out;
+
 #[derive(Debug, Subcommand)]
 pub enum KillCommand {
     /// Stop agents now: every check matching the scope is denied from the
@@ -30,6 +32,10 @@ pub enum KillCommand {
         /// How many ended switches to show.
         #[arg(long, default_value_t = 20)]
         ended: u32,
+        /// A replica's admin listener, `HOST:PORT` or a URL, instead of
+        /// --admin-addr; repeat for each: lists every replica's switches.
+        #[arg(long = "replica", value_name = "HOST:PORT|URL")]
+        replicas: Vec<String>,
     },
 }
 
@@ -69,6 +75,16 @@ pub struct EngageArgs {
     /// Engage a global switch without asking.
     #[arg(long)]
     yes: bool,
+    /// The switch's id (`ks-…`); generated when absent. Give the id a
+    /// fan-out printed to send the same switch again.
+    #[arg(long)]
+    id: Option<String>,
+    /// A replica's admin listener, `HOST:PORT` or a URL, instead of
+    /// --admin-addr; repeat for each. The switch (one id) goes to every
+    /// replica directly, so it holds even while etcd is down; the exit
+    /// code is non-zero unless every replica took it.
+    #[arg(long = "replica", value_name = "HOST:PORT|URL")]
+    replicas: Vec<String>,
 }
 
 /// Who is at the keyboard, for the record.
@@ -97,6 +113,13 @@ pub async fn run(
             if global && !args.yes {
                 confirm_global()?;
             }
+            let fan_out = !args.replicas.is_empty();
+            // One id for every replica, so they converge on one switch.
+            let id = match args.id {
+                Some(id) => id,
+                None if fan_out => format!("ks-{}", uuid::Uuid::now_v7()),
+                None => String::new(),
+            };
             let request = EngageKillSwitchRequest {
                 scope: Some(scope),
                 mode: match args.mode {
@@ -108,8 +131,11 @@ pub async fn run(
                 ttl_seconds: args.ttl.map_or(0, |ttl| ttl.as_secs().max(1)),
                 global,
                 engaged_by: operator(),
-                id: String::new(),
+                id,
             };
+            if fan_out {
+                return fan_out::engage(&args.replicas, &options, request, json).await;
+            }
             let switch = admin(addr, options)
                 .await?
                 .engage_kill_switch(request)
@@ -125,7 +151,10 @@ pub async fn run(
             print_switches(&[switch], json);
             Ok(())
         }
-        KillCommand::List { ended } => {
+        KillCommand::List { ended, replicas } if !replicas.is_empty() => {
+            fan_out::list(&replicas, &options, ended, json).await
+        }
+        KillCommand::List { ended, .. } => {
             let list = admin(addr, options)
                 .await?
                 .list_kill_switches(ended)
@@ -211,7 +240,7 @@ fn state_name(state: i32) -> &'static str {
     }
 }
 
-fn switch_json(switch: &KillSwitch) -> Json {
+pub fn switch_json(switch: &KillSwitch) -> Json {
     let scope = switch.scope.clone().unwrap_or_default();
     json!({
         "id": switch.id,
@@ -231,10 +260,11 @@ fn switch_json(switch: &KillSwitch) -> Json {
         "ended_at": switch.ended_at,
         "ended_by": switch.ended_by,
         "end_reason": switch.end_reason,
+        "pending_replication": switch.pending_replication,
     })
 }
 
-fn print_switches(switches: &[KillSwitch], json: bool) {
+pub fn print_switches(switches: &[KillSwitch], json: bool) {
     if json {
         for switch in switches {
             outln!("{}", switch_json(switch));
@@ -246,7 +276,11 @@ fn print_switches(switches: &[KillSwitch], json: bool) {
         .map(|s| {
             vec![
                 s.id.clone(),
-                state_name(s.state).to_owned(),
+                if s.pending_replication {
+                    format!("{} (pending)", state_name(s.state))
+                } else {
+                    state_name(s.state).to_owned()
+                },
                 scope_text(s.scope.as_ref()),
                 mode_name(s.mode).to_owned(),
                 s.engaged_at.clone(),
