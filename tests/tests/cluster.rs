@@ -524,15 +524,24 @@ async fn replicas_share_etcd_over_tls_and_etcd_admits_only_certified_warden() {
     for (outsider, admin) in outsiders.iter().zip(&mut outsider_admins) {
         let status = admin.status().await.unwrap().cluster;
         assert!(status.starts_with("degraded"), "{status}");
+        // An engage is taken where it lands, but etcd never gets it.
+        let pending = admin
+            .engage_kill_switch(engage_request("calendar-assistant"))
+            .await
+            .unwrap();
+        assert!(pending.pending_replication, "{pending:?}");
         refused_with(
-            admin
-                .engage_kill_switch(engage_request("calendar-assistant"))
-                .await,
+            admin.put_bundle(vec![1], BundleTarget::Active).await,
             Code::Unavailable,
         );
         let mut client = outsider.client().await;
         let response = client.check(allowed()).await.unwrap();
         assert_eq!(response.decision(), Decision::Allow, "{response:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for admin in &mut admins {
+            let active = admin.list_kill_switches(10).await.unwrap().active;
+            assert!(active.iter().all(|k| k.id != pending.id), "{active:?}");
+        }
     }
 }
 
