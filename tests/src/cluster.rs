@@ -135,3 +135,23 @@ pub fn refused_with<T: std::fmt::Debug>(result: Result<T, warden_client::ClientE
         Ok(value) => panic!("expected {code:?}, got {value:?}"),
     }
 }
+
+/// A check the `calendar-assistant` switch stops (and no other here).
+pub fn calendar() -> CheckRequest {
+    CheckBuilder::new(
+        "copilot-studio",
+        "calendar-assistant",
+        "u",
+        "calendar.read",
+        "calendar",
+    )
+    .build()
+}
+
+/// Stops etcd and waits until every replica says it is degraded.
+pub async fn outage(etcd: &mut Etcd, replicas: &mut Replicas) {
+    etcd.stop();
+    for admin in &mut replicas.admins {
+        wait_status(admin, "degraded").await;
+    }
+}

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 use warden_client::admin::BundleTarget;
-use warden_client::{AdminClient, CheckBuilder, Decision, WardenClient};
+use warden_client::{AdminClient, Decision, WardenClient};
 use warden_e2e::cluster::{
-    Replicas, allowed, engage_request, joined, refused_with, replica, replica_builder, three,
-    until_stopped, wait_status,
+    Replicas, allowed, calendar, engage_request, joined, refused_with, replica, replica_builder,
+    three, until_stopped, wait_status,
 };
 use warden_e2e::etcd::Etcd;
 use warden_e2e::http_get;
@@ -225,16 +225,6 @@ async fn without_etcd_replicas_serve_report_degraded_refuse_writes_and_converge_
         .await
         .unwrap();
 
-    let calendar = || {
-        CheckBuilder::new(
-            "copilot-studio",
-            "calendar-assistant",
-            "u",
-            "calendar.read",
-            "calendar",
-        )
-        .build()
-    };
     // Everywhere before etcd goes.
     for client in &mut replicas.clients {
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -9,8 +9,8 @@ use tonic::Code;
 use warden_client::admin::{BundleTarget, KillSwitch};
 use warden_client::{AdminClient, CheckBuilder, CheckRequest, Decision, WardenClient};
 use warden_e2e::cluster::{
-    Replicas, allowed, engage_request, joined, refused_with, replica, replica_builder,
-    until_stopped, wait_status,
+    Replicas, allowed, calendar, engage_request, joined, outage, refused_with, replica,
+    replica_builder, until_stopped, wait_status,
 };
 use warden_e2e::etcd::Etcd;
 use warden_e2e::process::{Warden, binaries};
@@ -24,18 +24,6 @@ async fn switches_in_etcd(etcd: &Etcd) -> Vec<String> {
         .into_iter()
         .map(|(key, _, _)| key.trim_start_matches("/warden/switches/").to_owned())
         .collect()
-}
-
-/// A check the `calendar-assistant` switch stops.
-fn calendar() -> CheckRequest {
-    CheckBuilder::new(
-        "copilot-studio",
-        "calendar-assistant",
-        "u",
-        "calendar.read",
-        "calendar",
-    )
-    .build()
 }
 
 /// Which switch (if any) stops `request` on `client` now.
@@ -78,10 +66,7 @@ async fn an_engage_during_an_outage_is_pending_survives_a_crash_and_reaches_ever
     ])
     .await;
 
-    etcd.stop();
-    for admin in &mut replicas.admins {
-        wait_status(admin, "degraded").await;
-    }
+    outage(&mut etcd, &mut replicas).await;
     let answer = replicas.admins[0]
         .engage_kill_switch_answer(engage_request("expense-assistant"))
         .await
@@ -157,10 +142,7 @@ async fn two_replicas_engage_different_switches_in_one_outage_and_both_are_publi
             .collect(),
     )
     .await;
-    etcd.stop();
-    for admin in &mut replicas.admins {
-        wait_status(admin, "degraded").await;
-    }
+    outage(&mut etcd, &mut replicas).await;
     let expense = replicas.admins[0]
         .engage_kill_switch(engage_request("expense-assistant"))
         .await
@@ -413,10 +395,7 @@ async fn a_fan_out_engages_every_replica_without_etcd_and_names_the_one_it_misse
     let calendar_id = answer["id"].as_str().unwrap().to_owned();
     assert_eq!(switches_in_etcd(&etcd).await, vec![calendar_id.clone()]);
 
-    etcd.stop();
-    for admin in &mut replicas.admins {
-        wait_status(admin, "degraded").await;
-    }
+    outage(&mut etcd, &mut replicas).await;
     replicas.servers[2].kill9();
     let servers: Vec<&Warden> = replicas.servers.iter().collect();
     let (code, answer) = fan_out(&servers, "expense-assistant");
