@@ -272,7 +272,8 @@ mod tests {
     #[test]
     fn scope_ids_refuse_invisible_format_and_separator_characters() {
         let now = SystemTime::now();
-        let fields: [(&str, fn(&mut Scope) -> &mut Option<String>); 5] = [
+        type Slot = fn(&mut Scope) -> &mut Option<String>;
+        let fields: [(&str, Slot); 5] = [
             ("scope.platform", |s| &mut s.platform),
             ("scope.agent_id", |s| &mut s.agent_id),
             ("scope.principal_id", |s| &mut s.principal_id),
