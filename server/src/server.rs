@@ -29,6 +29,7 @@ use crate::platform_limits::PlatformLimits;
 use crate::readiness::Readiness;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
+use crate::transport::oversize::OversizeLayer;
 use crate::transport::{self, AcceptOptions, ConnectionStats};
 
 /// Why the server could not start or stopped abnormally.
@@ -244,6 +245,7 @@ pub async fn serve(
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
             .layer(AuthLayer::new(config.auth.clone(), listener, timeout))
+            .layer(OversizeLayer)
     };
     let decision_incoming = transport::incoming(
         "decision",

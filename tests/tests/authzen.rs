@@ -267,6 +267,73 @@ async fn bodies_and_batches_past_the_limits_are_refused() {
     assert_eq!(one.status, 400, "{}", one.body);
 }
 
+/// A body whose `Content-Length` is over the limit is refused with 413 on
+/// its headers, without waiting for (or reading) the body; a chunked body,
+/// which declares no length, is still cut off as it arrives.
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_before_the_body() {
+    // Body limit: twice (1024 × 4 + 64 KiB) = 139,264 bytes.
+    let warden = todo_server()
+        .env("WARDEN_LIMITS_MAX_REQUEST_BYTES", "1024")
+        .env("WARDEN_LIMITS_MAX_BATCH_ITEMS", "4")
+        .start()
+        .await;
+    for length in ["139265", "10000000000"] {
+        for path in ["/access/v1/evaluation", "/access/v1/evaluations"] {
+            let started = std::time::Instant::now();
+            // The body is never sent: the answer can come only from the headers.
+            let response = http_request(
+                http(&warden),
+                "POST",
+                path,
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", length),
+                    ("X-Request-Id", "big-1"),
+                ],
+                None,
+            );
+            assert_eq!(response.status, 413, "{length} {path}: {}", response.body);
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "413 took {:?}",
+                started.elapsed()
+            );
+            assert_eq!(
+                response.body.trim(),
+                format!(
+                    "the request body is {length} bytes (Content-Length), more than the limit of 139264 bytes"
+                )
+            );
+            assert_eq!(response.header("x-request-id"), Some("big-1"));
+        }
+    }
+    // Exactly at the limit is read and judged on its content.
+    let at_limit = post_raw(&warden, "/access/v1/evaluation", &[], &[b' '; 139_264]);
+    assert_eq!(at_limit.status, 400, "{}", at_limit.body);
+
+    // Chunked: no length declared, so the body is read up to the limit.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http(&warden)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let chunk = vec![b' '; 150_000];
+    let mut request = format!(
+        "POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        chunk.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&chunk);
+    request.extend_from_slice(b"\r\n0\r\n\r\n");
+    let _ = stream.write_all(&request);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+}
+
 #[tokio::test]
 async fn malformed_requests_are_400_and_name_the_field() {
     let warden = todo_server().start().await;
@@ -299,6 +366,22 @@ async fn malformed_requests_are_400_and_name_the_field() {
         let mut long = ok.clone();
         long["subject"]["id"] = json!("x".repeat(300));
         refused(post(&warden, path, &[], &long), "subject.id");
+        // Invisible format and separator characters in ids, as over gRPC.
+        for (field, c) in [("subject.id", '\u{202E}'), ("resource.id", '\u{200B}')] {
+            let mut hidden = ok.clone();
+            let (object, key) = field.split_once('.').unwrap();
+            hidden[object][key] = json!(format!("ab{c}cd"));
+            let response = post(&warden, path, &[], &hidden);
+            assert!(
+                response.body.contains(&format!(
+                    "must not contain invisible format or separator characters (found U+{:04X})",
+                    u32::from(c)
+                )),
+                "{}",
+                response.body
+            );
+            refused(response, field);
+        }
         // Only JSON is accepted.
         let wrong_type = http_request(
             http(&warden),

@@ -843,3 +843,192 @@ fn warden_token_prints_only_entries_that_serve_accepts() {
         assert!(refused.stdout.is_empty(), "{args:?} printed an entry");
     }
 }
+
+/// A message over a listener's limit is refused by the transport before it
+/// is decoded, as `RESOURCE_EXHAUSTED` (the gRPC convention, not tonic's
+/// `OUT_OF_RANGE`), naming the setting; the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_resource_exhausted_on_both_listeners() {
+    // Decision limit: 1024 × 4 + 64 KiB = 69,632 bytes; admin: 1000 + 1 MiB.
+    let warden = Warden::builder()
+        .env("WARDEN_LIMITS_MAX_REQUEST_BYTES", "1024")
+        .env("WARDEN_LIMITS_MAX_BATCH_ITEMS", "4")
+        .env("WARDEN_BUNDLES_MAX_PUSH_BYTES", "1000")
+        .start()
+        .await;
+    let mut client = warden.client().await;
+    let big = CheckBuilder::new(
+        "acme",
+        "agent-1",
+        "amelia.hughes",
+        "documents.read",
+        "document",
+    )
+    .context("blob", serde_json::json!("x".repeat(100_000)))
+    .build();
+    let expect_exhausted = |status: tonic::Status, setting: &str| {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with("the request message is larger than the limit set by "),
+            "{status:?}"
+        );
+        assert!(status.message().contains(setting), "{status:?}");
+        assert!(
+            status.message().contains("the limit is: "),
+            "the refusal should give the sizes: {status:?}"
+        );
+    };
+    expect_exhausted(
+        status_of(client.check(big.clone()).await),
+        "limits.max_request_bytes × limits.max_batch_items",
+    );
+    expect_exhausted(
+        status_of(client.batch_check(vec![big]).await),
+        "limits.max_request_bytes × limits.max_batch_items",
+    );
+    // Under the transport limit, a check too large for validation is the
+    // caller's invalid argument, as before.
+    let over_item = CheckBuilder::new(
+        "acme",
+        "agent-1",
+        "amelia.hughes",
+        "documents.read",
+        "document",
+    )
+    .context("blob", serde_json::json!("x".repeat(2_000)))
+    .build();
+    assert_eq!(
+        status_of(client.check(over_item).await).code(),
+        Code::InvalidArgument
+    );
+
+    let mut admin = warden.admin().await;
+    let push = admin
+        .put_bundle(
+            vec![0u8; 1_100_000],
+            warden_client::admin::BundleTarget::Active,
+        )
+        .await;
+    expect_exhausted(status_of(push), "bundles.max_push_bytes");
+    // Under it, the bundle's own limit refuses as invalid.
+    let push = admin
+        .put_bundle(vec![0u8; 2_000], warden_client::admin::BundleTarget::Active)
+        .await;
+    assert_eq!(status_of(push).code(), Code::InvalidArgument);
+    assert!(admin.status().await.is_ok());
+}
+
+/// Invisible format and separator characters (bidi overrides, zero width
+/// space, line separator, BOM, isolates, soft hyphen) are refused in every
+/// id of a check and in kill switch scope ids, naming the field and the
+/// character; attribute values keep them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_refuse_invisible_format_and_separator_characters() {
+    let warden = Warden::start().await;
+    let mut client = warden.client().await;
+    let valid = || {
+        CheckBuilder::new(
+            "acme",
+            "agent-1",
+            "amelia.hughes",
+            "documents.read",
+            "document",
+        )
+    };
+    type Set = fn(&mut pb::CheckRequest, String);
+    let fields: [(&str, Set); 9] = [
+        ("platform", |r, v| r.platform = v),
+        ("agent.id", |r, v| {
+            if let Some(a) = r.agent.as_mut() {
+                a.id = v
+            }
+        }),
+        ("principal.id", |r, v| {
+            if let Some(p) = r.principal.as_mut() {
+                p.id = v
+            }
+        }),
+        ("principal.type", |r, v| {
+            if let Some(p) = r.principal.as_mut() {
+                p.r#type = v
+            }
+        }),
+        ("delegation_chain[0]", |r, v| r.delegation_chain = vec![v]),
+        ("action.name", |r, v| {
+            if let Some(a) = r.action.as_mut() {
+                a.name = v
+            }
+        }),
+        ("resource.type", |r, v| {
+            if let Some(res) = r.resource.as_mut() {
+                res.r#type = v
+            }
+        }),
+        ("resource.id", |r, v| {
+            if let Some(res) = r.resource.as_mut() {
+                res.id = v
+            }
+        }),
+        ("request_id", |r, v| r.request_id = v),
+    ];
+    let invisible = [
+        '\u{202E}', '\u{200B}', '\u{2028}', '\u{FEFF}', '\u{2066}', '\u{00AD}',
+    ];
+    for (field, set) in fields {
+        for c in invisible {
+            let mut request = valid().build();
+            set(&mut request, format!("ab{c}cd"));
+            let status = status_of(client.check(request).await);
+            assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
+            assert_eq!(
+                status.message(),
+                format!(
+                    "invalid {field}: must not contain invisible format or separator characters (found U+{:04X})",
+                    u32::from(c)
+                ),
+            );
+            use tonic_types::StatusExt;
+            let blamed = status
+                .get_details_bad_request()
+                .and_then(|bad| bad.field_violations.first().map(|v| v.field.clone()));
+            assert_eq!(blamed.as_deref(), Some(field));
+        }
+    }
+    // Attribute values and keys are free-form: the same characters pass.
+    let attributes = valid()
+        .agent_attribute(
+            "note\u{200B}",
+            serde_json::json!("r\u{202E}tl \u{2028} \u{FEFF}"),
+        )
+        .context("label", serde_json::json!("a\u{2066}b\u{2069}\u{00AD}"))
+        .build();
+    assert!(client.check(attributes).await.is_ok());
+
+    // Kill switch scopes refuse them too, for the same reason.
+    let mut admin = warden.admin().await;
+    let engage = admin
+        .engage_kill_switch(warden_client::admin::EngageKillSwitchRequest {
+            scope: Some(warden_client::admin::KillSwitchScope {
+                agent_id: "agent\u{202E}1".into(),
+                ..Default::default()
+            }),
+            mode: warden_client::admin::KillSwitchMode::DenyAll as i32,
+            reason: "incident 23".into(),
+            engaged_by: "tests".into(),
+            ..Default::default()
+        })
+        .await;
+    let status = status_of(engage);
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("scope.agent_id")
+            && status
+                .message()
+                .contains("invisible format or separator characters (found U+202E)"),
+        "{status:?}"
+    );
+    let switches = admin.list_kill_switches(10).await.unwrap();
+    assert!(switches.active.is_empty(), "{switches:?}");
+}

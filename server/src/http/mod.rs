@@ -47,7 +47,8 @@ pub struct HttpState {
 const REQUEST_ID: &str = "x-request-id";
 
 /// The router, with the body limit: a batch's worth of checks plus room for
-/// the JSON around them.
+/// the JSON around them. A body that says it is larger is refused on its
+/// headers; one without a length (chunked) is cut off as it arrives.
 pub fn router(state: HttpState, max_body: usize) -> Router {
     let evaluate = Router::new()
         .route("/access/v1/evaluation", post(evaluation))
@@ -57,7 +58,45 @@ pub fn router(state: HttpState, max_body: usize) -> Router {
         .merge(evaluate)
         .route("/.well-known/authzen-configuration", get(configuration))
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            declared_length,
+        ))
         .with_state(state)
+}
+
+/// Refuses with 413 a request whose `Content-Length` is over `max_body`,
+/// before anything else and without reading the body: otherwise the caller
+/// could make the listener read up to the limit (or wait for a body that
+/// never comes) for a request that will be refused anyway. hyper has already
+/// refused a malformed `Content-Length`.
+async fn declared_length(
+    State(max_body): State<usize>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > u64::try_from(max_body).unwrap_or(u64::MAX) => {
+            debug!(
+                length,
+                max_body, "AuthZEN body over the limit refused on its headers"
+            );
+            Refusal {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!(
+                    "the request body is {length} bytes (Content-Length), more than the limit of {max_body} bytes"
+                ),
+                retry_after: None,
+            }
+            .into_response(request.headers().get(REQUEST_ID))
+        }
+        _ => next.run(request).await,
+    }
 }
 
 /// The transport's accepted connections as an axum listener.

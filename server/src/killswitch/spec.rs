@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use super::{Mode, Scope, unix_ms};
+use crate::request::first_invisible;
 
 /// The longest `reason` an operator may give.
 pub const MAX_REASON_BYTES: usize = 1024;
@@ -175,6 +176,17 @@ fn id_field(
     if value.chars().any(char::is_control) {
         return Err(error(field, "contains control characters"));
     }
+    // A scope id is matched against check ids, which refuse these; one that
+    // hides a character would also show the wrong target in audit and lists.
+    if let Some(c) = first_invisible(&value) {
+        return Err(error(
+            field,
+            format!(
+                "contains invisible format or separator characters (found U+{:04X})",
+                u32::from(c)
+            ),
+        ));
+    }
     if value.trim() != value {
         return Err(error(field, "has leading or trailing whitespace"));
     }
@@ -255,6 +267,42 @@ mod tests {
         };
         let refused = validate_engage(spec(scope), 256, SystemTime::now());
         assert_eq!(refused.map_err(|e| e.field), Err("scope".to_owned()));
+    }
+
+    #[test]
+    fn scope_ids_refuse_invisible_format_and_separator_characters() {
+        let now = SystemTime::now();
+        type Slot = fn(&mut Scope) -> &mut Option<String>;
+        let fields: [(&str, Slot); 5] = [
+            ("scope.platform", |s| &mut s.platform),
+            ("scope.agent_id", |s| &mut s.agent_id),
+            ("scope.principal_id", |s| &mut s.principal_id),
+            ("scope.action", |s| &mut s.action),
+            ("scope.resource_type", |s| &mut s.resource_type),
+        ];
+        for (field, slot) in fields {
+            for c in [
+                '\u{202E}', '\u{200B}', '\u{2028}', '\u{FEFF}', '\u{2066}', '\u{00AD}',
+            ] {
+                let mut scope = Scope::default();
+                *slot(&mut scope) = Some(format!("docs{c}read"));
+                let refused = validate_engage(spec(scope), 256, now).map(|_| ());
+                assert_eq!(
+                    refused,
+                    Err(SpecError {
+                        field: field.to_owned(),
+                        reason: format!(
+                            "contains invisible format or separator characters (found U+{:04X})",
+                            u32::from(c)
+                        ),
+                    })
+                );
+            }
+            // The same id without the character is accepted.
+            let mut scope = Scope::default();
+            *slot(&mut scope) = Some("docs.read".to_owned());
+            assert!(validate_engage(spec(scope), 256, now).is_ok(), "{field}");
+        }
     }
 
     #[test]

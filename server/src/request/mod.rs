@@ -6,9 +6,11 @@
 //! offending field, so a bad request is refused before it can reach a policy.
 
 mod attributes;
+mod invisible;
 mod validate;
 
 pub use attributes::struct_to_json;
+pub use invisible::first_invisible;
 pub use validate::{InvalidRequest, validate};
 
 use serde_json::{Map, Value as Json};

@@ -42,9 +42,23 @@ fn attributes() -> impl Strategy<Value = Option<Map<String, Json>>> {
     )
 }
 
-/// Ids: any printable unicode, 1 to 64 characters.
+/// Ids: any printable, visible unicode (no control, format or separator
+/// character), 1 to 64 characters.
 fn id() -> impl Strategy<Value = String> {
-    "[^\\p{Cc}]{1,64}"
+    "[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}]{1,64}"
+}
+
+/// One invisible character: a format (Cf), line separator (Zl) or
+/// paragraph separator (Zp), by the regex engine's Unicode tables.
+fn invisible() -> impl Strategy<Value = char> {
+    prop_oneof![
+        // The ones that disguise text in practice, drawn often.
+        prop::sample::select(vec![
+            '\u{202E}', '\u{202D}', '\u{200B}', '\u{200F}', '\u{2028}', '\u{2029}', '\u{FEFF}',
+            '\u{2066}', '\u{2069}', '\u{00AD}',
+        ]),
+        "[\\p{Cf}\\p{Zl}\\p{Zp}]".prop_map(|s| s.chars().next().unwrap_or('\u{202E}')),
+    ]
 }
 
 fn action_name() -> impl Strategy<Value = String> {
@@ -443,7 +457,8 @@ fn any_text() -> impl Strategy<Value = String> {
         any::<String>(),
         "[a-z][a-z0-9_-]{0,8}",
         "[A-Za-z0-9_.*-]{0,12}",
-        "[a-z]{0,3}\\p{Cc}[a-z]{0,3}",
+        // A control, format or separator character: all refused in ids.
+        "[a-z]{0,3}[\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}][a-z]{0,3}",
         "[a-zé]{250,260}",
     ]
 }
@@ -663,6 +678,66 @@ proptest! {
         }
     }
 
+    /// An invisible format or separator character (U+202E, U+200B, U+2028,
+    /// a BOM, …) anywhere in any id is refused, naming the field and the
+    /// character; the same id without it is accepted.
+    #[test]
+    fn ids_with_invisible_characters_are_refused(
+        field in 0..ID_FIELDS.len(),
+        c in invisible(),
+        at in 0usize..8,
+        seed in any::<u64>(),
+    ) {
+        let (name, _) = ID_FIELDS[field];
+        let clean = well_formed_id(name, 8, seed);
+        prop_assert!(validate(&with_id(name, clean.clone()), &Limits::default()).is_ok());
+        let mut value = clean;
+        let at = value.char_indices().nth(at).map_or(value.len(), |(i, _)| i);
+        value.insert(at, c);
+        let error = validate(&with_id(name, value), &Limits::default()).err().unwrap();
+        prop_assert_eq!(&error.field, name);
+        prop_assert_eq!(
+            error.reason,
+            format!("must not contain invisible format or separator characters (found U+{:04X})", u32::from(c))
+        );
+    }
+
+    /// Attribute values and keys are free-form: the same characters are
+    /// accepted there, in every attribute object and the context, and reach
+    /// the input document unchanged.
+    #[test]
+    fn attributes_keep_invisible_characters(
+        which in 0usize..5,
+        c in invisible(),
+        key in "[a-z]{1,6}",
+    ) {
+        let text = format!("a{c}b");
+        let attributes = Some(prost_types::Struct {
+            fields: [(format!("{key}{c}"), prost_types::Value {
+                kind: Some(Kind::StringValue(text.clone())),
+            })].into_iter().collect(),
+        });
+        let mut request = base();
+        match which {
+            0 => request.agent.as_mut().unwrap().attributes = attributes,
+            1 => request.principal.as_mut().unwrap().attributes = attributes,
+            2 => request.action.as_mut().unwrap().attributes = attributes,
+            3 => request.resource.as_mut().unwrap().attributes = attributes,
+            _ => request.context = attributes,
+        }
+        let valid = validate(&request, &Limits::default());
+        prop_assert!(valid.is_ok(), "{:?}", valid.err());
+        let input = valid.map(|v| to_json(&v)).unwrap();
+        let holder = match which {
+            0 => &input["agent"]["attributes"],
+            1 => &input["principal"]["attributes"],
+            2 => &input["action"]["attributes"],
+            3 => &input["resource"]["attributes"],
+            _ => &input["context"],
+        };
+        prop_assert_eq!(&holder[format!("{key}{c}").as_str()], &Json::String(text));
+    }
+
     /// Types are `[a-z][a-z0-9_-]*`, action names dotted segments of
     /// `[A-Za-z0-9_-]`: anything else is refused naming the field, and what
     /// matches is accepted.
@@ -793,6 +868,7 @@ proptest! {
                 for id in ids.into_iter().flatten().chain(&valid.delegation_chain) {
                     prop_assert!(!id.is_empty() && id.len() <= limits.max_id_bytes);
                     prop_assert!(!id.chars().any(char::is_control));
+                    prop_assert_eq!(crate::request::first_invisible(id), None);
                 }
                 prop_assert!(valid.delegation_chain.len() <= limits.max_delegation_chain);
                 let input = to_json(&valid);

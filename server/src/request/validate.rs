@@ -3,6 +3,7 @@
 use prost::Message;
 use warden_proto::v1 as pb;
 
+use super::invisible::first_invisible;
 use super::{Action, Agent, Attributes, CheckRequest, Limits, Principal, Resource, struct_to_json};
 
 /// A request that breaks a rule; `field` is the path of the field to blame,
@@ -141,7 +142,9 @@ fn optional_id(
 }
 
 /// Ids are opaque, but bounded and printable: control characters would let a
-/// caller forge lines in logs and audit exports.
+/// caller forge lines in logs and audit exports, and invisible format or
+/// separator characters (U+202E, U+200B, U+2028, …) would let an id read as
+/// another one there.
 fn check_id(field: &str, value: &str, limits: &Limits) -> Result<(), InvalidRequest> {
     if value.len() > limits.max_id_bytes {
         return Err(InvalidRequest::new(
@@ -159,7 +162,19 @@ fn check_id(field: &str, value: &str, limits: &Limits) -> Result<(), InvalidRequ
             "must not contain control characters",
         ));
     }
+    if let Some(c) = first_invisible(value) {
+        return Err(InvalidRequest::new(field, invisible_reason(c)));
+    }
     Ok(())
+}
+
+/// Why an id holding `c` (a Cf, Zl or Zp character) is refused: such a
+/// character reorders or hides text, so the id would not read as what it is.
+fn invisible_reason(c: char) -> String {
+    format!(
+        "must not contain invisible format or separator characters (found U+{:04X})",
+        u32::from(c)
+    )
 }
 
 /// Principal types become the `type:` prefix of entitlement subjects

@@ -3,6 +3,7 @@
 //! connection so the auth layer can answer each call with a precise status.
 
 pub mod config;
+pub mod oversize;
 pub mod tls;
 
 use std::io;
