@@ -142,6 +142,10 @@ async fn two_replicas_engage_different_switches_in_one_outage_and_both_are_publi
             .collect(),
     )
     .await;
+    let published_before = replicas.admins[0]
+        .engage_kill_switch(engage_request("travel-assistant"))
+        .await
+        .unwrap();
     outage(&mut etcd, &mut replicas).await;
     let expense = replicas.admins[0]
         .engage_kill_switch(engage_request("expense-assistant"))
@@ -152,6 +156,23 @@ async fn two_replicas_engage_different_switches_in_one_outage_and_both_are_publi
         .await
         .unwrap();
     assert!(expense.pending_replication && calendar_switch.pending_replication);
+    // Releasing loosens: a switch the cluster holds waits for etcd, but one
+    // this replica alone holds (never published) may go.
+    refused_with(
+        replicas.admins[2]
+            .release_kill_switch(&published_before.id, "over", "tests")
+            .await,
+        Code::Unavailable,
+    );
+    let scratch = replicas.admins[2]
+        .engage_kill_switch(engage_request("scratch-assistant"))
+        .await
+        .unwrap();
+    let released = replicas.admins[2]
+        .release_kill_switch(&scratch.id, "engaged by mistake", "tests")
+        .await
+        .unwrap();
+    assert!(released.pending_replication && !released.ended_at.is_empty());
 
     etcd.resume();
     for admin in &mut replicas.admins {
@@ -169,11 +190,28 @@ async fn two_replicas_engage_different_switches_in_one_outage_and_both_are_publi
     }
     let mut published = switches_in_etcd(&etcd).await;
     published.sort();
-    let mut engaged = vec![expense.id.clone(), calendar_switch.id.clone()];
+    let mut engaged = vec![
+        published_before.id.clone(),
+        expense.id.clone(),
+        calendar_switch.id.clone(),
+        scratch.id.clone(),
+    ];
     engaged.sort();
     assert_eq!(published, engaged, "each switch once, none lost");
     for admin in &mut replicas.admins {
-        assert_eq!(admin.list_kill_switches(10).await.unwrap().active.len(), 2);
+        let list = admin.list_kill_switches(10).await.unwrap();
+        assert_eq!(list.active.len(), 3, "{list:?}");
+        // The local release travelled with the switch.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ended = list.ended;
+        while !ended.iter().any(|k| k.id == scratch.id) {
+            assert!(
+                Instant::now() < deadline,
+                "the released switch never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            ended = admin.list_kill_switches(10).await.unwrap().ended;
+        }
     }
 }
 
