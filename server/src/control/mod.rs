@@ -93,14 +93,18 @@ const COMPILED_CACHE: usize = 4;
 
 mod bundles;
 mod error;
+mod partition;
 pub mod records;
 mod snapshots;
+mod switch_records;
 mod switches;
 
 pub use error::ControlError;
 pub(crate) use error::invalid;
+pub use partition::PARTITION_SWITCH;
 pub use snapshots::compare_versions;
-pub use switches::{Engaged, PARTITION_SWITCH, SwitchList, SwitchRecords, already_engaged};
+pub use switch_records::SwitchRecords;
+pub use switches::{Engaged, SwitchList, already_engaged};
 
 impl Control {
     /// Restores the generation that was active when the server last ran,

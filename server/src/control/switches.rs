@@ -14,20 +14,12 @@ use std::time::SystemTime;
 
 use tracing::{error, info, warn};
 
-use serde_json::json;
-
-use super::records::{Record, RecordKind};
 use super::{Control, ControlConfig, ControlError, invalid};
 use crate::generation::{Generation, kill_switch_document};
 use crate::killswitch::{
-    EndKind, Ended, EngageSpec, KillSwitches, Mode, Scope, Switch, SwitchIndex, rfc3339_ms, spec,
-    unix_ms,
+    EndKind, Ended, EngageSpec, KillSwitches, Switch, SwitchIndex, rfc3339_ms, spec, unix_ms,
 };
 use crate::store::Store;
-
-/// The id of the switch a partitioned replica applies; real switches'
-/// ids start with `ks-`, so it never names one of them.
-pub const PARTITION_SWITCH: &str = "cluster-partition";
 
 /// An engage's outcome: the switch in force under the id, and whether it
 /// was in force already (an engage sent again, or to several replicas).
@@ -401,71 +393,6 @@ impl Control {
         Ok(list)
     }
 
-    /// Puts `cluster.on_partition` in force (`Some(mode)`) or lifts it
-    /// (`None`): a global switch of that mode with the reason
-    /// `cluster_partitioned`, this replica's own, held in memory only —
-    /// never stored, listed or replicated.
-    pub fn set_partition(&self, mode: Option<Mode>, now: SystemTime) {
-        let _guard = self.lock();
-        let switch = mode.map(|mode| {
-            Arc::new(Switch {
-                id: PARTITION_SWITCH.to_owned(),
-                scope: Scope::default(),
-                mode,
-                reason: "cluster_partitioned".to_owned(),
-                engaged_by: "warden (cluster.on_partition)".to_owned(),
-                engaged_at_ms: unix_ms(now),
-                expires_at_ms: None,
-                ended: None,
-            })
-        });
-        *self
-            .partition
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = switch;
-        let current = self.switches.current();
-        // An unavailable index denies every check already; the overlay
-        // joins the index that replaces it.
-        if current.unavailable_reason().is_none() {
-            let kept = current.switches().iter().cloned();
-            self.publish_switches(
-                SwitchIndex::build(kept, self.config.read_verbs.clone()),
-                now,
-            );
-        }
-    }
-
-    /// Whether `set_partition` is in force.
-    pub fn partitioned(&self) -> Option<Mode> {
-        self.partition
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            .map(|s| s.mode)
-    }
-
-    /// `index` with the partition switch as `set_partition` last said.
-    fn overlaid(&self, index: Arc<SwitchIndex>) -> Arc<SwitchIndex> {
-        let partition = self
-            .partition
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        let has = index.switches().iter().any(|s| s.id == PARTITION_SWITCH);
-        if index.unavailable_reason().is_some() || (partition.is_none() && !has) {
-            return index;
-        }
-        let kept = index
-            .switches()
-            .iter()
-            .filter(|s| s.id != PARTITION_SWITCH)
-            .cloned();
-        Arc::new(SwitchIndex::build(
-            kept.chain(partition),
-            self.config.read_verbs.clone(),
-        ))
-    }
-
     /// The current index, unless the switch state is unknown: then no
     /// change can be made safely.
     fn available_switches(&self) -> Result<Arc<SwitchIndex>, ControlError> {
@@ -503,7 +430,7 @@ impl Control {
     }
 
     /// Publishes `index` for checks, then the policies' view of it.
-    fn publish_switches(&self, index: SwitchIndex, now: SystemTime) {
+    pub(super) fn publish_switches(&self, index: SwitchIndex, now: SystemTime) {
         let index = self.overlaid(Arc::new(index));
         self.publish_for_checks(index.clone());
         self.publish_switch_data(&index, now);
@@ -539,76 +466,6 @@ impl Control {
             Ok(next) => self.generations.publish(next),
             Err(e) => warn!(error = %e, "cannot show the kill switches to the policy"),
         }
-    }
-}
-
-/// Kill switches as replicated records: what a cluster backend applies as
-/// its watch reports them.
-#[derive(Debug)]
-pub struct SwitchRecords(pub Arc<Control>);
-
-fn parse_switch(value: &[u8]) -> Result<Switch, ControlError> {
-    serde_json::from_slice(value).map_err(|e| invalid("switch", format!("not a kill switch: {e}")))
-}
-
-impl RecordKind for SwitchRecords {
-    fn name(&self) -> &'static str {
-        "switches"
-    }
-
-    fn noun(&self) -> &'static str {
-        "kill switch"
-    }
-
-    fn local(&self) -> Result<Vec<Record>, ControlError> {
-        self.0
-            .store
-            .switches()?
-            .into_iter()
-            .map(|switch| {
-                let value = serde_json::to_vec(&switch)
-                    .map_err(|e| ControlError::Internal(format!("cannot encode a switch: {e}")))?;
-                Ok(Record {
-                    id: switch.id,
-                    value,
-                })
-            })
-            .collect()
-    }
-
-    fn resync(&self, shared: &[Vec<u8>], now: SystemTime) -> Result<(), ControlError> {
-        let shared = shared
-            .iter()
-            .map(|value| parse_switch(value))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.0.resync_switches(&shared, now)
-    }
-
-    fn apply(
-        &self,
-        value: &[u8],
-        now: SystemTime,
-    ) -> Result<Option<serde_json::Value>, ControlError> {
-        let switch = parse_switch(value)?;
-        if !self.0.apply_switch(&switch, now)? {
-            return Ok(None);
-        }
-        let state = if switch.ended.is_some() {
-            "ended"
-        } else {
-            "engaged"
-        };
-        Ok(Some(
-            json!({"id": switch.id, "state": state, "scope": switch.scope}),
-        ))
-    }
-
-    fn fail(&self, reason: String) {
-        self.0.fail_switches(reason);
-    }
-
-    fn failed(&self) -> Option<String> {
-        self.0.switches_failed()
     }
 }
 
