@@ -10,7 +10,7 @@ use warden_client::admin::{BundleTarget, KillSwitch};
 use warden_client::{AdminClient, CheckBuilder, CheckRequest, Decision, WardenClient};
 use warden_e2e::cluster::{
     Replicas, allowed, calendar, engage_request, joined, outage, refused_with, replica,
-    replica_builder, until_stopped, wait_status,
+    replica_builder, three, until_stopped, wait_status,
 };
 use warden_e2e::etcd::Etcd;
 use warden_e2e::process::{Warden, binaries};
@@ -135,13 +135,7 @@ async fn an_engage_during_an_outage_is_pending_survives_a_crash_and_reaches_ever
 #[tokio::test]
 async fn two_replicas_engage_different_switches_in_one_outage_and_both_are_published() {
     let mut etcd = Etcd::start();
-    let mut replicas = joined(
-        ["r1", "r2", "r3"]
-            .iter()
-            .map(|name| replica(&etcd, name, None))
-            .collect(),
-    )
-    .await;
+    let mut replicas = three(&etcd).await;
     let published_before = replicas.admins[0]
         .engage_kill_switch(engage_request("travel-assistant"))
         .await
@@ -409,13 +403,7 @@ fn outcomes(answer: &serde_json::Value) -> Vec<(String, bool)> {
 #[tokio::test]
 async fn a_fan_out_engages_every_replica_without_etcd_and_names_the_one_it_missed() {
     let mut etcd = Etcd::start();
-    let mut replicas = joined(
-        ["r1", "r2", "r3"]
-            .iter()
-            .map(|name| replica(&etcd, name, None))
-            .collect(),
-    )
-    .await;
+    let mut replicas = three(&etcd).await;
 
     // With etcd up, the first replica takes it through etcd and the others
     // only confirm it.

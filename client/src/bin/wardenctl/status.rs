@@ -30,6 +30,8 @@ pub async fn run(addr: &str, options: ClientOptions, json: bool) -> Result<(), C
                 "instance_id": status.instance_id,
                 "cluster": status.cluster,
                 "replica_id": status.replica_id,
+                "pending_kill_switches": status.pending_kill_switches,
+                "partition_mode": status.partition_mode,
             })
         );
         return Ok(());
@@ -51,6 +53,17 @@ pub async fn run(addr: &str, options: ClientOptions, json: bool) -> Result<(), C
         ("uptime", format!("{}s", status.uptime_seconds)),
         ("generation", status.generation.to_string()),
         ("kill switches", status.active_kill_switches.to_string()),
+        (
+            "kill switches pending replication",
+            status.pending_kill_switches.to_string(),
+        ),
+        (
+            "partition mode",
+            match status.partition_mode.as_str() {
+                "" => "-".to_owned(),
+                mode => mode.to_owned(),
+            },
+        ),
         ("shadow divergences", status.shadow_divergences.to_string()),
         ("audit durability", status.audit_durability),
         ("audit records", status.audit_records.to_string()),
