@@ -90,6 +90,13 @@ pub struct ClientOptions {
     pub tls: Option<TlsOptions>,
     /// Sent as `authorization: Bearer <token>` on every call.
     pub token: Option<String>,
+    /// HTTP/2 PINGs this often while the connection is idle. The server
+    /// closes a connection that carried calls but has been quiet for
+    /// `limits.idle_timeout` (5 minutes by default); pinging more often
+    /// than that keeps it open, so the next call skips a new connection
+    /// and TLS handshake. `None`: no pings, and the client reconnects on
+    /// the next call after an idle close.
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -99,6 +106,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(5),
             tls: None,
             token: None,
+            keepalive: None,
         }
     }
 }
@@ -110,6 +118,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("request_timeout", &self.request_timeout)
             .field("tls", &self.tls)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("keepalive", &self.keepalive)
             .finish()
     }
 }
@@ -239,7 +248,12 @@ impl WardenClient {
 
     /// Decides one action.
     pub async fn check(&mut self, request: CheckRequest) -> Result<CheckResponse, ClientError> {
-        Ok(self.inner.check(request).await?.into_inner())
+        match self.inner.check(request.clone()).await {
+            Err(status) if connection_lost(&status) => {
+                Ok(self.inner.check(request).await?.into_inner())
+            }
+            answered => Ok(answered?.into_inner()),
+        }
     }
 
     /// Decides several actions against one policy generation; results come
@@ -248,13 +262,29 @@ impl WardenClient {
         &mut self,
         items: Vec<CheckRequest>,
     ) -> Result<Vec<BatchCheckResult>, ClientError> {
-        Ok(self
-            .inner
-            .batch_check(BatchCheckRequest { items })
-            .await?
-            .into_inner()
-            .results)
+        let request = BatchCheckRequest { items };
+        let answered = match self.inner.batch_check(request.clone()).await {
+            Err(status) if connection_lost(&status) => self.inner.batch_check(request).await,
+            answered => answered,
+        };
+        Ok(answered?.into_inner().results)
     }
+}
+
+/// Whether a call failed on the connection rather than being answered: the
+/// server closed it (idle timeout, drain) while the channel still held it
+/// ready, which fails one call before the channel reconnects. A decision
+/// has no effect but its audit record, so it is asked once more.
+fn connection_lost(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    let mut source = status.source();
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// A connection to `endpoint` with the connection settings and credentials
@@ -277,6 +307,11 @@ pub async fn connect_channel(
         .connect_timeout(options.connect_timeout)
         .timeout(options.request_timeout)
         .tcp_nodelay(true);
+    if let Some(interval) = options.keepalive {
+        builder = builder
+            .http2_keep_alive_interval(interval)
+            .keep_alive_while_idle(true);
+    }
     if let Some(tls) = &options.tls {
         let mut config = ClientTlsConfig::new();
         if let Some(ca) = &tls.ca_pem {

@@ -40,7 +40,7 @@ use crate::settings::{addr, duration, nonempty_path, positive};
 use crate::snapshot::config::{SnapshotConfig, snapshot_config};
 use crate::telemetry::config::telemetry_config;
 use crate::transport::TlsSetup;
-use crate::transport::config::{tls_setup, transport_limits};
+use crate::transport::config::{RawTransportLimits, tls_setup, transport_limits};
 
 // Each section's types under the names they had when this module held them.
 pub use crate::audit::config::RawAudit;
@@ -117,10 +117,30 @@ pub struct RawLimits {
     pub max_attribute_depth: u64,
     pub max_bundle_files: u64,
     pub max_bundle_bytes: u64,
-    /// Open connections per gRPC listener; more are closed at once.
+    /// Open connections per listener. When full, a newcomer takes the place
+    /// of the oldest connection that never carried an admitted call.
     pub max_connections: u64,
+    /// Open connections per listener from one source address.
+    pub max_connections_per_source: u64,
     /// Concurrent calls on one HTTP/2 connection.
     pub max_streams_per_connection: u64,
+    /// For the HTTP/2 preface after accept (or TLS), and the longest a
+    /// connection that has carried no admitted call may stay quiet.
+    pub preface_timeout: String,
+    /// For an HTTP/1.1 request's headers, and the wait for the next request.
+    pub header_read_timeout: String,
+    /// An HTTP/1.1 request body's allowance before `body_min_rate` applies.
+    pub body_timeout: String,
+    /// Bytes a second an HTTP/1.1 request body must average after
+    /// `body_timeout`.
+    pub body_min_rate: u64,
+    /// A connection that carried a call but has none in flight, and whose
+    /// client has not pinged, is closed (HTTP/2 GOAWAY) after this long.
+    pub idle_timeout: String,
+    /// The server's HTTP/2 PINGs to an idle connection, and how long it
+    /// waits for the acknowledgement before closing a dead one.
+    pub keepalive_interval: String,
+    pub keepalive_timeout: String,
     /// Longest a decision-listener call may take, whatever its deadline.
     pub check_timeout: String,
     /// Longest an admin-listener call may take (pushing a large bundle
@@ -150,7 +170,15 @@ impl Default for RawLimits {
             max_bundle_files: archive.max_files as u64,
             max_bundle_bytes: archive.max_total_bytes,
             max_connections: 4096,
+            max_connections_per_source: 1024,
             max_streams_per_connection: 1024,
+            preface_timeout: "10s".into(),
+            header_read_timeout: "10s".into(),
+            body_timeout: "5s".into(),
+            body_min_rate: 1024,
+            idle_timeout: "5m".into(),
+            keepalive_interval: "30s".into(),
+            keepalive_timeout: "20s".into(),
             check_timeout: "5s".into(),
             admin_timeout: "120s".into(),
             platform_rate: 0.0,
@@ -397,10 +425,20 @@ impl TryFrom<RawConfig> for Config {
             insecure: raw.server.insecure,
             transport: transport_limits(
                 &raw.tls,
-                raw.limits.max_connections,
-                raw.limits.max_streams_per_connection,
-                &raw.limits.check_timeout,
-                &raw.limits.admin_timeout,
+                RawTransportLimits {
+                    max_connections: raw.limits.max_connections,
+                    max_connections_per_source: raw.limits.max_connections_per_source,
+                    max_streams_per_connection: raw.limits.max_streams_per_connection,
+                    preface_timeout: &raw.limits.preface_timeout,
+                    header_read_timeout: &raw.limits.header_read_timeout,
+                    body_timeout: &raw.limits.body_timeout,
+                    body_min_rate: raw.limits.body_min_rate,
+                    idle_timeout: &raw.limits.idle_timeout,
+                    keepalive_interval: &raw.limits.keepalive_interval,
+                    keepalive_timeout: &raw.limits.keepalive_timeout,
+                    check_timeout: &raw.limits.check_timeout,
+                    admin_timeout: &raw.limits.admin_timeout,
+                },
             )?,
             tls,
             auth: Arc::new(auth),

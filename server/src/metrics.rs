@@ -24,6 +24,7 @@ use crate::engine::EngineKind;
 use crate::generation::Generations;
 use crate::killswitch::{KillSwitches, unix_ms};
 use crate::snapshot::SnapshotKind;
+use crate::transport::ListenerStats;
 
 /// Distinct policy `reason` label values kept before the rest are counted
 /// as `other`: reasons come from policies, and an unbounded label would let
@@ -198,6 +199,8 @@ pub struct Sources {
     pub auditor: Arc<Auditor>,
     /// In cluster mode.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Every listener's connections.
+    pub listeners: Vec<Arc<ListenerStats>>,
 }
 
 #[derive(Debug)]
@@ -212,6 +215,17 @@ struct KindLabels {
 struct RevisionLabels {
     revision: String,
     engine: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    listener: &'static str,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -343,6 +357,7 @@ impl Collector for StateCollector {
             None,
             version.metric_type(),
         )?)?;
+        encode_connections(&mut encoder, &self.0.listeners)?;
         if let Some(cluster) = &self.0.cluster {
             gauge(
                 &mut encoder,
@@ -368,6 +383,57 @@ impl Collector for StateCollector {
         }
         Ok(())
     }
+}
+
+fn encode_connections(
+    encoder: &mut DescriptorEncoder,
+    listeners: &[Arc<ListenerStats>],
+) -> Result<(), std::fmt::Error> {
+    let open = Family::<ListenerLabels, Gauge>::default();
+    let accepted = Family::<ListenerLabels, Counter>::default();
+    let refused = Family::<ConnectionLabels, Counter>::default();
+    let closed = Family::<ConnectionLabels, Counter>::default();
+    for stats in listeners {
+        let listener = stats.name();
+        let labels = ListenerLabels { listener };
+        open.get_or_create(&labels)
+            .set(i64::try_from(stats.open()).unwrap_or(i64::MAX));
+        accepted.get_or_create(&labels).inc_by(stats.accepted());
+        for (reason, count) in stats.refused() {
+            refused
+                .get_or_create(&ConnectionLabels { listener, reason })
+                .inc_by(count);
+        }
+        for (reason, count) in stats.closed() {
+            closed
+                .get_or_create(&ConnectionLabels { listener, reason })
+                .inc_by(count);
+        }
+    }
+    open.encode(encoder.encode_descriptor(
+        "connections_open",
+        "Open connections per listener",
+        None,
+        open.metric_type(),
+    )?)?;
+    accepted.encode(encoder.encode_descriptor(
+        "connections_accepted",
+        "Connections given a place on the listener",
+        None,
+        accepted.metric_type(),
+    )?)?;
+    refused.encode(encoder.encode_descriptor(
+        "connections_refused",
+        "Connections closed on accept: the listener (or the source address) was full of connections that had carried admitted calls",
+        None,
+        refused.metric_type(),
+    )?)?;
+    closed.encode(encoder.encode_descriptor(
+        "connections_closed",
+        "Connections closed, by reason (evicted: a newcomer took the place of one that had carried no admitted call)",
+        None,
+        closed.metric_type(),
+    )?)
 }
 
 /// The registry `/metrics` encodes: the request path's metrics and the

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tower::ServiceBuilder;
 use tracing::{info, warn};
 use warden_proto::v1::decision_service_server::DecisionServiceServer;
 
@@ -30,7 +32,7 @@ use crate::readiness::Readiness;
 use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 use crate::transport::oversize::OversizeLayer;
-use crate::transport::{self, AcceptOptions, ConnectionStats};
+use crate::transport::{self, Grpc, Http1, ListenerStats, Listening};
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -231,46 +233,57 @@ pub async fn serve(
         }
         None => None,
     };
-    let connections = Arc::new(ConnectionStats::default());
-
-    let transport = &config.transport;
-    let accept = AcceptOptions {
-        tls: config.tls.clone(),
-        max_connections: transport.max_connections,
-        handshake_timeout: transport.handshake_timeout,
+    let transport = Arc::new(config.transport.clone());
+    let listening = |name: &'static str, tls: Option<Arc<transport::TlsSetup>>| Listening {
+        stats: ListenerStats::new(name, transport.admission()),
+        tls,
+        limits: transport.clone(),
+        auth: config.auth.clone(),
     };
     let grpc = |listener: Listener, timeout: std::time::Duration| {
-        tonic::transport::Server::builder()
-            .max_concurrent_streams(Some(transport.max_streams_per_connection))
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        ServiceBuilder::new()
             .layer(AuthLayer::new(config.auth.clone(), listener, timeout))
             .layer(OversizeLayer)
     };
-    let decision_incoming = transport::incoming(
-        "decision",
-        decision_listener,
-        accept.clone(),
-        config.auth.clone(),
-        connections.clone(),
-        stop_rx.clone(),
+    let decision_listening = listening("decision", config.tls.clone());
+    let admin_listening = listening("admin", config.tls.clone());
+    let ops_listening = listening("ops", None);
+    let mut listeners = vec![
+        decision_listening.stats.clone(),
+        admin_listening.stats.clone(),
+        ops_listening.stats.clone(),
+    ];
+    let decision_routes = grpc(Listener::Decision, transport.check_timeout).service(
+        Routes::new(health_service.clone())
+            .add_service(reflection("decision")?)
+            .add_service(decision),
     );
+    let decision_server = tokio::spawn(transport::serve(
+        decision_listener,
+        decision_listening,
+        Grpc::new(decision_routes, &transport),
+        stop_rx.clone(),
+    ));
+    let admin_routes = grpc(Listener::Admin, transport.admin_timeout).service(
+        Routes::new(health_service)
+            .add_service(reflection("admin")?)
+            .add_service(admin)
+            .add_service(audit_service),
+    );
+    let admin_server = tokio::spawn(transport::serve(
+        admin_listener,
+        admin_listening,
+        Grpc::new(admin_routes, &transport),
+        stop_rx.clone(),
+    ));
     let http_server = http_listener.map(|(listener, local)| {
-        let http_accept = AcceptOptions {
-            tls: accept
-                .tls
-                .as_ref()
-                .map(|tls| Arc::new(tls.with_alpn(&[b"http/1.1"]))),
-            ..accept.clone()
-        };
-        let incoming = transport::incoming(
-            "http",
-            listener,
-            http_accept,
-            config.auth.clone(),
-            connections.clone(),
-            stop_rx.clone(),
-        );
+        // Over TLS the AuthZEN listener speaks HTTP/1.1 only.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| Arc::new(tls.with_alpn(&[b"http/1.1"])));
+        let http_listening = listening("http", tls);
+        listeners.push(http_listening.stats.clone());
         let state = http::HttpState {
             decisions: decisions.clone(),
             auth: config.auth.clone(),
@@ -281,69 +294,32 @@ pub async fn serve(
         };
         // JSON is larger than protobuf: room for twice a batch's encoding.
         let max_body = max_message.saturating_mul(2);
-        let app = http::router(state, max_body)
-            .into_make_service_with_connect_info::<transport::ConnInfo>();
-        let mut stop = stop_rx.clone();
-        let server = tokio::spawn(
-            axum::serve(http::Incoming::new(incoming, local), app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                })
-                .into_future(),
-        );
+        let server = tokio::spawn(transport::serve(
+            listener,
+            http_listening,
+            Http1::new(http::router(state, max_body)),
+            stop_rx.clone(),
+        ));
         (server, local)
     });
-    let admin_incoming = transport::incoming(
-        "admin",
-        admin_listener,
-        accept,
-        config.auth.clone(),
-        connections.clone(),
+    let ops_server = tokio::spawn(transport::serve(
+        ops_listener,
+        ops_listening,
+        Http1::new(ops::router(
+            readiness.clone(),
+            Arc::new(metrics::registry(
+                &metrics,
+                metrics::Sources {
+                    generations: generations.clone(),
+                    switches: control.kill_switches(),
+                    auditor: auditor.clone(),
+                    cluster: cluster.clone(),
+                    listeners,
+                },
+            )),
+        )),
         stop_rx.clone(),
-    );
-    let mut stop = stop_rx.clone();
-    let decision_server = tokio::spawn(
-        grpc(Listener::Decision, transport.check_timeout)
-            .add_service(health_service.clone())
-            .add_service(reflection("decision")?)
-            .add_service(decision)
-            .serve_with_incoming_shutdown(decision_incoming, async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            }),
-    );
-    let mut stop = stop_rx.clone();
-    let admin_server = tokio::spawn(
-        grpc(Listener::Admin, transport.admin_timeout)
-            .add_service(health_service)
-            .add_service(reflection("admin")?)
-            .add_service(admin)
-            .add_service(audit_service)
-            .serve_with_incoming_shutdown(admin_incoming, async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            }),
-    );
-    let mut stop = stop_rx.clone();
-    let ops_server = tokio::spawn(
-        axum::serve(
-            ops_listener,
-            ops::router(
-                readiness.clone(),
-                Arc::new(metrics::registry(
-                    &metrics,
-                    metrics::Sources {
-                        generations: generations.clone(),
-                        switches: control.kill_switches(),
-                        auditor: auditor.clone(),
-                        cluster: cluster.clone(),
-                    },
-                )),
-            ),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-        })
-        .into_future(),
-    );
+    ));
 
     let expiry = tokio::spawn(expire_switches(changes.clone(), stop_rx.clone()));
 
@@ -398,18 +374,10 @@ pub async fn serve(
     })
     .await;
     let result = match drained {
-        Ok((decision, admin, ops, http)) => {
-            flatten("decision", decision.map(|r| r.map_err(|e| e.to_string())))
-                .and(flatten(
-                    "admin",
-                    admin.map(|r| r.map_err(|e| e.to_string())),
-                ))
-                .and(flatten("ops", ops.map(|r| r.map_err(|e| e.to_string()))))
-                .and(match http {
-                    Some(http) => flatten("http", http.map(|r| r.map_err(|e| e.to_string()))),
-                    None => Ok(()),
-                })
-        }
+        Ok((decision, admin, ops, http)) => joined("decision", decision)
+            .and(joined("admin", admin))
+            .and(joined("ops", ops))
+            .and(http.map_or(Ok(()), |http| joined("http", http))),
         Err(_) => {
             warn!("shutdown grace period over; closing remaining connections");
             Ok(())
@@ -485,16 +453,13 @@ fn local_addr(
     })
 }
 
-fn flatten(
+/// A listener's task, ended: only a panic in it is an error.
+fn joined(
     listener: &'static str,
-    joined: Result<Result<(), String>, tokio::task::JoinError>,
+    joined: Result<(), tokio::task::JoinError>,
 ) -> Result<(), ServeError> {
-    match joined {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(message)) => Err(ServeError::Serve { listener, message }),
-        Err(e) => Err(ServeError::Serve {
-            listener,
-            message: e.to_string(),
-        }),
-    }
+    joined.map_err(|e| ServeError::Serve {
+        listener,
+        message: e.to_string(),
+    })
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tonic::Status;
 
 pub use layer::AuthLayer;
-pub use peer::{ConnInfo, PeerCert};
+pub use peer::{ConnInfo, PeerCert, Proof};
 pub use rules::{Listener, Requirement, authorize, requirement};
 pub use tokens::{TokenTable, hash_token, new_token};
 

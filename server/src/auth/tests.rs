@@ -105,10 +105,7 @@ fn a_table_refuses_bad_and_duplicate_digests() {
 #[test]
 fn a_rejected_certificate_refuses_even_with_a_good_token() {
     let auth = authenticator(&[("tok", principal("a", &["auditor"]))]);
-    let conn = ConnInfo {
-        remote: None,
-        peer: Arc::new(PeerCert::Rejected("certificate expired".into())),
-    };
+    let conn = ConnInfo::new(None, PeerCert::Rejected("certificate expired".into()));
     let refused = auth.authenticate(&headers(Some("Bearer tok")), Some(&conn));
     assert!(refused.is_err_and(
         |s| s.code() == Code::Unauthenticated && s.message().contains("certificate expired")
@@ -120,10 +117,7 @@ fn certificate_and_token_must_name_the_same_caller() {
     let a = principal("a", &["auditor"]);
     let b = principal("b", &["auditor"]);
     let auth = authenticator(&[("tok-b", b)]);
-    let conn = ConnInfo {
-        remote: None,
-        peer: Arc::new(PeerCert::Verified(Some(a.clone()))),
-    };
+    let conn = ConnInfo::new(None, PeerCert::Verified(Some(a.clone())));
     assert_eq!(
         code(auth.authenticate(&headers(Some("Bearer tok-b")), Some(&conn))),
         Some(Code::Unauthenticated)

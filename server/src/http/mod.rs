@@ -7,20 +7,17 @@
 pub mod authzen;
 pub mod config;
 
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value as Json, json};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic_types::StatusExt;
 use tracing::{Instrument, debug};
@@ -29,7 +26,8 @@ use crate::api::DecisionApi;
 use crate::api::decision::check_span;
 use crate::auth::{Authenticator, Caller, Listener, authorize};
 use crate::metrics::{Api, Metrics};
-use crate::transport::{Conn, ConnInfo, PeerCert};
+use crate::transport::ConnInfo;
+use crate::transport::min_rate::SlowBody;
 use authzen::{BadRequest, BatchLimits, Envelope, Semantic};
 use config::AuthzenConfig;
 
@@ -99,53 +97,6 @@ async fn declared_length(
     }
 }
 
-/// The transport's accepted connections as an axum listener.
-pub struct Incoming {
-    connections: ReceiverStream<Result<Conn, io::Error>>,
-    local: SocketAddr,
-}
-
-impl Incoming {
-    pub fn new(connections: ReceiverStream<Result<Conn, io::Error>>, local: SocketAddr) -> Self {
-        Self { connections, local }
-    }
-}
-
-impl axum::serve::Listener for Incoming {
-    type Io = Conn;
-    type Addr = ConnInfo;
-
-    async fn accept(&mut self) -> (Conn, ConnInfo) {
-        loop {
-            match self.connections.next().await {
-                Some(Ok(conn)) => {
-                    let info = tonic::transport::server::Connected::connect_info(&conn);
-                    return (conn, info);
-                }
-                Some(Err(e)) => debug!(error = %e, "HTTP connection not accepted"),
-                // The acceptor stopped (shutdown): nothing more will come,
-                // and graceful shutdown ends the server.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<ConnInfo> {
-        Ok(ConnInfo {
-            remote: Some(self.local),
-            peer: Arc::new(PeerCert::None),
-        })
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Incoming>>
-    for ConnInfo
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Incoming>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
 /// A refusal: status, message, and the request id to echo.
 struct Refusal {
     status: StatusCode,
@@ -181,6 +132,27 @@ impl Refusal {
             retry_after: status
                 .get_details_retry_info()
                 .and_then(|retry| retry.retry_delay),
+        }
+    }
+
+    /// The body could not be read: too large (413), too slow (408), or
+    /// cut off (400).
+    fn unread_body(rejection: &BytesRejection) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+        while let Some(error) = source {
+            if let Some(slow) = error.downcast_ref::<SlowBody>() {
+                return Self {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: slow.to_string(),
+                    retry_after: None,
+                };
+            }
+            source = error.source();
+        }
+        Self {
+            status: rejection.status(),
+            message: rejection.body_text(),
+            retry_after: None,
         }
     }
 
@@ -260,7 +232,7 @@ struct Admitted {
 /// listener's call timeout, like a gRPC call.
 async fn admit(
     State(state): State<HttpState>,
-    ConnectInfo(conn): ConnectInfo<ConnInfo>,
+    Extension(conn): Extension<ConnInfo>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -286,6 +258,7 @@ async fn admit(
                 .map(|()| caller)
             })
             .map_err(|status| Refusal::from_status(&status))?;
+        conn.proof.record();
         let text = |name: &str| header_text(headers, name).map_err(|e| Refusal::bad_request(&e));
         let envelope = Envelope {
             platform_header: text(state.config.platform_header.as_str())?,
@@ -402,10 +375,11 @@ async fn evaluation(
     State(state): State<HttpState>,
     Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let result = async {
+        let body = body.map_err(|e| Refusal::unread_body(&e))?;
         let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
         let request = authzen::evaluation(&body, &admitted.envelope, &state.config)
             .map_err(|e| Refusal::bad_request(&e))?;
@@ -419,10 +393,11 @@ async fn evaluations(
     State(state): State<HttpState>,
     Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let result = async {
+        let body = body.map_err(|e| Refusal::unread_body(&e))?;
         let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
         let limits = BatchLimits {
             max_items: state.decisions.max_batch_items(),

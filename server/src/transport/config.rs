@@ -1,4 +1,4 @@
-//! `[tls]` as written, and the validation of it and of the gRPC listeners'
+//! `[tls]` as written, and the validation of it and of the listeners'
 //! connection and call limits (`limits.*`, read from the shared `[limits]`
 //! table by the loader).
 
@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::admission::AdmissionLimits;
+use super::min_rate::MinRate;
 use super::tls::TlsSetup;
 use crate::settings::{ConfigError, nonzero_duration, positive};
 
@@ -40,36 +42,83 @@ impl Default for RawTls {
     }
 }
 
-/// Connection and call limits of the gRPC listeners.
+/// Connection and call limits of the listeners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransportLimits {
     pub max_connections: usize,
+    pub max_connections_per_source: usize,
     pub max_streams_per_connection: u32,
     pub handshake_timeout: Duration,
+    /// For the HTTP/2 preface and first frame after accept (or the TLS
+    /// handshake); also how long a connection that has carried no admitted
+    /// call may stay quiet.
+    pub preface_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub body: MinRate,
+    pub idle_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
     pub check_timeout: Duration,
     pub admin_timeout: Duration,
 }
 
-/// The listeners' limits: `limits.max_connections`,
-/// `limits.max_streams_per_connection`, `limits.check_timeout`,
-/// `limits.admin_timeout`, and `tls.handshake_timeout` from `raw`.
+impl TransportLimits {
+    pub fn admission(&self) -> AdmissionLimits {
+        AdmissionLimits {
+            max_connections: self.max_connections,
+            max_per_source: self.max_connections_per_source,
+        }
+    }
+}
+
+/// The `[limits]` keys the transport reads, as written.
+#[derive(Debug, Clone, Copy)]
+pub struct RawTransportLimits<'a> {
+    pub max_connections: u64,
+    pub max_connections_per_source: u64,
+    pub max_streams_per_connection: u64,
+    pub preface_timeout: &'a str,
+    pub header_read_timeout: &'a str,
+    pub body_timeout: &'a str,
+    pub body_min_rate: u64,
+    pub idle_timeout: &'a str,
+    pub keepalive_interval: &'a str,
+    pub keepalive_timeout: &'a str,
+    pub check_timeout: &'a str,
+    pub admin_timeout: &'a str,
+}
+
+/// The listeners' limits from `[limits]`, and `tls.handshake_timeout`.
 pub fn transport_limits(
-    raw: &RawTls,
-    max_connections: u64,
-    max_streams_per_connection: u64,
-    check_timeout: &str,
-    admin_timeout: &str,
+    tls: &RawTls,
+    raw: RawTransportLimits<'_>,
 ) -> Result<TransportLimits, ConfigError> {
     Ok(TransportLimits {
-        max_connections: positive("limits.max_connections", max_connections)?,
+        max_connections: positive("limits.max_connections", raw.max_connections)?,
+        max_connections_per_source: positive(
+            "limits.max_connections_per_source",
+            raw.max_connections_per_source,
+        )?,
         max_streams_per_connection: u32::try_from(positive(
             "limits.max_streams_per_connection",
-            max_streams_per_connection,
+            raw.max_streams_per_connection,
         )?)
         .unwrap_or(u32::MAX),
-        handshake_timeout: nonzero_duration("tls.handshake_timeout", &raw.handshake_timeout)?,
-        check_timeout: nonzero_duration("limits.check_timeout", check_timeout)?,
-        admin_timeout: nonzero_duration("limits.admin_timeout", admin_timeout)?,
+        handshake_timeout: nonzero_duration("tls.handshake_timeout", &tls.handshake_timeout)?,
+        preface_timeout: nonzero_duration("limits.preface_timeout", raw.preface_timeout)?,
+        header_read_timeout: nonzero_duration(
+            "limits.header_read_timeout",
+            raw.header_read_timeout,
+        )?,
+        body: MinRate {
+            grace: nonzero_duration("limits.body_timeout", raw.body_timeout)?,
+            min_rate: positive("limits.body_min_rate", raw.body_min_rate)? as u64,
+        },
+        idle_timeout: nonzero_duration("limits.idle_timeout", raw.idle_timeout)?,
+        keepalive_interval: nonzero_duration("limits.keepalive_interval", raw.keepalive_interval)?,
+        keepalive_timeout: nonzero_duration("limits.keepalive_timeout", raw.keepalive_timeout)?,
+        check_timeout: nonzero_duration("limits.check_timeout", raw.check_timeout)?,
+        admin_timeout: nonzero_duration("limits.admin_timeout", raw.admin_timeout)?,
     })
 }
 

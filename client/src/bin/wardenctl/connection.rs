@@ -110,6 +110,8 @@ impl ConnectionArgs {
                 request_timeout: timeout,
                 tls,
                 token,
+                // One command, a few calls: nothing to keep warm.
+                keepalive: None,
             },
         })
     }
