@@ -30,7 +30,7 @@ pub enum PrefaceError {
 
 /// Whether `read` holds the whole preface and first frame; an error as
 /// soon as the bytes so far cannot begin one.
-fn complete(read: &[u8]) -> Result<bool, PrefaceError> {
+pub fn complete(read: &[u8]) -> Result<bool, PrefaceError> {
     let prefix = read.len().min(PREFACE.len());
     if read[..prefix] != PREFACE[..prefix] {
         return Err(PrefaceError::NotHttp2);

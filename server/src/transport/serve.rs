@@ -258,11 +258,13 @@ impl Idle {
 /// Drives `conn` to its end: gracefully on `stop`, or when `idle` says so.
 /// HTTP/2's graceful close waits for the client to acknowledge a PING; a
 /// client that went quiet may never do so, so an idle close that has not
-/// finished within `grace` is cut.
+/// finished within `grace` is cut. hyper's own timer running out (HTTP/1
+/// headers, HTTP/2 keepalive) ends it as `timed_out`.
 async fn drive<C: Graceful>(
     conn: C,
     mut idle: Option<Idle>,
     grace: Duration,
+    timed_out: Closed,
     mut stop: watch::Receiver<bool>,
 ) -> Closed {
     let mut conn = pin!(conn);
@@ -279,7 +281,7 @@ async fn drive<C: Graceful>(
             result = conn.as_mut() => {
                 return match (closing, result) {
                     (Some(reason), _) => reason,
-                    (None, Err(e)) if e.is_timeout() => Closed::HeaderTimeout,
+                    (None, Err(e)) if e.is_timeout() => timed_out,
                     (None, Err(e)) => {
                         debug!(error = %e, "connection ended with an error");
                         Closed::Ended
@@ -362,7 +364,8 @@ where
             activity,
         });
         let conn = self.builder.serve_connection(TokioIo::new(conn), service);
-        drive(conn, Some(idle), limits.preface_timeout, stop).await
+        let grace = limits.preface_timeout;
+        drive(conn, Some(idle), grace, Closed::KeepaliveTimeout, stop).await
     }
 }
 
@@ -443,7 +446,8 @@ where
             body: limits.body,
         });
         let conn = builder.serve_connection(TokioIo::new(conn), service);
-        drive(conn, None, limits.preface_timeout, stop).await
+        let grace = limits.preface_timeout;
+        drive(conn, None, grace, Closed::HeaderTimeout, stop).await
     }
 }
 

@@ -22,10 +22,12 @@ pub enum Closed {
     Idle,
     /// An HTTP/1.1 request's headers did not arrive in time.
     HeaderTimeout,
+    /// The client did not acknowledge the server's keepalive PING in time.
+    KeepaliveTimeout,
 }
 
 impl Closed {
-    pub const ALL: [Closed; 8] = [
+    pub const ALL: [Closed; 9] = [
         Closed::Ended,
         Closed::Evicted,
         Closed::TlsHandshakeFailed,
@@ -34,6 +36,7 @@ impl Closed {
         Closed::PrefaceTimeout,
         Closed::Idle,
         Closed::HeaderTimeout,
+        Closed::KeepaliveTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Closed {
             Closed::PrefaceTimeout => "preface_timeout",
             Closed::Idle => "idle",
             Closed::HeaderTimeout => "header_timeout",
+            Closed::KeepaliveTimeout => "keepalive_timeout",
         }
     }
 }
