@@ -70,7 +70,7 @@ fn benches(c: &mut Criterion) {
     for module in &bundle.modules {
         opa.add_policy(&module.path, &module.source);
     }
-    opa.add_data("", &bundle.data);
+    opa.add_data("", &serde_json::to_value(&bundle.data).expect("json"));
     opa.add_data(
         "identity",
         &serde_json::to_value(&identity.document).expect("json"),

@@ -92,7 +92,8 @@ impl LoadedPolicy {
             digest: bundle.digest.clone(),
             entrypoint: bundle.entrypoint.clone(),
             compiled,
-            data: json_to_rego(&bundle.data),
+            // Shared with the bundle, not copied.
+            data: bundle.data.clone(),
         })
     }
 

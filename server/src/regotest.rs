@@ -4,7 +4,6 @@
 use regorus::Value;
 
 use crate::bundle::{Bundle, BundleError};
-use crate::input::json_to_rego;
 
 /// The result of one test rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +25,7 @@ pub fn run(bundle: &Bundle) -> Result<Vec<TestOutcome>, BundleError> {
     })?;
     let mut engine = parsed.into_engine();
     engine
-        .add_data(json_to_rego(&bundle.data))
+        .add_data(bundle.data.clone())
         .map_err(|e| BundleError::Module {
             path: "data.json".into(),
             message: format!("cannot load bundle data for tests: {e}"),

@@ -59,7 +59,7 @@ impl Setup {
         for module in &self.bundle.modules {
             opa.add_policy(&module.path, &module.source);
         }
-        opa.add_data("", &self.bundle.data);
+        opa.add_data("", &serde_json::to_value(&self.bundle.data).unwrap());
         opa.add_data(
             "identity",
             &serde_json::to_value(&self.identity.document).unwrap(),
@@ -192,7 +192,7 @@ fn policy_unit_tests_pass_in_opa_and_in_warden() {
     for module in &setup.bundle.modules {
         opa.add_policy(&module.path, &module.source);
     }
-    opa.add_data("", &setup.bundle.data);
+    opa.add_data("", &serde_json::to_value(&setup.bundle.data).unwrap());
     for outcome in &ours {
         let value = opa.query(&outcome.name).unwrap();
         assert_eq!(

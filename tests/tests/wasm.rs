@@ -46,7 +46,7 @@ fn opa(bundle: &Bundle, generation: &Generation) -> Opa {
     for module in &bundle.modules {
         opa.add_policy(&module.path, &module.source);
     }
-    opa.add_data("", &bundle.data);
+    opa.add_data("", &serde_json::to_value(&bundle.data).unwrap());
     opa.add_data(
         "identity",
         &serde_json::to_value(&generation.identity.document).unwrap(),

@@ -46,7 +46,7 @@ fn opa_javascript_sdk_agrees_with_the_native_engine() {
         MaxAge::default(),
     )
     .unwrap();
-    let mut data = bundle.data.clone();
+    let mut data = serde_json::to_value(&bundle.data).unwrap();
     data["identity"] = serde_json::to_value(&native.identity.document).unwrap();
     data["entitlements"] = serde_json::to_value(&native.entitlements.document).unwrap();
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use regorus::Value;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
@@ -106,7 +107,7 @@ impl Manifest {
 
     /// Checks that data placed at `at` stays inside the roots and outside
     /// the reserved paths.
-    pub fn check_data(&self, at: &[&str], document: &Json, file: &str) -> Result<(), BundleError> {
+    pub fn check_data(&self, at: &[&str], document: &Value, file: &str) -> Result<(), BundleError> {
         let mut path = at.to_vec();
         self.check_data_at(&mut path, document)
             .map_err(|reason| BundleError::Data {
@@ -115,7 +116,11 @@ impl Manifest {
             })
     }
 
-    fn check_data_at<'a>(&self, path: &mut Vec<&'a str>, document: &'a Json) -> Result<(), String> {
+    fn check_data_at<'a>(
+        &self,
+        path: &mut Vec<&'a str>,
+        document: &'a Value,
+    ) -> Result<(), String> {
         if RESERVED_ROOTS
             .iter()
             .any(|reserved| path.first() == Some(reserved))
@@ -137,8 +142,15 @@ impl Manifest {
         });
         match document {
             // What lies below decides.
-            Json::Object(map) if above_reserved || above_root => {
-                for (key, value) in map {
+            Value::Object(map) if above_reserved || above_root => {
+                for (key, value) in map.iter() {
+                    // Parsed from JSON, so every key is a string.
+                    let Value::String(key) = key else {
+                        return Err(format!(
+                            "has a non-string key under `data.{}`",
+                            path.join(".")
+                        ));
+                    };
                     path.push(key);
                     self.check_data_at(path, value)?;
                     path.pop();

@@ -10,7 +10,7 @@ mod manifest;
 
 use std::path::Path;
 
-use serde_json::{Map, Value as Json};
+use regorus::Value;
 use sha2::{Digest, Sha256};
 
 pub use warden_bundle::{ArchiveLimits, Files, signature, write_tar_gz};
@@ -85,8 +85,10 @@ pub struct Bundle {
     pub manifest: Manifest,
     pub modules: Vec<RegoModule>,
     pub wasm: Vec<WasmModule>,
-    /// All `data.json` files merged into one document.
-    pub data: Json,
+    /// All `data.json` files merged into one document, parsed straight
+    /// into the engines' representation with equal strings shared: the
+    /// compiled policy and the bundle's tests share this one copy.
+    pub data: Value,
 }
 
 impl Bundle {
@@ -103,50 +105,63 @@ impl Bundle {
     }
 
     /// Builds a bundle from its files.
+    ///
+    /// Consumes the files: each `data.json`'s bytes are freed once parsed,
+    /// and module sources and Wasm bytes are moved, not copied.
     pub fn from_files(files: Files) -> Result<Self, BundleError> {
         let manifest = match files.get(".manifest") {
             Some(bytes) => Manifest::parse(bytes)?,
             None => Manifest::default(),
         };
         manifest.check_reserved_roots()?;
+        let digest = digest(&files);
 
+        let wanted: Vec<&str> = manifest
+            .wasm
+            .iter()
+            .map(|entry| entry.module.trim_start_matches('/'))
+            .collect();
+        let mut wasm_files = Files::new();
         let mut modules = Vec::new();
-        let mut data = Json::Object(Map::new());
-        for (path, content) in &files {
-            let name = path.rsplit('/').next().unwrap_or(path);
+        let mut data = Value::new_object();
+        for (path, content) in files {
+            let name = path.rsplit('/').next().unwrap_or(&path);
             if path.ends_with(".rego") {
-                let source =
-                    String::from_utf8(content.clone()).map_err(|_| BundleError::Module {
-                        path: path.clone(),
-                        message: "is not UTF-8".into(),
-                    })?;
-                modules.push(RegoModule {
+                let source = String::from_utf8(content).map_err(|_| BundleError::Module {
                     path: path.clone(),
+                    message: "is not UTF-8".into(),
+                })?;
+                let rego_v0 = manifest.rego_v0(&path);
+                modules.push(RegoModule {
+                    path,
                     source,
-                    rego_v0: manifest.rego_v0(path),
+                    rego_v0,
                 });
             } else if name == "data.json" {
-                let document: Json =
-                    serde_json::from_slice(content).map_err(|e| BundleError::Data {
-                        path: path.clone(),
-                        reason: format!("is not valid JSON: {e}"),
-                    })?;
+                let document = crate::intern::parse(&content).map_err(|e| BundleError::Data {
+                    path: path.clone(),
+                    reason: format!("is not valid JSON: {e}"),
+                })?;
+                drop(content);
                 let at: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
                 let at = &at[..at.len().saturating_sub(1)];
-                manifest.check_data(at, &document, path)?;
-                merge_at(&mut data, at, document, path)?;
+                manifest.check_data(at, &document, &path)?;
+                merge_at(&mut data, at, document, &path)?;
             } else if name == "data.yaml" || name == "data.yml" {
                 return Err(BundleError::Data {
                     path: path.clone(),
                     reason: "YAML data is not supported; use data.json".into(),
                 });
+            } else if wanted.contains(&path.as_str()) {
+                wasm_files.insert(path, content);
             }
         }
 
         let mut wasm = Vec::new();
         for entry in &manifest.wasm {
             let path = entry.module.trim_start_matches('/');
-            let bytes = files.get(path).ok_or_else(|| {
+            // Several entrypoints may share one module.
+            let bytes = wasm_files.get(path).cloned().ok_or_else(|| {
                 BundleError::Manifest(format!(
                     "wasm module `{}` for entrypoint `{}` is not in the bundle",
                     entry.module, entry.entrypoint
@@ -155,14 +170,13 @@ impl Bundle {
             wasm.push(WasmModule {
                 path: path.to_owned(),
                 entrypoint: entry.entrypoint.clone(),
-                bytes: bytes.clone(),
+                bytes,
             });
         }
         if modules.is_empty() && wasm.is_empty() {
             return Err(BundleError::Empty);
         }
 
-        let digest = digest(&files);
         let revision = match &manifest.revision {
             Some(revision) if !revision.is_empty() => revision.clone(),
             _ => format!("sha256:{}", &digest[..16]),
@@ -238,23 +252,22 @@ fn digest(files: &Files) -> String {
 
 /// Places `document` at `at` inside `data`, merging objects; two files that
 /// set the same non-object value conflict.
-fn merge_at(data: &mut Json, at: &[&str], document: Json, file: &str) -> Result<(), BundleError> {
+fn merge_at(data: &mut Value, at: &[&str], document: Value, file: &str) -> Result<(), BundleError> {
     let mut target = data;
     for segment in at {
-        let Json::Object(map) = target else {
+        let Ok(map) = target.as_object_mut() else {
             return Err(conflict(file));
         };
-        target = map
-            .entry((*segment).to_owned())
-            .or_insert_with(|| Json::Object(Map::new()));
+        target = map.get_or_insert_with(Value::from(*segment), Value::new_object);
     }
     merge(target, document).map_err(|()| conflict(file))
 }
 
-fn merge(target: &mut Json, document: Json) -> Result<(), ()> {
+fn merge(target: &mut Value, document: Value) -> Result<(), ()> {
     match (target, document) {
-        (Json::Object(existing), Json::Object(incoming)) => {
-            for (key, value) in incoming {
+        (Value::Object(existing), Value::Object(incoming)) => {
+            let existing = regorus::Rc::make_mut(existing);
+            for (key, value) in regorus::Rc::unwrap_or_clone(incoming) {
                 match existing.get_mut(&key) {
                     Some(slot) => merge(slot, value)?,
                     None => {
@@ -264,7 +277,9 @@ fn merge(target: &mut Json, document: Json) -> Result<(), ()> {
             }
             Ok(())
         }
-        (target @ Json::Object(_), value) if target.as_object().is_some_and(Map::is_empty) => {
+        (target @ Value::Object(_), value)
+            if target.as_object().is_ok_and(|map| map.is_empty()) =>
+        {
             *target = value;
             Ok(())
         }

@@ -3,6 +3,7 @@ use warden_bundle::testing::{Entry, tar_gz};
 use super::*;
 use crate::engine::EvalLimits;
 use crate::engine::native::NativePolicy;
+use crate::input::json_to_rego;
 
 const POLICY: &str = "package warden.authz\n\ndecision := true\n";
 
@@ -31,7 +32,7 @@ fn opa_style_bundles_load() {
     assert_eq!(bundle.modules[0].path, "warden/authz/policy.rego");
     assert_eq!(
         bundle.data,
-        serde_json::json!({"warden": {"config": {"level": 3}}})
+        json_to_rego(&serde_json::json!({"warden": {"config": {"level": 3}}}))
     );
 }
 
@@ -129,7 +130,7 @@ fn data_files_merge_by_directory_and_never_overwrite() {
     .unwrap();
     assert_eq!(
         bundle.data,
-        serde_json::json!({"a": {"b": {"x": 1}, "c": 2}})
+        json_to_rego(&serde_json::json!({"a": {"b": {"x": 1}, "c": 2}}))
     );
 
     let message = error(&[

@@ -285,7 +285,10 @@ pub fn build_bundle(bundle: &Bundle) -> Result<Vec<u8>, BuildError> {
     };
     let mut files = Files::new();
     files.insert(".manifest".into(), json(&manifest)?);
-    files.insert("data.json".into(), json(&bundle.data)?);
+    files.insert(
+        "data.json".into(),
+        serde_json::to_vec(&bundle.data).map_err(|e| BuildError::Write(e.to_string()))?,
+    );
     files.insert("policy.wasm".into(), wasm);
     for module in &bundle.modules {
         files.insert(module.path.clone(), module.source.clone().into_bytes());
