@@ -11,12 +11,34 @@ use std::path::{Component, Path};
 
 /// Why an archive or directory could not be read as a bundle.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ArchiveError(pub String);
+#[error("{reason}")]
+pub struct ArchiveError {
+    pub reason: String,
+    /// The bound it went over, if that is why: callers name their setting.
+    pub limit: Option<Limit>,
+}
+
+/// One of the bounds of [`ArchiveLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Files,
+    FileBytes,
+    TotalBytes,
+}
 
 impl ArchiveError {
     pub fn new(reason: impl Into<String>) -> Self {
-        ArchiveError(reason.into())
+        ArchiveError {
+            reason: reason.into(),
+            limit: None,
+        }
+    }
+
+    fn over(limit: Limit, reason: String) -> Self {
+        ArchiveError {
+            reason,
+            limit: Some(limit),
+        }
     }
 }
 
@@ -62,10 +84,10 @@ pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, Archiv
             entry.map_err(|e| ArchiveError::new(format!("cannot read tar entry: {e}")))?;
         entries_seen += 1;
         if entries_seen > limits.max_files {
-            return Err(ArchiveError::new(format!(
-                "has more than {} entries",
-                limits.max_files
-            )));
+            return Err(ArchiveError::over(
+                Limit::Files,
+                format!("has more than {} entries", limits.max_files),
+            ));
         }
         let raw_path = entry
             .path()
@@ -87,17 +109,23 @@ pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, Archiv
             .size()
             .map_err(|e| ArchiveError::new(format!("`{path}` has a bad size: {e}")))?;
         if size > limits.max_file_bytes {
-            return Err(ArchiveError::new(format!(
-                "`{path}` is {size} bytes, more than the limit of {} bytes",
-                limits.max_file_bytes
-            )));
+            return Err(ArchiveError::over(
+                Limit::FileBytes,
+                format!(
+                    "`{path}` is {size} bytes decompressed, more than the limit of {} bytes",
+                    limits.max_file_bytes
+                ),
+            ));
         }
         total = total.saturating_add(size);
         if total > limits.max_total_bytes {
-            return Err(ArchiveError::new(format!(
-                "holds more than {} bytes decompressed",
-                limits.max_total_bytes
-            )));
+            return Err(ArchiveError::over(
+                Limit::TotalBytes,
+                format!(
+                    "holds more than {} bytes decompressed",
+                    limits.max_total_bytes
+                ),
+            ));
         }
         // The header's size was checked; `take` makes sure the reader cannot
         // hand back more than that either.
@@ -142,27 +170,30 @@ pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, ArchiveErr
                 )));
             }
             if files.len() >= limits.max_files {
-                return Err(ArchiveError::new(format!(
-                    "has more than {} files",
-                    limits.max_files
-                )));
+                return Err(ArchiveError::over(
+                    Limit::Files,
+                    format!("has more than {} files", limits.max_files),
+                ));
             }
             let size = entry
                 .metadata()
                 .map_err(|e| ArchiveError::new(format!("cannot stat `{name}`: {e}")))?
                 .len();
             if size > limits.max_file_bytes {
-                return Err(ArchiveError::new(format!(
-                    "`{name}` is {size} bytes, more than the limit of {} bytes",
-                    limits.max_file_bytes
-                )));
+                return Err(ArchiveError::over(
+                    Limit::FileBytes,
+                    format!(
+                        "`{name}` is {size} bytes, more than the limit of {} bytes",
+                        limits.max_file_bytes
+                    ),
+                ));
             }
             total = total.saturating_add(size);
             if total > limits.max_total_bytes {
-                return Err(ArchiveError::new(format!(
-                    "holds more than {} bytes",
-                    limits.max_total_bytes
-                )));
+                return Err(ArchiveError::over(
+                    Limit::TotalBytes,
+                    format!("holds more than {} bytes", limits.max_total_bytes),
+                ));
             }
             let content = std::fs::read(&path)
                 .map_err(|e| ArchiveError::new(format!("cannot read `{name}`: {e}")))?;

@@ -4,7 +4,7 @@
 pub mod archive;
 pub mod signature;
 
-pub use archive::{ArchiveError, ArchiveLimits, Files, read_dir, read_tar_gz, write_tar_gz};
+pub use archive::{ArchiveError, ArchiveLimits, Files, Limit, read_dir, read_tar_gz, write_tar_gz};
 
 #[cfg(feature = "test-util")]
 pub mod testing;

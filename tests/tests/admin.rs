@@ -140,6 +140,7 @@ async fn assert_unchanged(admin: &mut AdminClient, client: &mut WardenClient, ge
 async fn every_validation_rule_refuses_precisely_and_changes_nothing() {
     let warden = Warden::builder()
         .env("WARDEN_BUNDLES_MAX_PUSH_BYTES", "200000")
+        .env("WARDEN_LIMITS_MAX_BUNDLE_BYTES", "1048576")
         .start()
         .await;
     let mut client = warden.client().await;
@@ -166,7 +167,16 @@ async fn every_validation_rule_refuses_precisely_and_changes_nothing() {
         (
             bundle(&[("p.rego", policy), ("big.txt", &big)]),
             Code::InvalidArgument,
-            "more than the limit of 200000 bytes",
+            "more than the limit of 200000 bytes (bundles.max_push_bytes)",
+        ),
+        // A decompression bomb: under 100 KB pushed, 16 MiB unpacked.
+        (
+            tar_gz(&[
+                Entry::File("p.rego", policy.as_bytes()),
+                Entry::Zeros("data.json", 16 * 1024 * 1024),
+            ]),
+            Code::InvalidArgument,
+            "bytes decompressed, more than the limit of 1048576 bytes (limits.max_bundle_bytes)",
         ),
         (
             b"definitely not gzip".to_vec(),

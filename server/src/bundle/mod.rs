@@ -13,16 +13,16 @@ use std::path::Path;
 use regorus::Value;
 use sha2::{Digest, Sha256};
 
-pub use warden_bundle::{ArchiveLimits, Files, signature, write_tar_gz};
+pub use warden_bundle::{ArchiveLimits, Files, Limit, signature, write_tar_gz};
 
 /// Reads every regular file of a bundle archive (see `warden_bundle`).
 pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, BundleError> {
-    warden_bundle::read_tar_gz(bytes, limits).map_err(|e| BundleError::Archive(e.0))
+    warden_bundle::read_tar_gz(bytes, limits).map_err(BundleError::from)
 }
 
 /// Reads every file under a bundle directory (see `warden_bundle`).
 pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, BundleError> {
-    warden_bundle::read_dir(root, limits).map_err(|e| BundleError::Archive(e.0))
+    warden_bundle::read_dir(root, limits).map_err(BundleError::from)
 }
 pub use manifest::Manifest;
 
@@ -39,8 +39,11 @@ pub const RESERVED_ROOTS: [&str; 3] = ["identity", "entitlements", "killswitch"]
 pub enum BundleError {
     #[error("cannot read bundle: {0}")]
     Io(String),
-    #[error("bundle archive {0}")]
-    Archive(String),
+    #[error("bundle archive {reason}")]
+    Archive {
+        reason: String,
+        limit: Option<Limit>,
+    },
     #[error("bundle manifest: {0}")]
     Manifest(String),
     #[error("bundle data `{path}`: {reason}")]
@@ -51,6 +54,25 @@ pub enum BundleError {
     Module { path: String, message: String },
     #[error("bundle has no policy: it holds no `.rego` module and no `policy.wasm`")]
     Empty,
+}
+
+impl From<warden_bundle::ArchiveError> for BundleError {
+    fn from(e: warden_bundle::ArchiveError) -> Self {
+        BundleError::Archive {
+            reason: e.reason,
+            limit: e.limit,
+        }
+    }
+}
+
+impl BundleError {
+    /// The archive bound the bundle went over, if that is why it was refused.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            BundleError::Archive { limit, .. } => *limit,
+            _ => None,
+        }
+    }
 }
 
 /// One Rego module of a bundle.

@@ -10,7 +10,7 @@ use super::{
     Accepted, COMPILED_CACHE, Control, ControlConfig, ControlError, Target, invalid, now_rfc3339,
 };
 use crate::bundle::signature;
-use crate::bundle::{Bundle, Files, read_tar_gz};
+use crate::bundle::{Bundle, BundleError, Files, Limit, read_tar_gz};
 use crate::generation::LoadedPolicy;
 use crate::regotest;
 use crate::store::{BundleRecord, ServingState, Store};
@@ -76,14 +76,13 @@ impl Control {
             return Err(invalid(
                 "bundle",
                 format!(
-                    "is {} bytes, more than the limit of {} bytes",
+                    "is {} bytes, more than the limit of {} bytes (bundles.max_push_bytes)",
                     archive.len(),
                     self.config.max_push_bytes
                 ),
             ));
         }
-        let files =
-            read_tar_gz(&archive, &self.config.archive).map_err(|e| invalid("bundle", e))?;
+        let files = read_tar_gz(&archive, &self.config.archive).map_err(refused)?;
         // Compiling and testing take long; other changes (a kill switch
         // arriving from the cluster) must not wait for them.
         let accepted = Self::accept(&self.config, &self.store, files, archive)?;
@@ -287,8 +286,8 @@ impl Control {
             .store
             .bundle_archive(digest)?
             .ok_or_else(|| ControlError::NotFound(format!("bundle `{digest}` is not stored")))?;
-        let files =
-            read_tar_gz(&archive, &self.config.archive).map_err(|e| invalid("bundle", e))?;
+        let files = read_tar_gz(&archive, &self.config.archive).map_err(refused)?;
+        drop(archive);
         let bundle = Bundle::from_files(files).map_err(|e| invalid("bundle", e))?;
         let policy = Arc::new(
             LoadedPolicy::compile(&bundle, &self.config.engine)
@@ -297,4 +296,14 @@ impl Control {
         self.remember(policy.clone());
         Ok(policy)
     }
+}
+
+/// A bundle refused while unpacking; one over a limit names the setting.
+pub(super) fn refused(e: BundleError) -> ControlError {
+    let setting = match e.limit() {
+        Some(Limit::Files) => "limits.max_bundle_files",
+        Some(Limit::FileBytes | Limit::TotalBytes) => "limits.max_bundle_bytes",
+        None => return invalid("bundle", e),
+    };
+    invalid("bundle", format!("{e} ({setting})"))
 }

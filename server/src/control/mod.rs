@@ -328,3 +328,6 @@ fn now_rfc3339() -> String {
         .format(&Rfc3339)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use warden_bundle::testing::{Entry, tar_gz};
+
+use super::*;
+use crate::engine::EngineOptions;
+
+const POLICY: &[u8] = b"package warden.authz\n\ndecision := {\"allow\": false}\n";
+const MIB: u64 = 1024 * 1024;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A control plane seeded with the default bundle, unpacking at most
+/// 1 MiB per bundle.
+fn control(dir: &Path) -> Control {
+    let config = ControlConfig {
+        engine: EngineOptions::default(),
+        archive: ArchiveLimits {
+            max_files: 100,
+            max_file_bytes: MIB,
+            max_total_bytes: MIB,
+        },
+        max_push_bytes: 64 * MIB as usize,
+        run_tests: true,
+        keys: Vec::new(),
+        require_signed: false,
+        bundle_keep: 10,
+        snapshot_keep: 10,
+        max_age: MaxAge::default(),
+        max_id_bytes: 256,
+        read_verbs: Arc::from(Vec::new()),
+    };
+    let seed = Seed {
+        bundle: repo().join("policies"),
+        identity: repo().join("policies/demo/identity.json"),
+        entitlements: repo().join("policies/demo/entitlements.json"),
+    };
+    let store = Store::open(&dir.join("data")).unwrap();
+    Control::start(config, store, &seed).unwrap()
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_and_the_active_bundle_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let good = control
+        .put_bundle(
+            tar_gz(&[
+                Entry::File("warden/authz/p.rego", POLICY),
+                Entry::File("warden/data.json", br#"{"level": 1}"#),
+            ]),
+            Target::Active,
+        )
+        .unwrap();
+    let serving = control.store().serving().unwrap();
+    assert_eq!(serving.active.as_deref(), Some(good.digest.as_str()));
+
+    // 16 MiB in one file, or 1.2 MiB over two, each compressed to under
+    // 128 KiB: refused from the tar headers, before anything is inflated.
+    let one_file = tar_gz(&[
+        Entry::File("warden/authz/p.rego", POLICY),
+        Entry::Zeros("warden/data.json", 16 * MIB),
+    ]);
+    let two_files = tar_gz(&[
+        Entry::File("warden/authz/p.rego", POLICY),
+        Entry::Zeros("warden/a/data.json", 600 * 1024),
+        Entry::Zeros("warden/b/data.json", 600 * 1024),
+    ]);
+    for (bomb, expected) in [
+        (
+            one_file,
+            "`warden/data.json` is 16777216 bytes decompressed",
+        ),
+        (two_files, "holds more than 1048576 bytes decompressed"),
+    ] {
+        assert!(bomb.len() < 128 * 1024, "{} bytes", bomb.len());
+        let refused = control.put_bundle(bomb, Target::Active).unwrap_err();
+        let ControlError::Invalid { field, reason } = &refused else {
+            panic!("expected INVALID_ARGUMENT, got {refused:?}");
+        };
+        assert_eq!(field, "bundle");
+        assert!(
+            reason.contains(expected) && reason.ends_with("(limits.max_bundle_bytes)"),
+            "{reason}"
+        );
+        assert_eq!(control.generations().current().policy.digest, good.digest);
+        assert_eq!(control.store().serving().unwrap(), serving);
+        assert_eq!(control.store().bundles().unwrap().len(), 2);
+    }
+}
