@@ -533,6 +533,60 @@ async fn a_store_that_cannot_be_read_refuses_to_start() {
     );
 }
 
+/// Pushes sent at once take turns in their heavy phase (unpacking,
+/// compiling, parsing): each waits for the ones before it, none is refused,
+/// and every bundle is stored.
+#[tokio::test]
+async fn concurrent_pushes_take_turns_and_all_land() {
+    let warden = Warden::start().await;
+    let mut bundles = Vec::new();
+    for n in 0..4 {
+        let mut admin = warden.admin().await;
+        let archive = bundle(&[
+            (
+                ".manifest",
+                &format!(r#"{{"revision": "turn-{n}", "roots": ["warden"]}}"#),
+            ),
+            (
+                "warden/authz/p.rego",
+                "package warden.authz\n\ndecision := {\"allow\": true}\n",
+            ),
+        ]);
+        bundles.push(tokio::spawn(async move {
+            admin.put_bundle(archive, BundleTarget::Active).await
+        }));
+    }
+    let mut identity = Demo::load().identity.clone();
+    identity["version"] = serde_json::json!("identity-7-301");
+    let mut admin = warden.admin().await;
+    let snapshot = tokio::spawn(async move {
+        admin
+            .put_snapshot("identity", serde_json::to_vec(&identity).unwrap())
+            .await
+    });
+
+    let mut pushed = std::collections::BTreeSet::new();
+    for push in bundles {
+        pushed.insert(push.await.unwrap().unwrap().revision);
+    }
+    assert_eq!(pushed.len(), 4);
+    snapshot.await.unwrap().unwrap();
+    let mut admin = warden.admin().await;
+    let stored: std::collections::BTreeSet<String> = admin
+        .list_bundles()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.revision)
+        .collect();
+    assert!(
+        pushed.is_subset(&stored),
+        "{pushed:?} not all in {stored:?}"
+    );
+    let status = admin.status().await.unwrap();
+    assert!(pushed.contains(&status.active.unwrap().revision));
+}
+
 /// Every response must come from one generation: the policy echoes its own
 /// revision and the identity snapshot's version through its reasons, and
 /// the response's metadata must name the same ones.

@@ -189,12 +189,12 @@ fn measure(dir: &Path) -> anyhow::Result<()> {
     let before = rss_bytes();
     let started = Instant::now();
     control
-        .put_snapshot("identity", identity)
+        .put_snapshot("identity", identity, &control.heavy_turn_blocking())
         .context("identity push")?;
     let identity_time = started.elapsed();
     let started = Instant::now();
     control
-        .put_snapshot("entitlements", entitlements)
+        .put_snapshot("entitlements", entitlements, &control.heavy_turn_blocking())
         .context("entitlements push")?;
     let entitlements_time = started.elapsed();
     serve_for_a_moment(&control.generations().current());

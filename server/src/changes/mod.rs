@@ -21,7 +21,7 @@ use crate::audit::Auditor;
 use crate::audit::record::admin_record;
 use crate::cluster::{ClearedShadow, Cluster, Link};
 use crate::control::records::RecordKind;
-use crate::control::{Control, ControlError, Target, blocking};
+use crate::control::{Control, ControlError, Target, blocking, heavy};
 use crate::killswitch::{EngageSpec, Mode, Switch};
 use crate::snapshot::Snapshot;
 use crate::store::BundleRecord;
@@ -180,20 +180,23 @@ impl Changes {
     async fn local(&self, change: Change) -> Result<Applied, ControlError> {
         let control = &self.control;
         Ok(match change {
-            Change::PutBundle { archive, target } => {
-                Applied::Bundle(blocking(control, move |c| c.put_bundle(archive, target)).await?)
-            }
-            Change::ActivateBundle { digest, target } => {
-                Applied::Bundle(blocking(control, move |c| c.activate(&digest, target)).await?)
-            }
-            Change::Rollback => Applied::Bundle(blocking(control, |c| c.rollback()).await?),
+            Change::PutBundle { archive, target } => Applied::Bundle(
+                heavy(control, move |c, turn| c.put_bundle(archive, target, turn)).await?,
+            ),
+            Change::ActivateBundle { digest, target } => Applied::Bundle(
+                heavy(control, move |c, turn| c.activate(&digest, target, turn)).await?,
+            ),
+            Change::Rollback => Applied::Bundle(heavy(control, |c, turn| c.rollback(turn)).await?),
             Change::ClearShadow => Applied::ShadowCleared(
                 blocking(control, |c| c.clear_shadow())
                     .await?
                     .map(ClearedShadow::Stored),
             ),
             Change::PutSnapshot { kind, document } => Applied::Snapshot(
-                blocking(control, move |c| c.put_snapshot(&kind, document)).await?,
+                heavy(control, move |c, turn| {
+                    c.put_snapshot(&kind, document, turn)
+                })
+                .await?,
             ),
             Change::EngageSwitch(spec) => {
                 let engaged = blocking(control, move |c| c.engage(spec, SystemTime::now())).await?;

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::etcd::Entry;
 use super::keys::{BundlePointer, SnapshotPointer, sha256_hex};
 use super::{Cluster, etcd_error};
-use crate::control::{ControlError, Target, blocking};
+use crate::control::{ControlError, Target, blocking, heavy};
 use crate::snapshot::Snapshot;
 use crate::store::BundleRecord;
 
@@ -58,8 +58,8 @@ impl Cluster {
     ) -> Result<BundleRecord, ControlError> {
         self.writable()?;
         let shared = archive.clone();
-        let record = blocking(&self.control, move |c| {
-            c.put_bundle(archive, Target::Stored)
+        let record = heavy(&self.control, move |c, turn| {
+            c.put_bundle(archive, Target::Stored, turn)
         })
         .await?;
         if target == Target::Stored {
@@ -73,7 +73,10 @@ impl Cluster {
             .await?
             .guard;
         let digest = record.digest.clone();
-        blocking(&self.control, move |c| c.check_activation(&digest, target)).await?;
+        heavy(&self.control, move |c, turn| {
+            c.check_activation(&digest, target, turn)
+        })
+        .await?;
         self.share_bundle(
             &record,
             &shared,
@@ -209,7 +212,10 @@ impl Cluster {
         pointers: Vec<(String, i64)>,
     ) -> Result<BundleRecord, ControlError> {
         let digest = record.digest.clone();
-        blocking(&self.control, move |c| c.check_activation(&digest, target)).await?;
+        heavy(&self.control, move |c, turn| {
+            c.check_activation(&digest, target, turn)
+        })
+        .await?;
         let digest = record.digest.clone();
         let archive = blocking(&self.control, move |c| {
             c.store()
@@ -290,8 +296,8 @@ impl Cluster {
         let pointers = self.settled_pointers(&key).await?.guard;
         let checked_document = document.clone();
         let checked_kind = kind.clone();
-        let snapshot = blocking(&self.control, move |c| {
-            c.check_snapshot(&checked_kind, &checked_document)
+        let snapshot = heavy(&self.control, move |c, turn| {
+            c.check_snapshot(&checked_kind, &checked_document, turn)
         })
         .await?;
         let sha256 = sha256_hex(&document);

@@ -22,7 +22,7 @@ use super::etcd::{Change, Entry, EtcdError};
 use super::keys::{BundlePointer, SnapshotPointer, sha256_hex};
 use super::{Cluster, Link};
 use crate::audit::record::admin_record;
-use crate::control::{self, Control, ControlError, Target};
+use crate::control::{self, Control, ControlError, HeavyTurn, Target, heavy};
 use crate::snapshot::SnapshotKind;
 
 const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -338,15 +338,16 @@ async fn retry_failures(cluster: &Cluster) {
 /// and only if its session is still the current one: a change of an
 /// aborted session that runs late does nothing, so an older activation
 /// cannot commit after a newer one. `work` decides under that turn, from
-/// the state it finds then.
+/// the state it finds then. It also has the control plane's heavy turn
+/// (taken first, so the order is the same everywhere).
 async fn serial<T: Send + 'static>(
     cluster: &Cluster,
-    work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
+    work: impl FnOnce(&Control, &HeavyTurn) -> Result<T, ControlError> + Send + 'static,
 ) -> Result<T, String> {
     let order = cluster.data_order.clone();
     let epoch = cluster.epoch.clone();
     let mine = epoch.load(std::sync::atomic::Ordering::SeqCst);
-    blocking(&cluster.control, move |c| {
+    heavy(&cluster.control, move |c, held| {
         let _turn = order
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -355,13 +356,14 @@ async fn serial<T: Send + 'static>(
                 "superseded by a newer cluster session".into(),
             ));
         }
-        work(c)
+        work(c, held)
     })
     .await
+    .map_err(|e| e.to_string())
 }
 
 async fn clear_shadow(cluster: &Cluster) -> Result<bool, String> {
-    let cleared = serial(cluster, |c| {
+    let cleared = serial(cluster, |c, _| {
         if c.generations().current().shadow_policy().is_none() {
             return Ok(false);
         }
@@ -468,7 +470,10 @@ async fn stored(cluster: &Cluster, pointer: &BundlePointer) -> Result<bool, Stri
         format!("the archive of bundle `{}`", pointer.digest)
     })
     .await?;
-    let record = serial(cluster, move |c| c.put_bundle(archive, Target::Stored)).await?;
+    let record = serial(cluster, move |c, turn| {
+        c.put_bundle(archive, Target::Stored, turn)
+    })
+    .await?;
     if record.digest != pointer.digest {
         return Err(format!(
             "the archive named as bundle `{}` is bundle `{}`",
@@ -485,7 +490,7 @@ async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Resul
     let rollback = pointer.rollback && target == Target::Active;
     // Whether it is served already is decided in its turn, after any
     // earlier activation has committed.
-    let activated = serial(cluster, move |c| {
+    let activated = serial(cluster, move |c, turn| {
         let current = c.generations().current();
         let serving = match target {
             Target::Shadow => current.shadow_policy().map(|p| p.digest.clone()),
@@ -495,9 +500,9 @@ async fn apply_bundle(cluster: &Cluster, entry: &Entry, target: Target) -> Resul
             return Ok(false);
         }
         if rollback {
-            c.roll_back_to(&digest).map(|_| true)
+            c.roll_back_to(&digest, turn).map(|_| true)
         } else {
-            c.activate(&digest, target).map(|_| true)
+            c.activate(&digest, target, turn).map(|_| true)
         }
     })
     .await?;
@@ -551,7 +556,7 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
     let kind_name = kind.to_owned();
     let version = pointer.version.clone();
     // Decided again in its turn: an earlier change may have loaded it.
-    let loaded = serial(cluster, move |c| {
+    let loaded = serial(cluster, move |c, turn| {
         let current = c.generations().current();
         let serving = &current.snapshot(parsed_kind).version;
         if *serving == version
@@ -559,7 +564,7 @@ async fn apply_snapshot(cluster: &Cluster, kind: &str, entry: &Entry) -> Result<
         {
             return Ok(None);
         }
-        c.put_snapshot(&kind_name, document).map(Some)
+        c.put_snapshot(&kind_name, document, turn).map(Some)
     })
     .await?;
     let Some(snapshot) = loaded else {

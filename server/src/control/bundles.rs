@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tracing::info;
 
 use super::{
-    Accepted, COMPILED_CACHE, Control, ControlConfig, ControlError, Target, invalid, now_rfc3339,
+    Accepted, COMPILED_CACHE, Control, ControlConfig, ControlError, HeavyTurn, Target, invalid,
+    now_rfc3339,
 };
 use crate::bundle::signature;
 use crate::bundle::{Bundle, BundleError, Files, Limit, read_tar_gz};
@@ -68,6 +69,7 @@ impl Control {
         &self,
         archive: Vec<u8>,
         target: Target,
+        _turn: &HeavyTurn,
     ) -> Result<BundleRecord, ControlError> {
         if archive.is_empty() {
             return Err(invalid("bundle", "is required"));
@@ -128,6 +130,7 @@ impl Control {
         &self,
         digest_prefix: &str,
         target: Target,
+        turn: &HeavyTurn,
     ) -> Result<BundleRecord, ControlError> {
         if digest_prefix.len() < 8 || !digest_prefix.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(invalid(
@@ -139,7 +142,7 @@ impl Control {
             .store
             .find_bundle(&digest_prefix.to_ascii_lowercase())?;
         // Compiled before the lock, for the same reason as in `put_bundle`.
-        let policy = self.load_stored(&record.digest)?;
+        let policy = self.load_stored(&record.digest, turn)?;
         let _guard = self.lock();
         // A change that committed meanwhile may have pruned it.
         if self.store.bundle_record(&record.digest)?.is_none() {
@@ -176,8 +179,13 @@ impl Control {
 
     /// Whether the stored bundle `digest` could be served as `target` now
     /// (it compiles and binds to the snapshots), without changing anything.
-    pub fn check_activation(&self, digest: &str, target: Target) -> Result<(), ControlError> {
-        let policy = self.load_stored(digest)?;
+    pub fn check_activation(
+        &self,
+        digest: &str,
+        target: Target,
+        turn: &HeavyTurn,
+    ) -> Result<(), ControlError> {
+        let policy = self.load_stored(digest, turn)?;
         let _guard = self.lock();
         let current = self.generations.current();
         match target {
@@ -188,15 +196,19 @@ impl Control {
     }
 
     /// Serves the previously active bundle again.
-    pub fn rollback(&self) -> Result<BundleRecord, ControlError> {
+    pub fn rollback(&self, turn: &HeavyTurn) -> Result<BundleRecord, ControlError> {
         let _guard = self.lock();
-        self.restore_previous(self.store.serving()?)
+        self.restore_previous(self.store.serving()?, turn)
     }
 
     /// A rollback to `digest` made elsewhere (a cluster's): taken off the
     /// history as `rollback` does when it is the previous bundle here too,
     /// else activated as usual, so that this replica serves it either way.
-    pub fn roll_back_to(&self, digest: &str) -> Result<BundleRecord, ControlError> {
+    pub fn roll_back_to(
+        &self,
+        digest: &str,
+        turn: &HeavyTurn,
+    ) -> Result<BundleRecord, ControlError> {
         // The check and the fallback take the lock separately; nothing can
         // change the serving state between them, since a cluster applies
         // its data changes one at a time and refuses local writes.
@@ -204,10 +216,10 @@ impl Control {
             let _guard = self.lock();
             let serving = self.store.serving()?;
             if serving.history.last().map(String::as_str) == Some(digest) {
-                return self.restore_previous(serving);
+                return self.restore_previous(serving, turn);
             }
         }
-        self.activate(digest, Target::Active)
+        self.activate(digest, Target::Active, turn)
     }
 
     /// Makes the last bundle of `serving`'s history active again; the
@@ -215,6 +227,7 @@ impl Control {
     pub(super) fn restore_previous(
         &self,
         mut serving: ServingState,
+        turn: &HeavyTurn,
     ) -> Result<BundleRecord, ControlError> {
         let previous = serving.history.pop().ok_or_else(|| {
             ControlError::FailedPrecondition("there is no previous bundle to roll back to".into())
@@ -224,7 +237,7 @@ impl Control {
                 "the previous bundle `{previous}` is no longer stored"
             ))
         })?;
-        let policy = self.load_stored(&record.digest)?;
+        let policy = self.load_stored(&record.digest, turn)?;
         let next = self.successor(&self.generations.current(), Some(policy), None)?;
         serving.active = Some(record.digest.clone());
         self.commit(&serving, next)?;
@@ -278,7 +291,11 @@ impl Control {
     }
 
     /// A stored bundle's compiled policy, from the cache or compiled anew.
-    pub(super) fn load_stored(&self, digest: &str) -> Result<Arc<LoadedPolicy>, ControlError> {
+    pub(super) fn load_stored(
+        &self,
+        digest: &str,
+        _turn: &HeavyTurn,
+    ) -> Result<Arc<LoadedPolicy>, ControlError> {
         if let Some(policy) = self.cached(digest) {
             return Ok(policy);
         }

@@ -59,6 +59,23 @@ pub enum Target {
     Shadow,
 }
 
+/// The turn to run a change's heavy phase: unpacking, parsing, compiling
+/// and testing a bundle, or parsing a snapshot. That phase needs several
+/// times the unpacked size in memory, so one change at a time may be in it
+/// and concurrent pushes cannot multiply the peak (docs/configuration.md,
+/// "Memory"). Methods with a heavy phase take it as a parameter, so no
+/// caller can skip the queue. Kill switches never wait for it.
+///
+/// A push waits for its turn rather than being refused: pushes are rare,
+/// deliberate changes (often the fix for a bad policy), and a refusal would
+/// only make operators retry in a race. The wait is on the caller's task,
+/// so it is bounded by the admin timeout and a caller that gives up never
+/// runs: a push its caller saw fail is never applied later.
+#[derive(Debug)]
+pub struct HeavyTurn {
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
 /// A bundle that passed every check, ready to store and serve.
 struct Accepted {
     record: BundleRecord,
@@ -77,6 +94,8 @@ pub struct Control {
     writes: Mutex<()>,
     /// Recently compiled policies by digest, so a rollback is instant.
     compiled: Mutex<Vec<Arc<LoadedPolicy>>>,
+    /// The heavy phase of a bundle or snapshot change (see [`HeavyTurn`]).
+    heavy: Arc<tokio::sync::Mutex<()>>,
     /// The engaged kill switches, published apart from generations so that
     /// an engage takes effect without rebinding the policy first.
     switches: Arc<KillSwitches>,
@@ -122,6 +141,7 @@ impl Control {
             generations: Arc::new(Generations::new(first)),
             writes: Mutex::new(()),
             compiled: Mutex::new(Vec::new()),
+            heavy: Arc::new(tokio::sync::Mutex::new(())),
             switches,
             switch_failure: Mutex::new(None),
             partition: Mutex::new(None),
@@ -256,6 +276,21 @@ impl Control {
         &self.config
     }
 
+    /// Waits for the heavy phase, first come first served. A caller that
+    /// gives up while waiting (its call timed out or was cancelled) leaves
+    /// the queue, and its change never starts.
+    pub async fn heavy_turn(&self) -> HeavyTurn {
+        HeavyTurn {
+            _turn: self.heavy.clone().lock_owned().await,
+        }
+    }
+
+    /// `heavy_turn`, blocking the thread: for callers outside the async
+    /// runtime (benches, tests), never on one of its workers.
+    pub fn heavy_turn_blocking(&self) -> HeavyTurn {
+        futures::executor::block_on(self.heavy_turn())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.writes
             .lock()
@@ -321,6 +356,21 @@ where
     tokio::task::spawn_blocking(move || work(&state))
         .await
         .map_err(|e| ControlError::Internal(format!("admin task failed: {e}")))?
+}
+
+/// Runs a change that has a heavy phase, like `blocking`, once it is this
+/// change's turn (see [`HeavyTurn`]). The wait is on the caller's task, so it
+/// ends with the call (the admin timeout bounds it); once started, the
+/// change runs to the end and keeps the turn until then.
+pub async fn heavy<T>(
+    control: &Arc<Control>,
+    work: impl FnOnce(&Control, &HeavyTurn) -> Result<T, ControlError> + Send + 'static,
+) -> Result<T, ControlError>
+where
+    T: Send + 'static,
+{
+    let turn = control.heavy_turn().await;
+    blocking(control, move |c| work(c, &turn)).await
 }
 
 fn now_rfc3339() -> String {

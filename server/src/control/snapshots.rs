@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::{Control, ControlError, invalid};
+use super::{Control, ControlError, HeavyTurn, invalid};
 use crate::generation::Generation;
 use crate::snapshot::{Snapshot, SnapshotKind};
 
@@ -15,6 +15,7 @@ impl Control {
         &self,
         kind: &str,
         document: Vec<u8>,
+        _turn: &HeavyTurn,
     ) -> Result<Arc<Snapshot>, ControlError> {
         let snapshot = self.parse_snapshot(kind, &document)?;
         let _guard = self.lock();
@@ -37,6 +38,7 @@ impl Control {
         &self,
         kind: &str,
         document: &[u8],
+        _turn: &HeavyTurn,
     ) -> Result<Arc<Snapshot>, ControlError> {
         let snapshot = self.parse_snapshot(kind, document)?;
         let _guard = self.lock();

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::FutureExt;
 use warden_bundle::testing::{Entry, tar_gz};
 
 use super::*;
@@ -53,6 +54,7 @@ fn a_decompression_bomb_is_refused_and_the_active_bundle_stays() {
                 Entry::File("warden/data.json", br#"{"level": 1}"#),
             ]),
             Target::Active,
+            &control.heavy_turn_blocking(),
         )
         .unwrap();
     let serving = control.store().serving().unwrap();
@@ -77,7 +79,9 @@ fn a_decompression_bomb_is_refused_and_the_active_bundle_stays() {
         (two_files, "holds more than 1048576 bytes decompressed"),
     ] {
         assert!(bomb.len() < 128 * 1024, "{} bytes", bomb.len());
-        let refused = control.put_bundle(bomb, Target::Active).unwrap_err();
+        let refused = control
+            .put_bundle(bomb, Target::Active, &control.heavy_turn_blocking())
+            .unwrap_err();
         let ControlError::Invalid { field, reason } = &refused else {
             panic!("expected INVALID_ARGUMENT, got {refused:?}");
         };
@@ -90,4 +94,19 @@ fn a_decompression_bomb_is_refused_and_the_active_bundle_stays() {
         assert_eq!(control.store().serving().unwrap(), serving);
         assert_eq!(control.store().bundles().unwrap().len(), 2);
     }
+}
+
+#[test]
+fn heavy_turns_are_taken_one_at_a_time_and_a_waiter_can_give_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let first = control.heavy_turn_blocking();
+    assert!(control.heavy_turn().now_or_never().is_none());
+    // A waiter dropped while queued (its call timed out) leaves no trace.
+    let mut waiter = Box::pin(control.heavy_turn());
+    assert!((&mut waiter).now_or_never().is_none());
+    drop(waiter);
+    drop(first);
+    let second = control.heavy_turn().now_or_never();
+    assert!(second.is_some());
 }
