@@ -93,8 +93,13 @@ pub fn read_tar_gz(bytes: &[u8], limits: &ArchiveLimits) -> Result<Files, Archiv
             .path()
             .map_err(|e| ArchiveError::new(format!("entry has an unreadable path: {e}")))?
             .into_owned();
-        let path = clean_path(&raw_path)?;
         let kind = entry.header().entry_type();
+        // `tar -C dir -czf bundle.tar.gz .` opens with the root itself, `./`:
+        // a directory with no name inside the bundle.
+        if kind.is_dir() && is_root(&raw_path) {
+            continue;
+        }
+        let path = clean_path(&raw_path)?;
         // `git archive` opens with a pax global header; it holds metadata only.
         if kind.is_dir() || kind.is_pax_global_extensions() {
             continue;
@@ -201,6 +206,12 @@ pub fn read_dir(root: &Path, limits: &ArchiveLimits) -> Result<Files, ArchiveErr
         }
     }
     Ok(files)
+}
+
+/// Whether `path` names the bundle's root (`./`, `/`, `.`).
+fn is_root(path: &Path) -> bool {
+    path.components()
+        .all(|c| matches!(c, Component::CurDir | Component::RootDir))
 }
 
 /// Normalises a path inside a bundle, refusing anything that could point

@@ -11,6 +11,7 @@ pub enum Entry<'a> {
     Symlink(&'a str, &'a str),
     HardLink(&'a str, &'a str),
     CharDevice(&'a str),
+    Dir(&'a str),
 }
 
 /// A gzip-compressed tar of `entries`, names written verbatim.
@@ -29,6 +30,7 @@ pub fn tar_gz(entries: &[Entry<'_>]) -> Vec<u8> {
             Entry::Symlink(path, _) => (path, tar::EntryType::Symlink, Vec::new()),
             Entry::HardLink(path, _) => (path, tar::EntryType::Link, Vec::new()),
             Entry::CharDevice(path) => (path, tar::EntryType::Char, Vec::new()),
+            Entry::Dir(path) => (path, tar::EntryType::Directory, Vec::new()),
         };
         let name = &mut header.as_old_mut().name;
         let len = path.len().min(name.len());

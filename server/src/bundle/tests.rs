@@ -37,6 +37,21 @@ fn opa_style_bundles_load() {
 }
 
 #[test]
+fn a_tar_of_a_directory_with_its_root_entry_loads() {
+    // What `tar -C policy -czf bundle.tar.gz .` writes.
+    let bundle = load(&[
+        Entry::Dir("./"),
+        Entry::Dir("./warden/"),
+        Entry::File("./warden/policy.rego", POLICY.as_bytes()),
+    ])
+    .unwrap();
+    assert_eq!(bundle.modules[0].path, "warden/policy.rego");
+    // The root is the only directory that may go unnamed; a file may not.
+    assert!(error(&[Entry::File("./", b"")]).contains("empty path"));
+    assert!(error(&[Entry::Dir("../up/")]).contains("points outside the bundle"));
+}
+
+#[test]
 fn unsafe_entries_are_refused() {
     let policy = Entry::File("p.rego", POLICY.as_bytes());
     for (entries, expected) in [
