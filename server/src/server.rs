@@ -142,6 +142,14 @@ pub async fn serve(
         }
     }
 
+    let listener_count = 3 + u64::from(config.http_addr.is_some());
+    // Room for every listener's connections, plus the store, the audit log
+    // and the cluster's own.
+    transport::fd_limit::raise_open_files(
+        listener_count
+            .saturating_mul(config.transport.max_connections as u64)
+            .saturating_add(1024),
+    );
     let decision_listener = listen("decision", config.decision_addr).await?;
     let admin_listener = listen("admin", config.admin_addr).await?;
     let ops_listener = listen("ops", config.ops_addr).await?;

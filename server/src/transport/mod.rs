@@ -9,6 +9,7 @@ pub mod activity;
 pub mod admission;
 pub mod config;
 pub mod conn;
+pub mod fd_limit;
 pub mod frames;
 pub mod min_rate;
 pub mod oversize;
