@@ -335,10 +335,14 @@ impl Writer {
                 }
             }
             if !group.is_empty() {
+                // Counted as queued until written, so that a depth of 0
+                // means every accepted record is in the chain.
+                let queued = group.len() as u64;
+                let written = self.write(&group);
                 self.counters
                     .queue_depth
-                    .fetch_sub(group.len() as u64, Ordering::Relaxed);
-                match self.write(&group) {
+                    .fetch_sub(queued, Ordering::Relaxed);
+                match written {
                     Ok(lines) => {
                         dirty = true;
                         for (job, (seq, line)) in group.into_iter().zip(lines) {
