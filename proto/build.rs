@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "warden/v1/decision.proto",
         "warden/v1/admin.proto",
         "warden/v1/audit.proto",
+        "warden/v1/approval.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={file}");

@@ -149,6 +149,7 @@ fn benches(c: &mut Criterion) {
         latency_us: 40,
         caller: "127.0.0.1:45678",
         replica: None,
+        approval: None,
     };
     let mut group = c.benchmark_group("audit");
     group.bench_function("build_record", |b| {

@@ -43,6 +43,8 @@ use crate::transport::TlsSetup;
 use crate::transport::config::{RawTransportLimits, tls_setup, transport_limits};
 
 // Each section's types under the names they had when this module held them.
+pub use crate::approval::config::{ApprovalsConfig, RawApprovals};
+use crate::approval::config::approvals_config;
 pub use crate::audit::config::RawAudit;
 pub use crate::auth::config::{RawAuth, RawClient, RawToken};
 pub use crate::bundle::config::{RawBundles, RawKey};
@@ -74,6 +76,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub tracing: RawTracing,
     pub cluster: RawCluster,
+    pub approvals: RawApprovals,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,6 +309,7 @@ pub struct Config {
     pub authzen: AuthzenConfig,
     /// `None`: a single node.
     pub cluster: Option<ClusterConfig>,
+    pub approvals: ApprovalsConfig,
 }
 
 impl TryFrom<RawConfig> for Config {
@@ -379,6 +383,7 @@ impl TryFrom<RawConfig> for Config {
         let authzen = authzen_config(&raw.authzen)?;
         let cluster = cluster_config(&raw.cluster)?;
         Ok(Config {
+            approvals: approvals_config(&raw.approvals)?,
             decision_addr,
             admin_addr,
             http_addr,

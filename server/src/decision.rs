@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::Value as Json;
 
+use crate::approval::requirement::{self, Requirement};
 use crate::engine::{BoundPolicy, EvalError};
 use crate::generation::Generation;
 use crate::killswitch::{Hit, Scope, SwitchIndex, unix_ms};
@@ -53,6 +54,8 @@ pub struct Decision {
     pub shadow: Option<ShadowOutcome>,
     /// The switch that denied the check.
     pub kill_switch: Option<SwitchMatch>,
+    /// REQUIRE_APPROVAL: who may approve, when the policy said.
+    pub approval: Option<Requirement>,
 }
 
 /// The kill switch that decided a check.
@@ -80,6 +83,7 @@ impl Decision {
             stage,
             shadow: None,
             kill_switch: None,
+            approval: None,
         }
     }
 }
@@ -105,6 +109,7 @@ pub fn decide(
                     id: switch.id.clone(),
                     scope: switch.scope.clone(),
                 }),
+                approval: None,
             };
         }
         Some(Hit::Unavailable(_)) => {
@@ -161,6 +166,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
                 stage: Stage::Policy,
                 shadow: None,
                 kill_switch: None,
+                approval: None,
             };
         }
         Json::Bool(false) => return deny("denied_by_policy"),
@@ -200,6 +206,15 @@ pub fn interpret(value: Option<&Json>) -> Decision {
         Some(_) => return deny("invalid_decision: `reasons` is not a list"),
     };
 
+    // Validated whatever the verdict, like `reasons`: a policy whose member
+    // is malformed is wrong everywhere, not only where it would matter.
+    let approval = match object.get("approval") {
+        None => None,
+        Some(value) => match requirement::parse(value) {
+            Ok(requirement) => Some(requirement),
+            Err(why) => return deny(&format!("invalid_decision: {why}")),
+        },
+    };
     let verdict = match (allow, require_approval) {
         (Some(false), _) => Verdict::Deny,
         (_, Some(true)) => Verdict::RequireApproval,
@@ -212,6 +227,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
         stage: Stage::Policy,
         shadow: None,
         kill_switch: None,
+        approval: approval.filter(|_| verdict == Verdict::RequireApproval),
     };
     if verdict == Verdict::Deny && decision.reasons.is_empty() {
         decision.reasons.push("denied_by_policy".into());
@@ -250,6 +266,20 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_approval_member_of_a_require_approval() {
+        let d = interpret(Some(&json!({"allow": true, "require_approval": true,
+            "reasons": ["sensitive_action"],
+            "approval": {"approvers": ["group:security"], "self": false, "max_ttl": "1h", "uses": 1,
+                "template": "acl_change"}})));
+        assert_eq!(d.verdict, Verdict::RequireApproval);
+        let approval = d.approval.unwrap();
+        assert_eq!(approval.template, "acl_change");
+        // Only a REQUIRE_APPROVAL carries it on.
+        let d = interpret(Some(&json!({"allow": true, "approval": {"self": true}})));
+        assert_eq!((d.verdict, d.approval), (Verdict::Allow, None));
+    }
+
+    #[test]
     fn everything_else_denies_with_a_reason() {
         assert_eq!(
             verdict(json!(false)),
@@ -276,6 +306,17 @@ mod tests {
         assert_eq!(verdict(json!("allow")).0, Verdict::Deny);
         assert_eq!(verdict(json!(null)).0, Verdict::Deny);
         assert_eq!(verdict(json!([true])).0, Verdict::Deny);
+        assert_eq!(
+            verdict(json!({"allow": true, "require_approval": true, "approval": {"approvers": "x"}})),
+            (
+                Verdict::Deny,
+                vec!["invalid_decision: `approval.approvers` is not a list".into()]
+            )
+        );
+        assert_eq!(
+            verdict(json!({"allow": true, "approval": {"self": true, "typo": 1}})).0,
+            Verdict::Deny
+        );
         let undefined = interpret(None);
         assert_eq!(
             (undefined.verdict, undefined.reasons),

@@ -77,6 +77,9 @@ pub fn to_json(request: &CheckRequest) -> Json {
     if let Some(request_id) = &request.request_id {
         input.insert("request_id".into(), Json::String(request_id.clone()));
     }
+    if let Some(approval) = &request.approval {
+        input.insert("approval".into(), approval.clone());
+    }
     Json::Object(input)
 }
 
@@ -177,6 +180,9 @@ pub fn to_rego(request: &CheckRequest) -> Value {
     input.insert(k.context.clone(), attributes(&request.context));
     if let Some(request_id) = &request.request_id {
         input.insert(k.request_id.clone(), string(request_id));
+    }
+    if let Some(approval) = &request.approval {
+        input.insert(key("approval"), json_to_rego(approval));
     }
     Value::from(input)
 }

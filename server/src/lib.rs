@@ -5,6 +5,7 @@
 //! serves generations.
 
 pub mod api;
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod bundle;

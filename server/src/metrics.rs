@@ -191,6 +191,49 @@ fn reason_code(reason: &str) -> &str {
     if identifier { code } else { "other" }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// Approval tasks: time from submission to decision (or expiry), and
+/// checks that carried an approval, by outcome.
+#[derive(Debug, Clone)]
+pub struct ApprovalMetrics {
+    time_to_decision: Family<OutcomeLabels, Histogram>,
+    uses: Family<OutcomeLabels, Counter>,
+}
+
+impl Default for ApprovalMetrics {
+    fn default() -> Self {
+        Self {
+            // 1 s to ~12 days: people decide in minutes or days.
+            time_to_decision: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1.0, 2.0, 21))
+            }),
+            uses: Family::default(),
+        }
+    }
+}
+
+impl ApprovalMetrics {
+    pub fn decided(&self, outcome: &'static str, elapsed_ms: u64) {
+        self.time_to_decision
+            .get_or_create(&OutcomeLabels { outcome })
+            .observe(elapsed_ms as f64 / 1000.0);
+    }
+
+    /// A check carrying an approval: `allowed`, or the refusal's reason.
+    pub fn used(&self, outcome: &'static str) {
+        self.uses.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+}
+
 /// What `/metrics` reads at scrape time.
 #[derive(Debug, Clone)]
 pub struct Sources {
@@ -201,6 +244,7 @@ pub struct Sources {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Every listener's connections.
     pub listeners: Vec<Arc<ListenerStats>>,
+    pub approvals: Arc<crate::approval::Approvals>,
 }
 
 #[derive(Debug)]
@@ -358,6 +402,7 @@ impl Collector for StateCollector {
             version.metric_type(),
         )?)?;
         encode_connections(&mut encoder, &self.0.listeners)?;
+        encode_approval_tasks(&mut encoder, &self.0.approvals)?;
         if let Some(cluster) = &self.0.cluster {
             gauge(
                 &mut encoder,
@@ -383,6 +428,26 @@ impl Collector for StateCollector {
         }
         Ok(())
     }
+}
+
+fn encode_approval_tasks(
+    encoder: &mut DescriptorEncoder,
+    approvals: &crate::approval::Approvals,
+) -> Result<(), std::fmt::Error> {
+    let tasks = Family::<StateLabels, Gauge>::default();
+    for (state, count) in approvals.counts() {
+        tasks
+            .get_or_create(&StateLabels {
+                state: state.as_str(),
+            })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    tasks.encode(encoder.encode_descriptor(
+        "approval_tasks",
+        "Approval tasks held, by state",
+        None,
+        tasks.metric_type(),
+    )?)
 }
 
 fn encode_connections(
@@ -462,6 +527,18 @@ pub fn registry(metrics: &Arc<Metrics>, sources: Sources) -> Registry {
         "Time of one successful audit flush (group commit)",
         Unit::Seconds,
         metrics.audit_commit_latency.clone(),
+    );
+    let approvals = sources.approvals.metrics().clone();
+    registry.register_with_unit(
+        "approval_time_to_decision",
+        "Time from an approval request to its approval, denial or expiry",
+        Unit::Seconds,
+        approvals.time_to_decision,
+    );
+    registry.register(
+        "approval_checks",
+        "Checks that carried an approval, by outcome (allowed, or the refusal's reason)",
+        approvals.uses,
     );
     registry.register_collector(Box::new(StateCollector(sources)));
     registry

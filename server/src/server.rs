@@ -14,13 +14,17 @@ use warden_proto::v1::decision_service_server::DecisionServiceServer;
 use warden_proto::v1::admin_service_server::AdminServiceServer;
 use warden_proto::v1::audit_service_server::AuditServiceServer;
 
-use crate::api::{AdminApi, AuditApi, DecisionApi};
+use crate::api::{AdminApi, ApprovalApi, ApproverApi, AuditApi, DecisionApi};
+use warden_proto::v1::approval_service_server::ApprovalServiceServer;
+use warden_proto::v1::approver_service_server::ApproverServiceServer;
 use crate::audit::record::admin_record;
 use crate::audit::{AuditLog, Auditor};
 use crate::auth::{AuthLayer, Listener};
 use crate::changes::Changes;
 use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::approval::keys::Keys;
+use crate::approval::{self, Approvals, TaskRecords, TaskStore};
 use crate::control::SwitchRecords;
 use crate::control::records::RecordKind;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
@@ -178,30 +182,21 @@ pub async fn serve(
         .max_request_bytes
         .saturating_mul(limits.max_batch_items)
         .saturating_add(64 * 1024);
-    let decisions = DecisionApi::new(
-        generations.clone(),
-        control.kill_switches(),
-        auditor.clone(),
-        limits,
-        Arc::new(PlatformLimits::new(
-            config.platform_quota,
-            config.platform_quotas.clone(),
-        )),
-        stats.clone(),
-        metrics.clone(),
-    );
-    let decision =
-        DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
     let readiness = Arc::new(Readiness::default());
     // The kinds of record a cluster replicates as they are.
     let switch_records: Arc<dyn RecordKind> = Arc::new(SwitchRecords(control.clone()));
+    let task_store = TaskStore::open(store.db()).map_err(|e| ServeError::Serve {
+        listener: "approvals",
+        message: e.to_string(),
+    })?;
+    let task_records: Arc<dyn RecordKind> = Arc::new(TaskRecords(task_store.clone()));
     let cluster = match (&config.cluster, &replica) {
         (Some(settings), Some(replica)) => Some(
             Cluster::new(
                 settings,
                 replica.clone(),
                 control.clone(),
-                vec![switch_records.clone()],
+                vec![switch_records.clone(), task_records.clone()],
                 auditor.clone(),
                 readiness.clone(),
             )
@@ -221,13 +216,50 @@ pub async fn serve(
         ),
         None => Changes::single_node(control.clone(), auditor.clone()),
     });
+    let approvals = Arc::new(Approvals::new(
+        config.approvals.clone(),
+        approval_keys(&config, cluster.is_some())?,
+        task_store,
+        match &cluster {
+            Some(cluster) => approval::Backend::Cluster {
+                cluster: cluster.clone(),
+                kind: task_records,
+            },
+            None => approval::Backend::Local,
+        },
+        auditor.clone(),
+    ));
+    let decisions = DecisionApi::new(
+        generations.clone(),
+        control.kill_switches(),
+        auditor.clone(),
+        limits,
+        Arc::new(PlatformLimits::new(
+            config.platform_quota,
+            config.platform_quotas.clone(),
+        )),
+        stats.clone(),
+        metrics.clone(),
+    )
+    .with_approvals(approvals.clone());
+    let decision =
+        DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
+    let approval_service = ApprovalServiceServer::new(ApprovalApi::new(
+        approvals.clone(),
+        config.limits.clone(),
+    ))
+    .max_decoding_message_size(max_message);
+    let approver_service =
+        ApproverServiceServer::new(ApproverApi::new(approvals.clone(), generations.clone()));
+
     let admin_api = AdminApi::new(
         control.clone(),
         changes.clone(),
         auditor.clone(),
         stats.clone(),
         started,
-    );
+    )
+    .with_approvals(approvals.clone());
     // Room for the largest bundle push plus the envelope.
     let admin = AdminServiceServer::new(admin_api)
         .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
@@ -264,7 +296,8 @@ pub async fn serve(
     let decision_routes = grpc(Listener::Decision, transport.check_timeout).service(
         Routes::new(health_service.clone())
             .add_service(reflection("decision")?)
-            .add_service(decision),
+            .add_service(decision)
+            .add_service(approval_service),
     );
     let decision_server = tokio::spawn(transport::serve(
         decision_listener,
@@ -276,7 +309,8 @@ pub async fn serve(
         Routes::new(health_service)
             .add_service(reflection("admin")?)
             .add_service(admin)
-            .add_service(audit_service),
+            .add_service(audit_service)
+            .add_service(approver_service),
     );
     let admin_server = tokio::spawn(transport::serve(
         admin_listener,
@@ -299,6 +333,7 @@ pub async fn serve(
             metrics: metrics.clone(),
             tls: config.tls.is_some(),
             timeout: transport.check_timeout,
+            approvals: Some(approvals.clone()),
         };
         // JSON is larger than protobuf: room for twice a batch's encoding.
         let max_body = max_message.saturating_mul(2);
@@ -323,6 +358,7 @@ pub async fn serve(
                     auditor: auditor.clone(),
                     cluster: cluster.clone(),
                     listeners,
+                    approvals: approvals.clone(),
                 },
             )),
         )),
@@ -330,6 +366,7 @@ pub async fn serve(
     ));
 
     let expiry = tokio::spawn(expire_switches(changes.clone(), stop_rx.clone()));
+    let approval_sweep = tokio::spawn(sweep_approvals(approvals.clone(), stop_rx.clone()));
 
     // Not ready while the kill-switch state is unknown: every check would be
     // denied, so load balancers should send traffic elsewhere.
@@ -392,6 +429,7 @@ pub async fn serve(
         }
     };
     expiry.abort();
+    approval_sweep.abort();
     if let Some(sync) = cluster_sync {
         sync.abort();
     }
@@ -418,6 +456,53 @@ async fn expire_switches(changes: Arc<Changes>, mut stop: tokio::sync::watch::Re
             warn!(error = %e, "cannot record kill switch expiries");
         }
     }
+}
+
+/// Expires approval tasks nobody decided in time, and drops ended ones
+/// past retention.
+async fn sweep_approvals(
+    approvals: Arc<Approvals>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        if let Err(e) = approvals.sweep().await {
+            warn!(error = %e, "cannot sweep approval tasks");
+        }
+    }
+}
+
+/// The approval keys, or why approvals are off. A cluster needs one key
+/// shared by every replica (an approval given on one is verified on
+/// another), so without `approvals.signing_key_file` it runs without
+/// approvals rather than with a key only one replica knows.
+fn approval_keys(config: &Config, clustered: bool) -> Result<Result<Keys, String>, ServeError> {
+    let settings = &config.approvals;
+    if !settings.enabled {
+        return Ok(Err("approvals.enabled is false".into()));
+    }
+    if clustered && settings.signing_key_file.is_none() {
+        warn!("cluster mode without approvals.signing_key_file: approvals are disabled");
+        return Ok(Err(
+            "cluster mode needs approvals.signing_key_file, the same key on every replica".into(),
+        ));
+    }
+    Keys::load(
+        settings.signing_key_file.as_deref(),
+        &config.data_dir,
+        settings.algorithm,
+        &settings.previous_keys,
+    )
+    .map(Ok)
+    .map_err(|e| ServeError::Serve {
+        listener: "approvals",
+        message: e.to_string(),
+    })
 }
 
 /// gRPC reflection for Warden's services and health.

@@ -7,16 +7,30 @@
 #     directly or through a group (data.entitlements).
 # So an agent never gets more than the person it acts for. Actions listed as
 # sensitive in data.warden.config.sensitive_actions need a person's approval
-# even then.
+# even then; who may approve is the first of data.warden.config.approval_rules
+# whose actions match (the decision's `approval` member).
 package warden.authz
 
 # The decision Warden reads. Reasons are sorted so that every engine and OPA
 # itself agree on the exact value.
 decision := {"allow": false, "require_approval": false, "reasons": sort(deny_reasons)} if {
 	count(deny_reasons) > 0
+} else := {"allow": true, "require_approval": true, "reasons": ["sensitive_action"], "approval": approval} if {
+	sensitive
+	approval
 } else := {"allow": true, "require_approval": true, "reasons": ["sensitive_action"]} if {
 	sensitive
 } else := {"allow": true, "require_approval": false, "reasons": []}
+
+# Who may approve: the first approval rule whose actions match.
+approval := data.warden.config.approval_rules[min(approval_rule_matches)].approval
+
+approval_rule_matches contains i if {
+	patterns := action_patterns
+	some i, rule in data.warden.config.approval_rules
+	some pattern in rule.actions
+	patterns[pattern]
+}
 
 agent := data.identity.agents[input.agent.id]
 

@@ -84,11 +84,48 @@ test_sensitive_action_requires_approval if {
 		"allow": true,
 		"require_approval": true,
 		"reasons": ["sensitive_action"],
+		"approval": {"approvers": ["group:security"], "self": false, "max_ttl": "1h", "uses": 1, "template": "acl_change"},
 	}
 }
 
 test_sensitive_suffix_pattern if {
-	check(request({"action": {"name": "reports.share"}, "resource": {"type": "report", "id": "q3"}})).require_approval
+	d := check(request({"action": {"name": "reports.share"}, "resource": {"type": "report", "id": "q3"}}))
+	d.require_approval
+	d.approval == {"approvers": [], "self": true, "max_ttl": "1h", "uses": 1, "template": "principal_confirmation"}
+}
+
+test_delete_is_confirmed_by_the_principal if {
+	d := check(request({"action": {"name": "documents.delete"}, "resource": {"type": "document", "id": "budget"}}))
+	d.require_approval
+	d.approval.self
+	d.approval.template == "principal_confirmation"
+}
+
+# The first matching rule decides who approves.
+test_first_approval_rule_wins if {
+	rules := [
+		{"actions": ["permissions.*"], "approval": {"approvers": ["user:ciso"]}},
+		{"actions": ["*"], "approval": {"self": true}},
+	]
+	d := authz.decision with data.identity as identity
+		with data.entitlements as entitlements
+		with data.warden.config.approval_rules as rules
+		with input as request({"action": {"name": "permissions.grant"}, "resource": {"type": "role", "id": "admin"}})
+	d.approval == {"approvers": ["user:ciso"]}
+}
+
+# A sensitive action no rule covers still needs approval; nobody can give it
+# through Warden (no `approval` member).
+test_sensitive_without_rule_has_no_approvers if {
+	d := authz.decision with data.identity as identity
+		with data.entitlements as entitlements
+		with data.warden.config.approval_rules as []
+		with input as request({"action": {"name": "permissions.grant"}, "resource": {"type": "role", "id": "admin"}})
+	d == {"allow": true, "require_approval": true, "reasons": ["sensitive_action"]}
+}
+
+test_ordinary_action_has_no_approval if {
+	not check(request({})).approval
 }
 
 test_denial_beats_approval if {

@@ -32,6 +32,7 @@ pub struct AdminApi {
     started: Instant,
     /// Where every change goes.
     changes: Arc<Changes>,
+    approvals: Option<Arc<crate::approval::Approvals>>,
 }
 
 impl AdminApi {
@@ -48,7 +49,14 @@ impl AdminApi {
             stats,
             started,
             changes,
+            approvals: None,
         }
+    }
+
+    /// Reports the approval workflow in status.
+    pub fn with_approvals(mut self, approvals: Arc<crate::approval::Approvals>) -> Self {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// Submits a change on behalf of `caller` (the request's, labelled).
@@ -288,6 +296,16 @@ impl AdminService for AdminApi {
                 Replication::Cluster { replica, .. } => replica.clone(),
             },
             pending_kill_switches: pending,
+            pending_approval_tasks: self.approvals.as_ref().map_or(0, |a| {
+                a.counts()
+                    .into_iter()
+                    .find(|(state, _)| *state == crate::approval::task::State::Pending)
+                    .map_or(0, |(_, n)| n)
+            }),
+            approvals: self
+                .approvals
+                .as_ref()
+                .map_or_else(|| "disabled: not configured".to_owned(), |a| a.status()),
             partition_mode: match replication {
                 Replication::Cluster {
                     partitioned: Some(mode),

@@ -109,6 +109,12 @@ impl Filter {
         if !r.action.is_empty() && !action_pattern_matches(&r.action, text("action")) {
             return false;
         }
+        if !r.chain.is_empty()
+            && text("decision_id") != r.chain
+            && linked(record, "evaluation_id") != r.chain
+        {
+            return false;
+        }
         if self.start.is_some() || self.end.is_some() {
             let Ok(time) = OffsetDateTime::parse(text("time"), &Rfc3339) else {
                 return false;
@@ -155,7 +161,20 @@ pub fn to_proto(entry: &Entry, line: &str) -> pb::AuditRecord {
         prev_hash: entry.prev_hash.clone(),
         hash: entry.hash.clone(),
         json: line.to_owned(),
+        approval_id: linked(record, "approval_id"),
+        evaluation_id: linked(record, "evaluation_id"),
+        task_id: linked(record, "task_id"),
     }
+}
+
+/// An approval link: on a decision record itself, in an admin event's
+/// details.
+fn linked(record: &Json, name: &str) -> String {
+    record[name]
+        .as_str()
+        .or_else(|| record["details"][name].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn query(

@@ -10,7 +10,9 @@ use warden_proto::v1::decision_service_server::DecisionService;
 
 use super::killswitch::scope_to_proto;
 use super::status::{invalid_argument, invalid_field};
-use crate::audit::record::{self, DecisionFacts};
+use crate::approval::{Approvals, Refused, Verified};
+use crate::audit::record::{self, ApprovalIds, DecisionFacts};
+use crate::snapshot::SnapshotKind;
 use crate::audit::{AuditError, Auditor, Durability};
 use crate::auth::Caller;
 use crate::decision::{Decision, Stage, Verdict, decide};
@@ -31,6 +33,9 @@ pub struct DecisionApi {
     platforms: Arc<PlatformLimits>,
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
+    /// `None`: checks get no access requests, and carried approvals are
+    /// refused.
+    approvals: Option<Arc<Approvals>>,
 }
 
 impl DecisionApi {
@@ -51,7 +56,14 @@ impl DecisionApi {
             platforms,
             stats,
             metrics,
+            approvals: None,
         }
+    }
+
+    /// Serves the approval workflow on the decision path.
+    pub fn with_approvals(mut self, approvals: Arc<Approvals>) -> Self {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// Decides one validated request on `generation` and builds its answer
@@ -69,6 +81,153 @@ impl DecisionApi {
         let decision_id = uuid::Uuid::now_v7().to_string();
         let switches = self.switches.current();
         let decision = decide(request, generation, &switches, now);
+        let access_request = self
+            .approvals
+            .as_ref()
+            .and_then(|a| a.access_request(request, &decision, &decision_id, now));
+        let extra = Extra {
+            access_request,
+            ..Extra::default()
+        };
+        self.finish(request, decision, extra, decision_id, generation, caller, (started, now))
+    }
+
+    /// `answer` for a check that carries an approval: verified first (so
+    /// the policy sees `input.approval`), then decided, then, if the policy
+    /// still allows, used, before the answer and its record are built. A
+    /// kill switch or stale data decides before any of it and uses nothing.
+    async fn answer_approved(
+        &self,
+        request: &CheckRequest,
+        presented: &pb::ApprovalRef,
+        generation: &Generation,
+        caller: &str,
+    ) -> (pb::CheckResponse, Option<String>) {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let decision_id = uuid::Uuid::now_v7().to_string();
+        let verified = match &self.approvals {
+            Some(approvals) => approvals.verify(presented, request, now),
+            None => Err(Refused {
+                reason: "approval_unverifiable",
+                detail: Some("approvals are disabled".into()),
+                next_action: "none",
+                retry_after: 0,
+            }),
+        };
+        let with_facts;
+        let evaluated = match &verified {
+            Ok(v) => {
+                let mut request = request.clone();
+                request.approval = Some(v.facts.clone());
+                with_facts = request;
+                &with_facts
+            }
+            Err(_) => request,
+        };
+        let switches = self.switches.current();
+        let mut decision = decide(evaluated, generation, &switches, now);
+        let mut extra = Extra::default();
+        if decision.stage == Stage::Policy {
+            let outcome = match verified {
+                Err(refused) => Err(refused),
+                Ok(v) => self.use_approval(v, &decision, request, generation, &decision_id).await,
+            };
+            match outcome {
+                Ok((v, uses_left)) => {
+                    let mut reasons = vec![format!("approved:{}", v.approval_id)];
+                    if decision.verdict == Verdict::Allow {
+                        reasons.extend(std::mem::take(&mut decision.reasons));
+                    }
+                    decision.verdict = Verdict::Allow;
+                    decision.reasons = reasons;
+                    extra.used = Some((v, uses_left));
+                }
+                Err(refused) => {
+                    if refused.next_action == "request" {
+                        extra.access_request = self
+                            .approvals
+                            .as_ref()
+                            .and_then(|a| a.access_request(request, &decision, &decision_id, now));
+                    }
+                    decision.verdict = Verdict::Deny;
+                    decision.reasons = refused.reasons();
+                    extra.refused = Some(refused);
+                }
+            }
+            if let Some(approvals) = &self.approvals {
+                approvals.metrics().used(match &extra.refused {
+                    None => "allowed",
+                    Some(refused) => refused.reason,
+                });
+            }
+        }
+        self.finish(request, decision, extra, decision_id, generation, caller, (started, now))
+    }
+
+    /// What the policy's answer makes of a verified approval: used (and the
+    /// uses left), or refused.
+    async fn use_approval(
+        &self,
+        verified: Verified,
+        decision: &Decision,
+        request: &CheckRequest,
+        generation: &Generation,
+        decision_id: &str,
+    ) -> Result<(Verified, u32), Refused> {
+        let Some(approvals) = &self.approvals else {
+            return Err(Refused {
+                reason: "approval_unverifiable",
+                detail: None,
+                next_action: "none",
+                retry_after: 0,
+            });
+        };
+        match decision.verdict {
+            Verdict::Deny => {
+                let mut refused = Refused {
+                    reason: "policy_denied",
+                    detail: None,
+                    next_action: "none",
+                    retry_after: 0,
+                };
+                refused.detail = (!decision.reasons.is_empty()).then(|| decision.reasons.join(","));
+                return Err(refused);
+            }
+            // Approval does not override conditions still in force: the
+            // approver must still be one the policy's requirement names.
+            Verdict::RequireApproval => {
+                let identity = generation.snapshot(SnapshotKind::Identity);
+                let eligible = decision.approval.as_ref().is_some_and(|requirement| {
+                    approvals.still_eligible(&verified, requirement, request, identity)
+                });
+                if !eligible {
+                    return Err(Refused {
+                        reason: "approval_expired",
+                        detail: Some("approval_superseded".into()),
+                        next_action: "request",
+                        retry_after: 0,
+                    });
+                }
+            }
+            Verdict::Allow => {}
+        }
+        let uses_left = approvals.consume(&verified, decision_id).await?;
+        Ok((verified, uses_left))
+    }
+
+    /// Logs a decided check and builds its answer and record.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        request: &CheckRequest,
+        decision: Decision,
+        extra: Extra,
+        decision_id: String,
+        generation: &Generation,
+        caller: &str,
+        (started, now): (Instant, SystemTime),
+    ) -> (pb::CheckResponse, Option<String>) {
         if decision.stage == Stage::Policy {
             self.metrics
                 .evaluated(generation.policy.engine(), started.elapsed());
@@ -87,6 +246,7 @@ impl DecisionApi {
             latency_us = started.elapsed().as_micros() as u64,
             "check decided"
         );
+        let used = extra.used.as_ref();
         let record = (self.auditor.durability() != Durability::Off).then(|| {
             record::decision_record(
                 &DecisionFacts {
@@ -99,11 +259,32 @@ impl DecisionApi {
                     latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                     caller,
                     replica: self.auditor.replica(),
+                    approval: used.map(|(v, _)| ApprovalIds {
+                        approval_id: &v.approval_id,
+                        task_id: &v.task_id,
+                        evaluation_id: &v.evaluation_id,
+                    }),
                 },
                 self.auditor.redaction(),
             )
         });
-        (response(decision, decision_id, request, generation), record)
+        let mut response = response(decision, decision_id, request, generation);
+        response.access_request = extra.access_request;
+        if let Some((verified, uses_left)) = extra.used {
+            response.approval = Some(pb::ApprovalUse {
+                approved_until: verified.facts["approved_until"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                id: verified.approval_id,
+                uses_left,
+            });
+        }
+        if let Some(refused) = extra.refused {
+            response.next_action = refused.next_action.to_owned();
+            response.retry_after_seconds = refused.retry_after;
+        }
+        (response, record)
     }
 
     /// Writes the records of answered checks; a check whose record cannot be
@@ -153,6 +334,8 @@ fn unaudited(response: pb::CheckResponse, error: &AuditError) -> pb::CheckRespon
         reasons: vec![reason],
         kill_switch: None,
         policy_revision: String::new(),
+        approval: None,
+        access_request: None,
         ..response
     }
 }
@@ -182,13 +365,27 @@ fn response(
             id: hit.id,
             scope: Some(scope_to_proto(hit.scope)),
         }),
+        ..Default::default()
     }
+}
+
+/// What a check's answer carries besides the decision.
+#[derive(Default)]
+struct Extra {
+    access_request: Option<pb::AccessRequest>,
+    used: Option<(Verified, u32)>,
+    refused: Option<Refused>,
 }
 
 impl DecisionApi {
     /// The most items one call may carry.
     pub fn max_batch_items(&self) -> usize {
         self.limits.max_batch_items
+    }
+
+    /// The request limits checks are validated against.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// The largest one check may be, encoded.
@@ -250,7 +447,13 @@ impl DecisionApi {
         for item in items {
             let stop = match validate(item, &self.limits) {
                 Ok(valid) => {
-                    let answer = self.answer(&valid, &generation, &label);
+                    let answer = match &item.approval {
+                        None => self.answer(&valid, &generation, &label),
+                        Some(presented) => {
+                            self.answer_approved(&valid, presented, &generation, &label)
+                                .await
+                        }
+                    };
                     if items.len() == 1 {
                         // Before the audit wait, so that everything logged
                         // from here on carries the decision id.

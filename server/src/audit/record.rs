@@ -73,6 +73,17 @@ pub struct DecisionFacts<'a> {
     pub caller: &'a str,
     /// In a cluster, the replica that decided.
     pub replica: Option<&'a str>,
+    /// The approval the check carried, when Warden verified it.
+    pub approval: Option<ApprovalIds<'a>>,
+}
+
+/// Names the approval a check used, so that its record joins the
+/// approval's chain of events (`--chain <evaluation id>`).
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalIds<'a> {
+    pub approval_id: &'a str,
+    pub task_id: &'a str,
+    pub evaluation_id: &'a str,
 }
 
 /// The record of one decision, as DESIGN lists its fields, in its
@@ -106,9 +117,15 @@ pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Stri
     // Keys in byte order: the encoding is canonical as written.
     record.string("action", &request.action.name);
     record.string("agent_id", &request.agent.id);
+    if let Some(ids) = &facts.approval {
+        record.string("approval_id", ids.approval_id);
+    }
     record.string("caller", facts.caller);
     record.string("decision", decision.verdict.as_str());
     record.string("decision_id", facts.decision_id);
+    if let Some(ids) = &facts.approval {
+        record.string("evaluation_id", ids.evaluation_id);
+    }
     record.raw("input", &stored_input);
     record.string("input_sha256", &input_sha256);
     match &decision.kill_switch {
@@ -142,6 +159,9 @@ pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Stri
         );
     }
     record.value("snapshot_versions", &json!(facts.snapshot_versions));
+    if let Some(ids) = &facts.approval {
+        record.string("task_id", ids.task_id);
+    }
     record.string("time", &rfc3339(facts.time));
     record.string("type", "decision");
     record.finish();
@@ -216,6 +236,7 @@ mod tests {
                 .cloned()
                 .unwrap_or_default(),
             request_id: request_id.map(str::to_owned),
+            approval: None,
         }
     }
 
@@ -229,6 +250,7 @@ mod tests {
             stage: Stage::Policy,
             shadow: None,
             kill_switch: None,
+            approval: None,
         };
         let full = Decision {
             verdict: Verdict::Deny,
@@ -244,6 +266,7 @@ mod tests {
                 id: "ks-1".into(),
                 scope: Default::default(),
             }),
+            approval: None,
         };
         let redaction = Redaction {
             drop: vec![vec!["context".into(), "prompt".into()]],
@@ -265,6 +288,11 @@ mod tests {
                 caller: "127.0.0.1:1",
                 // Written in its place among the sorted keys.
                 replica: request_id.map(|_| "replica-a"),
+                approval: request_id.map(|_| ApprovalIds {
+                    approval_id: "apr_1",
+                    task_id: "arq_1",
+                    evaluation_id: "e-1",
+                }),
             };
             let written = decision_record(&facts, &redaction);
             let parsed: Json = serde_json::from_str(&written).unwrap_or_default();

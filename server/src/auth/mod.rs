@@ -34,6 +34,9 @@ pub enum Role {
     IncidentResponder,
     /// Reading the audit trail.
     Auditor,
+    /// Deciding approval tasks, as the named user of the identity snapshot
+    /// (whom the policy's `approval` member must allow).
+    Approver(String),
 }
 
 impl Role {
@@ -42,15 +45,17 @@ impl Role {
             "policy_admin" => Ok(Role::PolicyAdmin),
             "incident_responder" => Ok(Role::IncidentResponder),
             "auditor" => Ok(Role::Auditor),
-            _ => match text.strip_prefix("platform:") {
-                Some(id) if !id.is_empty() && !id.chars().any(|c| c.is_control()) => {
-                    Ok(Role::Platform(id.to_owned()))
+            _ => {
+                let valid = |id: &str| !id.is_empty() && !id.chars().any(|c| c.is_control());
+                match (text.strip_prefix("platform:"), text.strip_prefix("approver:")) {
+                    (Some(id), _) if valid(id) => Ok(Role::Platform(id.to_owned())),
+                    (_, Some(user)) if valid(user) => Ok(Role::Approver(user.to_owned())),
+                    _ => Err(format!(
+                        "`{text}` is not a role; expected `platform:<id>`, `policy_admin`, \
+                         `incident_responder`, `auditor` or `approver:<user id>`"
+                    )),
                 }
-                _ => Err(format!(
-                    "`{text}` is not a role; expected `platform:<id>`, `policy_admin`, \
-                     `incident_responder` or `auditor`"
-                )),
-            },
+            }
         }
     }
 }
@@ -62,6 +67,7 @@ impl fmt::Display for Role {
             Role::PolicyAdmin => f.write_str("policy_admin"),
             Role::IncidentResponder => f.write_str("incident_responder"),
             Role::Auditor => f.write_str("auditor"),
+            Role::Approver(user) => write!(f, "approver:{user}"),
         }
     }
 }
@@ -109,6 +115,13 @@ impl Principal {
         if platforms != 0 && platforms != roles.len() {
             return Err(format!(
                 "caller `{name}` mixes platform and admin roles; give each its own credential"
+            ));
+        }
+        // A credential approves as one person, or it would be unclear who
+        // did.
+        if roles.iter().filter(|r| matches!(r, Role::Approver(_))).count() > 1 {
+            return Err(format!(
+                "caller `{name}` names more than one approver; give each person their own credential"
             ));
         }
         Ok(Self { name, roles })
@@ -183,6 +196,25 @@ impl Caller {
         match &self.principal {
             None => self.via == Via::Open,
             Some(p) => p.roles.contains(role),
+        }
+    }
+
+    /// Open mode: no credentials configured, every right but no identity.
+    pub fn is_open(&self) -> bool {
+        self.principal.is_none() && self.via == Via::Open
+    }
+
+    /// The user a credential approves as: its one `approver:<user>` role.
+    /// Open mode has none: approving needs a person's own credential.
+    pub fn approver(&self) -> Option<&str> {
+        let principal = self.principal.as_ref()?;
+        let mut users = principal.roles.iter().filter_map(|r| match r {
+            Role::Approver(user) => Some(user.as_str()),
+            _ => None,
+        });
+        match (users.next(), users.next()) {
+            (Some(user), None) => Some(user),
+            _ => None,
         }
     }
 

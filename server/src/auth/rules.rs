@@ -42,14 +42,26 @@ pub enum RoleKind {
     PolicyAdmin,
     IncidentResponder,
     Auditor,
+    /// `approver:<user>`, whoever the user.
+    Approver,
 }
 
 impl RoleKind {
-    fn role(self) -> Role {
+    fn name(self) -> &'static str {
         match self {
-            RoleKind::PolicyAdmin => Role::PolicyAdmin,
-            RoleKind::IncidentResponder => Role::IncidentResponder,
-            RoleKind::Auditor => Role::Auditor,
+            RoleKind::PolicyAdmin => "policy_admin",
+            RoleKind::IncidentResponder => "incident_responder",
+            RoleKind::Auditor => "auditor",
+            RoleKind::Approver => "approver:<user>",
+        }
+    }
+
+    fn held_by(self, caller: &Caller) -> bool {
+        match self {
+            RoleKind::PolicyAdmin => caller.has(&Role::PolicyAdmin),
+            RoleKind::IncidentResponder => caller.has(&Role::IncidentResponder),
+            RoleKind::Auditor => caller.has(&Role::Auditor),
+            RoleKind::Approver => caller.is_open() || caller.approver().is_some(),
         }
     }
 }
@@ -59,6 +71,11 @@ const INCIDENT: &[RoleKind] = &[RoleKind::IncidentResponder];
 const AUDIT: &[RoleKind] = &[RoleKind::Auditor];
 /// Reading switches helps both the responder and whoever reviews later.
 const SWITCH_READ: &[RoleKind] = &[RoleKind::IncidentResponder, RoleKind::Auditor];
+const APPROVER: &[RoleKind] = &[RoleKind::Approver];
+/// Approvers see the tasks they may decide; auditors, all of them.
+const APPROVAL_READ: &[RoleKind] = &[RoleKind::Approver, RoleKind::Auditor];
+/// Withdrawing an approval only tightens: approvers and responders.
+const APPROVAL_REVOKE: &[RoleKind] = &[RoleKind::Approver, RoleKind::IncidentResponder];
 const ANY_OPERATOR: &[RoleKind] = &[
     RoleKind::PolicyAdmin,
     RoleKind::IncidentResponder,
@@ -95,6 +112,22 @@ pub fn requirement(listener: Listener, path: &str) -> Option<Requirement> {
         (Listener::Admin, "warden.v1.AuditService", "Query" | "Tail" | "Export" | "Verify") => {
             Requirement::AnyOf(AUDIT)
         }
+        (
+            Listener::Decision,
+            "warden.v1.ApprovalService",
+            "RequestApproval" | "GetApprovalTask" | "WatchApprovalTask" | "CancelApprovalTask",
+        ) => Requirement::Platform,
+        (
+            Listener::Admin,
+            "warden.v1.ApproverService",
+            "ListApprovalTasks" | "GetApprovalTaskDetail" | "WatchPendingTasks",
+        ) => Requirement::AnyOf(APPROVAL_READ),
+        (Listener::Admin, "warden.v1.ApproverService", "Approve" | "Deny") => {
+            Requirement::AnyOf(APPROVER)
+        }
+        (Listener::Admin, "warden.v1.ApproverService", "Revoke") => {
+            Requirement::AnyOf(APPROVAL_REVOKE)
+        }
         _ => return None,
     };
     Some(requirement)
@@ -121,7 +154,7 @@ pub fn authorize(caller: &Caller, listener: Listener, path: &str) -> Result<(), 
     let allowed = match requirement {
         Requirement::Public | Requirement::Authenticated => true,
         Requirement::Platform => caller.principal.is_none() || is_platform,
-        Requirement::AnyOf(kinds) => kinds.iter().any(|kind| caller.has(&kind.role())),
+        Requirement::AnyOf(kinds) => kinds.iter().any(|kind| kind.held_by(caller)),
     };
     if allowed {
         return Ok(());
@@ -129,7 +162,7 @@ pub fn authorize(caller: &Caller, listener: Listener, path: &str) -> Result<(), 
     let needed = match requirement {
         Requirement::AnyOf(kinds) => kinds
             .iter()
-            .map(|k| k.role().to_string())
+            .map(|k| k.name())
             .collect::<Vec<_>>()
             .join(" or "),
         _ => "a platform role".to_owned(),

@@ -276,7 +276,36 @@ fn check_request(
         },
     };
 
+    // ARAP: the approval travels as `context.approval`, exactly as issued.
+    let approval = match context.remove("approval") {
+        None | Some(Json::Null) => None,
+        Some(Json::Object(approval)) => {
+            let path = format!("{context_path}.approval");
+            let field = |key: &str| match approval.get(key) {
+                None | Some(Json::Null) => Ok(String::new()),
+                Some(Json::String(text)) => Ok(text.clone()),
+                Some(other) => Err(bad(
+                    format!("{path}.{key}"),
+                    format!("is a {}; expected a string", kind(other)),
+                )),
+            };
+            Some(pb::ApprovalRef {
+                id: string(&approval, "id", &path)?,
+                approved_at: field("approved_at")?,
+                approved_until: field("approved_until")?,
+                state: string(&approval, "state", &path)?,
+            })
+        }
+        Some(other) => {
+            return Err(bad(
+                format!("{context_path}.approval"),
+                format!("is a {}; expected an object", kind(&other)),
+            ));
+        }
+    };
+
     Ok(pb::CheckRequest {
+        approval,
         platform,
         agent: Some(agent),
         principal: Some(pb::Principal {
@@ -434,6 +463,43 @@ pub fn decision(response: &pb::CheckResponse) -> Json {
     if let Some(switch) = &response.kill_switch {
         context.insert("kill_switch".into(), json!(switch.id));
     }
+    // ARAP: a requestable denial, the approval an ALLOW used, or why a
+    // presented approval was refused and what to do next.
+    if let Some(request) = &response.access_request {
+        context.insert("evaluation_id".into(), json!(request.evaluation_id));
+        context.insert("evaluated_at".into(), json!(request.evaluated_at));
+        if response.next_action.is_empty() {
+            context.insert("reason".into(), json!("approval_required"));
+        }
+        let requirement = request.requirement.clone().unwrap_or_default();
+        context.insert(
+            "access_request".into(),
+            json!({
+                "expires_at": request.expires_at,
+                "binding_token": request.binding_token,
+                "template": requirement.template,
+                "approvers": requirement.approvers,
+                "self": requirement.self_approval,
+                "max_ttl": requirement.max_ttl_seconds,
+                "uses": requirement.uses,
+            }),
+        );
+    }
+    if let Some(approval) = &response.approval {
+        context.insert(
+            "approval".into(),
+            json!({"id": approval.id, "approved_until": approval.approved_until, "uses_left": approval.uses_left}),
+        );
+    }
+    if !response.next_action.is_empty() {
+        if let Some(reason) = response.reasons.first() {
+            context.insert("reason".into(), json!(reason));
+        }
+        context.insert("next_action".into(), json!(response.next_action));
+        if response.retry_after_seconds > 0 {
+            context.insert("retry_after".into(), json!(response.retry_after_seconds));
+        }
+    }
     json!({"decision": permitted(response), "context": context})
 }
 
@@ -460,12 +526,18 @@ pub fn authzen_field(field: &str) -> String {
 
 /// The PDP metadata document for a PDP reachable at `base` (scheme and
 /// authority, no trailing slash).
-pub fn metadata(base: &str) -> Json {
-    json!({
+pub fn metadata(base: &str, approvals: bool) -> Json {
+    let mut document = json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
-    })
+    });
+    if approvals {
+        document["access_request_endpoint"] = json!(format!("{base}/access/v1/requests"));
+        document["jwks_uri"] = json!(format!("{base}/access/v1/jwks"));
+        document["capabilities"] = json!(["urn:openid:authzen:capability:access-request"]);
+    }
+    document
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! the same transport (connection cap, TLS, client certificates) as the gRPC
 //! listeners.
 
+mod arap;
 pub mod authzen;
 pub mod config;
 
@@ -40,6 +41,8 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub tls: bool,
     pub timeout: Duration,
+    /// The approval workflow (ARAP), when on.
+    pub approvals: Option<Arc<crate::approval::Approvals>>,
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -55,6 +58,10 @@ pub fn router(state: HttpState, max_body: usize) -> Router {
     Router::new()
         .merge(evaluate)
         .route("/.well-known/authzen-configuration", get(configuration))
+        .route("/access/v1/requests", post(arap::submit))
+        .route("/access/v1/requests/{id}", get(arap::status))
+        .route("/access/v1/requests/{id}/cancel", post(arap::cancel))
+        .route("/access/v1/jwks", get(arap::jwks))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             max_body,
@@ -429,8 +436,32 @@ async fn evaluations(
 /// shared cache hands one caller's answer to another).
 async fn configuration(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let request_id = headers.get(REQUEST_ID);
+    let approvals = state
+        .approvals
+        .as_ref()
+        .is_some_and(|a| a.keys().is_ok());
+    let Some(base) = base_url(&state, &headers) else {
+        return Refusal {
+            status: StatusCode::BAD_REQUEST,
+            message: "the request has no usable Host header".into(),
+            retry_after: None,
+        }
+        .into_response(request_id);
+    };
+    let mut response = answer(authzen::metadata(&base, approvals), request_id);
+    if state.config.base_url.is_none() {
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("host"));
+    }
+    response
+}
+
+/// This PDP's URL: `authzen.base_url`, else the scheme this listener serves
+/// and the `Host` the caller asked for (when it is a plausible host).
+fn base_url(state: &HttpState, headers: &HeaderMap) -> Option<String> {
     if let Some(base) = &state.config.base_url {
-        return answer(authzen::metadata(base), request_id);
+        return Some(base.clone());
     }
     let scheme = if state.tls { "https" } else { "http" };
     let host = headers
@@ -441,18 +472,6 @@ async fn configuration(State(state): State<HttpState>, headers: HeaderMap) -> Re
                 && host
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        });
-    let Some(host) = host else {
-        return Refusal {
-            status: StatusCode::BAD_REQUEST,
-            message: "the request has no usable Host header".into(),
-            retry_after: None,
-        }
-        .into_response(request_id);
-    };
-    let mut response = answer(authzen::metadata(&format!("{scheme}://{host}")), request_id);
-    response
-        .headers_mut()
-        .insert(header::VARY, HeaderValue::from_static("host"));
-    response
+        })?;
+    Some(format!("{scheme}://{host}"))
 }

@@ -89,6 +89,10 @@ pub struct CheckRequest {
     pub context: Attributes,
     /// `None` when the caller sent none.
     pub request_id: Option<String>,
+    /// A verified approval's facts (`input.approval`); never read from the
+    /// wire, set only once Warden has verified the approval the check
+    /// carried.
+    pub approval: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

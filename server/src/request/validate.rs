@@ -107,6 +107,7 @@ pub fn validate(
         resource,
         context: attributes(request.context.as_ref(), "context", depth)?,
         request_id: optional_id("request_id", &request.request_id, limits)?,
+        approval: None,
     })
 }
 

@@ -37,6 +37,7 @@ fn check(platform: &str, agent: &str, principal: &str, action: &str, kind: &str)
         },
         context: Default::default(),
         request_id: None,
+        approval: None,
     }
 }
 
