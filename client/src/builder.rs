@@ -50,6 +50,7 @@ impl CheckBuilder {
                 }),
                 context: None,
                 request_id: String::new(),
+                approval: None,
             },
             agent_attributes: Map::new(),
             principal_attributes: Map::new(),

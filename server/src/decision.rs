@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::Value as Json;
 
-use crate::approval::requirement::{self, Requirement};
+use crate::approval_requirement::{self, Requirement};
 use crate::engine::{BoundPolicy, EvalError};
 use crate::generation::Generation;
 use crate::killswitch::{Hit, Scope, SwitchIndex, unix_ms};
@@ -210,7 +210,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
     // is malformed is wrong everywhere, not only where it would matter.
     let approval = match object.get("approval") {
         None => None,
-        Some(value) => match requirement::parse(value) {
+        Some(value) => match approval_requirement::parse(value) {
             Ok(requirement) => Some(requirement),
             Err(why) => return deny(&format!("invalid_decision: {why}")),
         },

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod approval_requirement;
 pub mod audit;
 pub mod auth;
 pub mod bundle;

@@ -192,46 +192,8 @@ fn reason_code(reason: &str) -> &str {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
-}
-
-/// Approval tasks: time from submission to decision (or expiry), and
-/// checks that carried an approval, by outcome.
-#[derive(Debug, Clone)]
-pub struct ApprovalMetrics {
-    time_to_decision: Family<OutcomeLabels, Histogram>,
-    uses: Family<OutcomeLabels, Counter>,
-}
-
-impl Default for ApprovalMetrics {
-    fn default() -> Self {
-        Self {
-            // 1 s to ~12 days: people decide in minutes or days.
-            time_to_decision: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(1.0, 2.0, 21))
-            }),
-            uses: Family::default(),
-        }
-    }
-}
-
-impl ApprovalMetrics {
-    pub fn decided(&self, outcome: &'static str, elapsed_ms: u64) {
-        self.time_to_decision
-            .get_or_create(&OutcomeLabels { outcome })
-            .observe(elapsed_ms as f64 / 1000.0);
-    }
-
-    /// A check carrying an approval: `allowed`, or the refusal's reason.
-    pub fn used(&self, outcome: &'static str) {
-        self.uses.get_or_create(&OutcomeLabels { outcome }).inc();
-    }
 }
 
 /// What `/metrics` reads at scrape time.

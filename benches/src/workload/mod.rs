@@ -346,6 +346,7 @@ impl Workload {
                 ("purpose", json!("assist")),
             ])),
             request_id: format!("req-{i}"),
+            approval: None,
         }
     }
 }

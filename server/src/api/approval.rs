@@ -14,6 +14,7 @@ use warden_proto::v1::approver_service_server::ApproverService;
 
 use super::status::invalid_field;
 use crate::approval::store::now_ms;
+use crate::approval::ApprovalError;
 use crate::approval::task::{State, Task};
 use crate::approval::{Approvals, detail, effective_state, may_decide, platform_view};
 use crate::auth::{Caller, Role};
@@ -34,6 +35,28 @@ fn required(field: &str, value: &str) -> Result<(), Status> {
         ));
     }
     Ok(())
+}
+
+impl From<ApprovalError> for Status {
+    fn from(e: ApprovalError) -> Self {
+        let message = e.to_string();
+        match e {
+            ApprovalError::NotRequestable(_)
+            | ApprovalError::ExpiredDenial(_)
+            | ApprovalError::TaskState(_) => Status::failed_precondition(message),
+            ApprovalError::Invalid { field, reason } => {
+                invalid_field(&field, &message, &reason)
+            }
+            ApprovalError::Binding(reason) => {
+                invalid_field("binding_token", &message, &reason)
+            }
+            ApprovalError::Duplicate(_) => Status::already_exists(message),
+            ApprovalError::UnknownTask(_) => Status::not_found(message),
+            ApprovalError::Forbidden(_) => Status::permission_denied(message),
+            ApprovalError::Unavailable(_) => Status::unavailable(message),
+            ApprovalError::Internal(_) => Status::internal(message),
+        }
+    }
 }
 
 /// Platforms ask for approval and follow their tasks.

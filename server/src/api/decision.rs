@@ -81,10 +81,7 @@ impl DecisionApi {
         let decision_id = uuid::Uuid::now_v7().to_string();
         let switches = self.switches.current();
         let decision = decide(request, generation, &switches, now);
-        let access_request = self
-            .approvals
-            .as_ref()
-            .and_then(|a| a.access_request(request, &decision, &decision_id, now));
+        let access_request = self.access_request(request, &decision, &decision_id, now);
         let extra = Extra {
             access_request,
             ..Extra::default()
@@ -145,10 +142,8 @@ impl DecisionApi {
                 }
                 Err(refused) => {
                     if refused.next_action == "request" {
-                        extra.access_request = self
-                            .approvals
-                            .as_ref()
-                            .and_then(|a| a.access_request(request, &decision, &decision_id, now));
+                        extra.access_request =
+                            self.access_request(request, &decision, &decision_id, now);
                     }
                     decision.verdict = Verdict::Deny;
                     decision.reasons = refused.reasons();
@@ -163,6 +158,27 @@ impl DecisionApi {
             }
         }
         self.finish(request, decision, extra, decision_id, generation, caller, (started, now))
+    }
+
+    /// How to ask for approval of a REQUIRE_APPROVAL, when a person can
+    /// be asked.
+    fn access_request(
+        &self,
+        request: &CheckRequest,
+        decision: &Decision,
+        decision_id: &str,
+        now: SystemTime,
+    ) -> Option<pb::AccessRequest> {
+        if decision.verdict != Verdict::RequireApproval {
+            return None;
+        }
+        self.approvals.as_ref()?.access_request(
+            request,
+            decision.approval.as_ref(),
+            &decision.reasons,
+            decision_id,
+            now,
+        )
     }
 
     /// What the policy's answer makes of a verified approval: used (and the

@@ -1,8 +1,6 @@
 //! Why an approval call was refused; each maps to one gRPC status and one
 //! ARAP error (`urn:openid:authzen:access-request:error:<type>`).
 
-use tonic::Status;
-
 use crate::control::ControlError;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,28 +72,6 @@ impl From<ControlError> for ApprovalError {
             ControlError::Unavailable(m) => ApprovalError::Unavailable(m),
             ControlError::Store(e) => ApprovalError::Unavailable(e.to_string()),
             ControlError::Internal(m) => ApprovalError::Internal(m),
-        }
-    }
-}
-
-impl From<ApprovalError> for Status {
-    fn from(e: ApprovalError) -> Self {
-        let message = e.to_string();
-        match e {
-            ApprovalError::NotRequestable(_)
-            | ApprovalError::ExpiredDenial(_)
-            | ApprovalError::TaskState(_) => Status::failed_precondition(message),
-            ApprovalError::Invalid { field, reason } => {
-                crate::api::status::invalid_field(&field, &message, &reason)
-            }
-            ApprovalError::Binding(reason) => {
-                crate::api::status::invalid_field("binding_token", &message, &reason)
-            }
-            ApprovalError::Duplicate(_) => Status::already_exists(message),
-            ApprovalError::UnknownTask(_) => Status::not_found(message),
-            ApprovalError::Forbidden(_) => Status::permission_denied(message),
-            ApprovalError::Unavailable(_) => Status::unavailable(message),
-            ApprovalError::Internal(_) => Status::internal(message),
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod binding;
 pub mod config;
 pub mod error;
 pub mod keys;
-pub mod requirement;
+pub mod metrics;
 pub mod store;
 pub mod task;
 mod token;
@@ -36,14 +36,13 @@ pub use store::{TaskRecords, TaskStore};
 pub use views::{detail, platform_view};
 
 use self::keys::Keys;
-use self::requirement::{Approver, Requirement};
+use crate::approval_requirement::{Approver, Requirement};
 use self::store::now_ms;
 use self::task::{Grant, Revocation, State, Task};
 use crate::audit::Auditor;
 use crate::audit::record::{admin_record, rfc3339};
 use crate::cluster::Cluster;
 use crate::control::records::RecordKind;
-use crate::decision::{Decision, Verdict};
 use crate::killswitch::rfc3339_ms;
 use crate::request::CheckRequest;
 use crate::snapshot::Snapshot;
@@ -121,7 +120,7 @@ pub struct Approvals {
     store: Arc<TaskStore>,
     backend: Backend,
     auditor: Arc<Auditor>,
-    decided: crate::metrics::ApprovalMetrics,
+    decided: metrics::ApprovalMetrics,
 }
 
 impl Approvals {
@@ -138,7 +137,7 @@ impl Approvals {
             store,
             backend,
             auditor,
-            decided: crate::metrics::ApprovalMetrics::default(),
+            decided: metrics::ApprovalMetrics::default(),
         }
     }
 
@@ -160,7 +159,7 @@ impl Approvals {
         &self.store
     }
 
-    pub fn metrics(&self) -> &crate::metrics::ApprovalMetrics {
+    pub fn metrics(&self) -> &metrics::ApprovalMetrics {
         &self.decided
     }
 
@@ -185,14 +184,12 @@ impl Approvals {
     pub fn access_request(
         &self,
         request: &CheckRequest,
-        decision: &Decision,
+        requirement: Option<&Requirement>,
+        reasons: &[String],
         decision_id: &str,
         now: SystemTime,
     ) -> Option<pb::AccessRequest> {
-        if decision.verdict != Verdict::RequireApproval {
-            return None;
-        }
-        let requirement = decision.approval.as_ref()?;
+        let requirement = requirement?;
         let keys = self.keys.as_ref().ok()?;
         let now_ms = crate::killswitch::unix_ms(now);
         let expires_ms =
@@ -206,7 +203,7 @@ impl Approvals {
             pl: request.platform.clone(),
             h: hash,
             req: requirement.clone(),
-            r: decision.reasons.clone(),
+            r: reasons.to_vec(),
         };
         let binding_token = token::mint(keys, &claims)?;
         Some(pb::AccessRequest {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::binding::{b64, unb64};
 use super::error::ApprovalError;
 use super::keys::Keys;
-use super::requirement::Requirement;
+use crate::approval_requirement::Requirement;
 
 const PREFIX: &str = "wbt1.";
 
@@ -74,7 +74,7 @@ mod tests {
             exp: 2,
             pl: "p".into(),
             h: "h".into(),
-            req: crate::approval::requirement::parse(&serde_json::json!({"self": true})).unwrap(),
+            req: crate::approval_requirement::parse(&serde_json::json!({"self": true})).unwrap(),
             r: vec!["sensitive_action".into()],
         };
         let token = mint(&keys, &claims).unwrap();

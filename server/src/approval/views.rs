@@ -3,7 +3,7 @@
 
 use warden_proto::v1 as pb;
 
-use super::requirement::Requirement;
+use crate::approval_requirement::Requirement;
 use super::store::now_ms;
 use super::task::{State, Task};
 use super::effective_state;

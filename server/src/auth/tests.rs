@@ -207,8 +207,10 @@ fn every_warden_method_has_a_rule_on_its_listener() {
         for service in &file.service {
             let name = format!("{}.{}", file.package(), service.name());
             let listener = match name.as_str() {
-                "warden.v1.DecisionService" => Listener::Decision,
-                "warden.v1.AdminService" | "warden.v1.AuditService" => Listener::Admin,
+                "warden.v1.DecisionService" | "warden.v1.ApprovalService" => Listener::Decision,
+                "warden.v1.AdminService"
+                | "warden.v1.AuditService"
+                | "warden.v1.ApproverService" => Listener::Admin,
                 other => panic!("a service no listener serves: {other}"),
             };
             for method in &service.method {

@@ -107,6 +107,7 @@ prop_compose! {
             }),
             context: context.map(to_struct),
             request_id,
+            approval: None,
         }
     }
 }
@@ -141,6 +142,7 @@ fn request_from_input(input: &Json) -> pb::CheckRequest {
         }),
         context: object(&input["context"]),
         request_id: text(&input["request_id"]),
+        approval: None,
     }
 }
 
@@ -273,6 +275,7 @@ fn base() -> pb::CheckRequest {
         }),
         context: None,
         request_id: String::new(),
+        approval: None,
     }
 }
 
@@ -483,6 +486,7 @@ prop_compose! {
             resource: resource.map(|(r#type, id, attributes)| pb::Resource { r#type, id, attributes }),
             context,
             request_id,
+            approval: None,
         }
     }
 }

@@ -159,6 +159,7 @@ pub async fn run(
                 r#type: kind.unwrap_or_default(),
                 page_size: limit.min(1000) as u32,
                 page_token: String::new(),
+                chain: String::new(),
             };
             let records = AuditClient::connect(addr, options)
                 .await?

@@ -49,7 +49,6 @@ fn an_evaluation_maps_onto_a_check() {
         })),
         &Envelope {
             request_id: Some("req-1".into()),
-            approval: None,
             ..with_agent()
         },
         &config(),
