@@ -33,7 +33,9 @@ impl Approver {
             .split_once(':')
             .ok_or_else(|| format!("approver `{text}` is not `group:<id>` or `user:<id>`"))?;
         if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-            return Err(format!("approver `{text}` has an empty, long or invalid id"));
+            return Err(format!(
+                "approver `{text}` has an empty, long or invalid id"
+            ));
         }
         match kind {
             "group" => Ok(Approver::Group(id.to_owned())),
@@ -140,8 +142,7 @@ pub fn parse(value: &Json) -> Result<Requirement, String> {
         }
         Some(_) => {
             return Err(
-                "`approval.template` is not a short name of letters, digits, `_`, `.`, `-`"
-                    .into(),
+                "`approval.template` is not a short name of letters, digits, `_`, `.`, `-`".into(),
             );
         }
     };
@@ -161,8 +162,10 @@ mod tests {
 
     #[test]
     fn reads_the_documented_member() {
-        let r = parse(&json!({"approvers": ["group:security", "user:ana"], "self": false,
-            "max_ttl": "1h", "uses": 2, "template": "acl_change"}))
+        let r = parse(
+            &json!({"approvers": ["group:security", "user:ana"], "self": false,
+            "max_ttl": "1h", "uses": 2, "template": "acl_change"}),
+        )
         .unwrap();
         assert_eq!(
             r.approvers,

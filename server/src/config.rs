@@ -43,8 +43,8 @@ use crate::transport::TlsSetup;
 use crate::transport::config::{RawTransportLimits, tls_setup, transport_limits};
 
 // Each section's types under the names they had when this module held them.
-pub use crate::approval::config::{ApprovalsConfig, RawApprovals};
 use crate::approval::config::approvals_config;
+pub use crate::approval::config::{ApprovalsConfig, RawApprovals};
 pub use crate::audit::config::RawAudit;
 pub use crate::auth::config::{RawAuth, RawClient, RawToken};
 pub use crate::bundle::config::{RawBundles, RawKey};

@@ -307,7 +307,9 @@ mod tests {
         assert_eq!(verdict(json!(null)).0, Verdict::Deny);
         assert_eq!(verdict(json!([true])).0, Verdict::Deny);
         assert_eq!(
-            verdict(json!({"allow": true, "require_approval": true, "approval": {"approvers": "x"}})),
+            verdict(
+                json!({"allow": true, "require_approval": true, "approval": {"approvers": "x"}})
+            ),
             (
                 Verdict::Deny,
                 vec!["invalid_decision: `approval.approvers` is not a list".into()]

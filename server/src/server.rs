@@ -15,16 +15,14 @@ use warden_proto::v1::admin_service_server::AdminServiceServer;
 use warden_proto::v1::audit_service_server::AuditServiceServer;
 
 use crate::api::{AdminApi, ApprovalApi, ApproverApi, AuditApi, DecisionApi};
-use warden_proto::v1::approval_service_server::ApprovalServiceServer;
-use warden_proto::v1::approver_service_server::ApproverServiceServer;
+use crate::approval::keys::Keys;
+use crate::approval::{self, Approvals, TaskRecords, TaskStore};
 use crate::audit::record::admin_record;
 use crate::audit::{AuditLog, Auditor};
 use crate::auth::{AuthLayer, Listener};
 use crate::changes::Changes;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::approval::keys::Keys;
-use crate::approval::{self, Approvals, TaskRecords, TaskStore};
 use crate::control::SwitchRecords;
 use crate::control::records::RecordKind;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
@@ -37,6 +35,8 @@ use crate::stats::Stats;
 use crate::store::{Store, StoreError};
 use crate::transport::oversize::OversizeLayer;
 use crate::transport::{self, Grpc, Http1, ListenerStats, Listening};
+use warden_proto::v1::approval_service_server::ApprovalServiceServer;
+use warden_proto::v1::approver_service_server::ApproverServiceServer;
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -244,11 +244,9 @@ pub async fn serve(
     .with_approvals(approvals.clone());
     let decision =
         DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
-    let approval_service = ApprovalServiceServer::new(ApprovalApi::new(
-        approvals.clone(),
-        config.limits.clone(),
-    ))
-    .max_decoding_message_size(max_message);
+    let approval_service =
+        ApprovalServiceServer::new(ApprovalApi::new(approvals.clone(), config.limits.clone()))
+            .max_decoding_message_size(max_message);
     let approver_service =
         ApproverServiceServer::new(ApproverApi::new(approvals.clone(), generations.clone()));
 
@@ -460,10 +458,7 @@ async fn expire_switches(changes: Arc<Changes>, mut stop: tokio::sync::watch::Re
 
 /// Expires approval tasks nobody decided in time, and drops ended ones
 /// past retention.
-async fn sweep_approvals(
-    approvals: Arc<Approvals>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn sweep_approvals(approvals: Arc<Approvals>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

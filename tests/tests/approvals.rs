@@ -61,8 +61,8 @@ async fn setup_with(extra: impl FnOnce(WardenBuilder) -> WardenBuilder) -> Setup
     let security = demo.member_of("security");
     let path = dir.path().join("warden.toml");
     std::fs::write(&path, config(&principal, &security)).unwrap();
-    let warden = extra(Warden::builder().env("WARDEN_CONFIG", path.display().to_string()))
-        .start_listening();
+    let warden =
+        extra(Warden::builder().env("WARDEN_CONFIG", path.display().to_string())).start_listening();
     wait_serving(&warden).await;
     Setup {
         warden,
@@ -178,10 +178,15 @@ impl Setup {
             .unwrap()
             .into_inner();
         assert_eq!(task.state(), pb::ApprovalTaskState::Approved);
-        task.approval.expect("an approved task carries its approval")
+        task.approval
+            .expect("an approved task carries its approval")
     }
 
-    async fn check_with(&self, mut request: pb::CheckRequest, approval: &pb::ApprovalRef) -> pb::CheckResponse {
+    async fn check_with(
+        &self,
+        mut request: pb::CheckRequest,
+        approval: &pb::ApprovalRef,
+    ) -> pb::CheckResponse {
         request.approval = Some(approval.clone());
         self.check(request).await
     }
@@ -189,7 +194,11 @@ impl Setup {
 
 fn refused(response: &pb::CheckResponse, reason: &str, next_action: &str) {
     assert_eq!(response.decision(), pb::Decision::Deny, "{response:?}");
-    assert_eq!(response.reasons.first().map(String::as_str), Some(reason), "{response:?}");
+    assert_eq!(
+        response.reasons.first().map(String::as_str),
+        Some(reason),
+        "{response:?}"
+    );
     assert_eq!(response.next_action, next_action, "{response:?}");
 }
 
@@ -213,7 +222,10 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
     let requirement = access.requirement.clone().unwrap();
     assert_eq!(requirement.approvers, ["group:security"]);
     assert!(!requirement.self_approval);
-    assert_eq!((requirement.uses, requirement.template.as_str()), (1, "acl_change"));
+    assert_eq!(
+        (requirement.uses, requirement.template.as_str()),
+        (1, "acl_change")
+    );
 
     // The submission must be for exactly the denied request.
     let mut platform = s.platform("desk").await;
@@ -224,18 +236,33 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
         justification: "month-end access for the audit".into(),
     };
     let mut other = request.clone();
-    other.action.as_mut().unwrap().attributes.as_mut().unwrap().fields.insert(
-        "level".into(),
-        warden_proto::convert::to_value(json!("admin")),
+    other
+        .action
+        .as_mut()
+        .unwrap()
+        .attributes
+        .as_mut()
+        .unwrap()
+        .fields
+        .insert(
+            "level".into(),
+            warden_proto::convert::to_value(json!("admin")),
+        );
+    let (c, message) = code(
+        platform
+            .request_approval(submit(other, access.binding_token.clone()))
+            .await,
     );
-    let (c, message) = code(platform.request_approval(submit(other, access.binding_token.clone())).await);
     assert_eq!(c, Code::InvalidArgument);
     assert!(message.contains("binding_token"), "{message}");
     let mut tampered = access.binding_token.clone().into_bytes();
     tampered[10] ^= 1;
     let (c, _) = code(
         platform
-            .request_approval(submit(request.clone(), String::from_utf8(tampered).unwrap()))
+            .request_approval(submit(
+                request.clone(),
+                String::from_utf8(tampered).unwrap(),
+            ))
             .await,
     );
     assert_eq!(c, Code::InvalidArgument);
@@ -260,11 +287,20 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
     assert_eq!(again.id, task.id);
     let mut different = submit(request.clone(), access.binding_token.clone());
     different.justification = "something else".into();
-    assert_eq!(code(platform.request_approval(different).await).0, Code::AlreadyExists);
+    assert_eq!(
+        code(platform.request_approval(different).await).0,
+        Code::AlreadyExists
+    );
     // Another platform does not see it.
     let get = |id: &str| pb::GetApprovalTaskRequest { task_id: id.into() };
     assert_eq!(
-        code(s.platform("studio").await.get_approval_task(get(&task.id)).await).0,
+        code(
+            s.platform("studio")
+                .await
+                .get_approval_task(get(&task.id))
+                .await
+        )
+        .0,
         Code::NotFound
     );
 
@@ -284,7 +320,11 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
         .await
         .unwrap()
         .into_inner();
-    let shown = listed.tasks.iter().find(|t| t.task.as_ref().unwrap().id == task.id).unwrap();
+    let shown = listed
+        .tasks
+        .iter()
+        .find(|t| t.task.as_ref().unwrap().id == task.id)
+        .unwrap();
     assert!(shown.can_decide);
     let bound = shown.request.as_ref().unwrap();
     let args = &bound.fields["action"];
@@ -298,25 +338,43 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
         note: "ok".into(),
         valid_for_seconds: valid_for,
     };
-    assert_eq!(code(s.approver("self").await.approve(approve(0)).await).0, Code::PermissionDenied);
-    assert_eq!(code(s.approver("agent").await.approve(approve(0)).await).0, Code::PermissionDenied);
+    assert_eq!(
+        code(s.approver("self").await.approve(approve(0)).await).0,
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(s.approver("agent").await.approve(approve(0)).await).0,
+        Code::PermissionDenied
+    );
     let platform_on_admin = ApproverServiceClient::new(s.transport(true, "desk").await)
         .approve(approve(0))
         .await;
     assert_eq!(code(platform_on_admin).0, Code::PermissionDenied);
-    assert_eq!(code(s.approver("auditor").await.approve(approve(0)).await).0, Code::PermissionDenied);
-    assert_eq!(code(sec.approve(approve(7200)).await).0, Code::InvalidArgument);
+    assert_eq!(
+        code(s.approver("auditor").await.approve(approve(0)).await).0,
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(sec.approve(approve(7200)).await).0,
+        Code::InvalidArgument
+    );
     sec.approve(approve(600)).await.unwrap();
     // Decided once: a second decision is refused.
     let deny = sec
-        .deny(pb::DenyRequest { task_id: task.id.clone(), note: "late".into() })
+        .deny(pb::DenyRequest {
+            task_id: task.id.clone(),
+            note: "late".into(),
+        })
         .await;
     assert_eq!(code(deny).0, Code::FailedPrecondition);
 
     let approved = watch.message().await.unwrap().unwrap();
     assert_eq!(approved.state(), pb::ApprovalTaskState::Approved);
     assert_eq!(approved.note, "ok");
-    assert!(watch.message().await.unwrap().is_none(), "the watch ends with the task");
+    assert!(
+        watch.message().await.unwrap().is_none(),
+        "the watch ends with the task"
+    );
     let approval = approved.approval.unwrap();
     assert!(approval.id.starts_with("apr_"));
 
@@ -328,10 +386,16 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
         r
     };
     variants.push(edit_args(&|a| {
-        a.fields.insert("level".into(), warden_proto::convert::to_value(json!("admin")));
+        a.fields.insert(
+            "level".into(),
+            warden_proto::convert::to_value(json!("admin")),
+        );
     }));
     variants.push(edit_args(&|a| {
-        a.fields.insert("scope".into(), warden_proto::convert::to_value(json!("all")));
+        a.fields.insert(
+            "scope".into(),
+            warden_proto::convert::to_value(json!("all")),
+        );
     }));
     variants.push(edit_args(&|a| {
         a.fields.remove("level");
@@ -352,24 +416,46 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
     );
     variants.push(other_context);
     for variant in variants {
-        refused(&s.check_with(variant.clone(), &approval).await, "out_of_scope", "request");
+        refused(
+            &s.check_with(variant.clone(), &approval).await,
+            "out_of_scope",
+            "request",
+        );
     }
     let mut other_platform = request.clone();
     other_platform.platform = "copilot-studio".into();
     other_platform.approval = Some(approval.clone());
-    let answer = s.decisions("studio").await.check(other_platform).await.unwrap().into_inner();
+    let answer = s
+        .decisions("studio")
+        .await
+        .check(other_platform)
+        .await
+        .unwrap()
+        .into_inner();
     refused(&answer, "out_of_scope", "request");
 
     // An altered state, or one signed by another key, is not Warden's.
     let mut altered = approval.clone();
     altered.state.push('x');
-    refused(&s.check_with(request.clone(), &altered).await, "approval_unverifiable", "none");
+    refused(
+        &s.check_with(request.clone(), &altered).await,
+        "approval_unverifiable",
+        "none",
+    );
     let mut forged = approval.clone();
     forged.state = resign_with_another_key(&approval.state);
-    refused(&s.check_with(request.clone(), &forged).await, "approval_unverifiable", "none");
+    refused(
+        &s.check_with(request.clone(), &forged).await,
+        "approval_unverifiable",
+        "none",
+    );
     let mut unknown = approval.clone();
     unknown.id = format!("{}0", &approval.id[..approval.id.len() - 1]);
-    refused(&s.check_with(request.clone(), &unknown).await, "approval_unverifiable", "none");
+    refused(
+        &s.check_with(request.clone(), &unknown).await,
+        "approval_unverifiable",
+        "none",
+    );
 
     // The state verifies, independently, against the served JWKS.
     verify_with_jwks(&s.warden, &approval.state);
@@ -381,7 +467,11 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
     assert_eq!(allowed.decision(), pb::Decision::Allow, "{allowed:?}");
     assert_eq!(allowed.reasons, [format!("approved:{}", approval.id)]);
     assert_eq!(allowed.approval.as_ref().unwrap().uses_left, 0);
-    refused(&s.check_with(exact, &approval).await, "approval_used_up", "request");
+    refused(
+        &s.check_with(exact, &approval).await,
+        "approval_used_up",
+        "request",
+    );
 
     // One chain of audit events for the decision (records are written
     // asynchronously: wait for the last one).
@@ -406,7 +496,10 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
     assert!(kinds.contains(&"require_approval"), "{kinds:?}");
     assert!(kinds.contains(&"approval.requested"), "{kinds:?}");
     assert!(kinds.contains(&"approval.approved"), "{kinds:?}");
-    let used = chain.iter().find(|r| r.decision == "allow").expect("the allowed check is in the chain");
+    let used = chain
+        .iter()
+        .find(|r| r.decision == "allow")
+        .expect("the allowed check is in the chain");
     assert_eq!(used.approval_id, approval.id);
     assert_eq!(used.task_id, task.id);
 }
@@ -466,7 +559,10 @@ async fn kill_switches_revocation_expiry_and_self_confirmation() {
         .into_inner();
     let blocked = s.check_with(request.clone(), &approval).await;
     assert_eq!(blocked.decision(), pb::Decision::Deny);
-    assert!(blocked.reasons[0].starts_with("kill_switch:"), "{blocked:?}");
+    assert!(
+        blocked.reasons[0].starts_with("kill_switch:"),
+        "{blocked:?}"
+    );
     admin
         .release_kill_switch(pb::ReleaseKillSwitchRequest {
             id: engaged.kill_switch.unwrap().id,
@@ -498,30 +594,51 @@ async fn kill_switches_revocation_expiry_and_self_confirmation() {
     // An expired approval is refused.
     let approval = s.approved(&request, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    refused(&s.check_with(request.clone(), &approval).await, "approval_expired", "request");
+    refused(
+        &s.check_with(request.clone(), &approval).await,
+        "approval_expired",
+        "request",
+    );
 
     // Sharing is confirmed by the principal themselves (`self: true`).
-    let share = CheckBuilder::new("support-desk", "access-admin", &s.principal, "accounts.share", "account")
-        .resource_id("acct-1")
-        .build();
+    let share = CheckBuilder::new(
+        "support-desk",
+        "access-admin",
+        &s.principal,
+        "accounts.share",
+        "account",
+    )
+    .resource_id("acct-1")
+    .build();
     let answer = s.check(share.clone()).await;
     if answer.decision() == pb::Decision::RequireApproval {
         let (_, task) = s.request(&share).await;
         let detail = s
             .approver("self")
             .await
-            .approve(pb::ApproveRequest { task_id: task.id.clone(), note: String::new(), valid_for_seconds: 0 })
+            .approve(pb::ApproveRequest {
+                task_id: task.id.clone(),
+                note: String::new(),
+                valid_for_seconds: 0,
+            })
             .await
             .unwrap()
             .into_inner();
         assert_eq!(detail.decided_by, s.principal);
-        assert_eq!(detail.task.unwrap().state(), pb::ApprovalTaskState::Approved);
+        assert_eq!(
+            detail.task.unwrap().state(),
+            pb::ApprovalTaskState::Approved
+        );
         // The security member is not among this one's approvers.
         let (_, other) = s.request(&share).await;
         let (c, _) = code(
             s.approver("sec")
                 .await
-                .approve(pb::ApproveRequest { task_id: other.id, note: String::new(), valid_for_seconds: 0 })
+                .approve(pb::ApproveRequest {
+                    task_id: other.id,
+                    note: String::new(),
+                    valid_for_seconds: 0,
+                })
                 .await,
         );
         assert_eq!(c, Code::PermissionDenied);
@@ -542,7 +659,9 @@ async fn concurrent_checks_use_a_single_use_approval_exactly_once() {
         let mut r = request.clone();
         r.request_id = format!("race-{i}");
         r.approval = Some(approval.clone());
-        tasks.push(tokio::spawn(async move { client.check(r).await.unwrap().into_inner() }));
+        tasks.push(tokio::spawn(async move {
+            client.check(r).await.unwrap().into_inner()
+        }));
     }
     let mut allowed = 0;
     for task in tasks {
@@ -564,7 +683,10 @@ async fn pending_tasks_and_unused_approvals_survive_kill_9() {
     let (_, pending) = s.request(&request).await;
     let unused = s.approved(&request, 0).await;
     let used = s.approved(&request, 0).await;
-    assert_eq!(s.check_with(request.clone(), &used).await.decision(), pb::Decision::Allow);
+    assert_eq!(
+        s.check_with(request.clone(), &used).await.decision(),
+        pb::Decision::Allow
+    );
     s.warden.kill9();
 
     let principal = s.principal.clone();
@@ -581,14 +703,23 @@ async fn pending_tasks_and_unused_approvals_survive_kill_9() {
     let task = s
         .platform("desk")
         .await
-        .get_approval_task(pb::GetApprovalTaskRequest { task_id: pending.id })
+        .get_approval_task(pb::GetApprovalTaskRequest {
+            task_id: pending.id,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(task.state(), pb::ApprovalTaskState::Pending);
     // The same key signs after the restart: the approval still verifies.
-    assert_eq!(s.check_with(request.clone(), &unused).await.decision(), pb::Decision::Allow);
-    refused(&s.check_with(request.clone(), &used).await, "approval_used_up", "request");
+    assert_eq!(
+        s.check_with(request.clone(), &unused).await.decision(),
+        pb::Decision::Allow
+    );
+    refused(
+        &s.check_with(request.clone(), &used).await,
+        "approval_used_up",
+        "request",
+    );
 }
 
 #[tokio::test]
@@ -609,14 +740,34 @@ async fn the_whole_loop_over_authzen_http() {
         "context": {"purpose": "quarter close"},
     });
     let post = |path: &str, body: &Json| {
-        http_request(http, "POST", path, &headers, Some(body.to_string().as_bytes()))
+        http_request(
+            http,
+            "POST",
+            path,
+            &headers,
+            Some(body.to_string().as_bytes()),
+        )
     };
 
     // Metadata advertises the access request endpoint and the JWKS.
-    let metadata = http_request(http, "GET", "/.well-known/authzen-configuration", &[], None).json();
-    assert!(metadata["access_request_endpoint"].as_str().unwrap().ends_with("/access/v1/requests"));
-    assert!(metadata["jwks_uri"].as_str().unwrap().ends_with("/access/v1/jwks"));
-    assert_eq!(metadata["capabilities"], json!(["urn:openid:authzen:capability:access-request"]));
+    let metadata =
+        http_request(http, "GET", "/.well-known/authzen-configuration", &[], None).json();
+    assert!(
+        metadata["access_request_endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/access/v1/requests")
+    );
+    assert!(
+        metadata["jwks_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/access/v1/jwks")
+    );
+    assert_eq!(
+        metadata["capabilities"],
+        json!(["urn:openid:authzen:capability:access-request"])
+    );
 
     // A requestable denial (ARAP): decision false, and how to ask.
     let denied = post("/access/v1/evaluation", &evaluation);
@@ -640,7 +791,10 @@ async fn the_whole_loop_over_authzen_http() {
     changed["action"]["properties"]["level"] = json!("admin");
     let wrong = post("/access/v1/requests", &changed);
     assert_eq!(wrong.status, 400);
-    assert_eq!(wrong.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        wrong.header("content-type"),
+        Some("application/problem+json")
+    );
     assert_eq!(
         wrong.json()["type"],
         "urn:openid:authzen:access-request:error:invalid_denial_binding"
@@ -661,12 +815,22 @@ async fn the_whole_loop_over_authzen_http() {
     assert_eq!(pending.header("retry-after"), Some("5"));
     // Another platform's credential does not see it.
     let studio = format!("Bearer {}", token("studio"));
-    let hidden = http_request(http, "GET", &status_path, &[("Authorization", studio.as_str())], None);
+    let hidden = http_request(
+        http,
+        "GET",
+        &status_path,
+        &[("Authorization", studio.as_str())],
+        None,
+    );
     assert_eq!(hidden.status, 404);
 
     s.approver("sec")
         .await
-        .approve(pb::ApproveRequest { task_id: id.clone(), note: "fine".into(), valid_for_seconds: 0 })
+        .approve(pb::ApproveRequest {
+            task_id: id.clone(),
+            note: "fine".into(),
+            valid_for_seconds: 0,
+        })
         .await
         .unwrap();
     let done = http_request(http, "GET", &status_path, &headers[1..], None).json();
@@ -703,11 +867,17 @@ async fn the_whole_loop_over_authzen_http() {
         "binding_token": denied["context"]["access_request"]["binding_token"],
     });
     let created = post("/access/v1/requests", &second).json();
-    let cancel = format!("/access/v1/requests/{}/cancel", created["task"]["id"].as_str().unwrap());
+    let cancel = format!(
+        "/access/v1/requests/{}/cancel",
+        created["task"]["id"].as_str().unwrap()
+    );
     let cancelled = post(&cancel, &json!({"reason": "not needed"}));
     assert_eq!(cancelled.status, 200);
     assert_eq!(cancelled.json()["task"]["status"], "cancelled");
     let twice = post(&cancel, &json!({}));
     assert_eq!(twice.status, 409);
-    assert_eq!(twice.json()["type"], "urn:openid:authzen:access-request:error:invalid_task_state");
+    assert_eq!(
+        twice.json()["type"],
+        "urn:openid:authzen:access-request:error:invalid_task_state"
+    );
 }

@@ -699,3 +699,175 @@ async fn etcd_sheds_what_no_pointer_names_and_replicas_still_find_what_they_need
         assert!(stored.iter().any(|r| r == revision), "{stored:?}");
     }
 }
+
+mod approvals {
+    //! The approval workflow across replicas: tasks and approvals live in
+    //! etcd, and a single-use approval is used exactly once in the cluster.
+
+    use super::*;
+    use serde_json::json;
+    use warden_client::{CheckBuilder, ClientOptions, Transport, connect_channel};
+    use warden_e2e::Demo;
+    use warden_proto::v1 as pb;
+    use warden_proto::v1::approval_service_client::ApprovalServiceClient;
+    use warden_proto::v1::approver_service_client::ApproverServiceClient;
+    use warden_proto::v1::decision_service_client::DecisionServiceClient;
+
+    fn token(name: &str) -> String {
+        format!("cluster-approvals-token-{name}-0123456789")
+    }
+
+    async fn channel(endpoint: String, who: &str) -> Transport {
+        let options = ClientOptions {
+            token: Some(token(who)),
+            ..ClientOptions::default()
+        };
+        connect_channel(endpoint, &options).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn requested_on_one_approved_on_another_used_once_across_three() {
+        let etcd = Etcd::start();
+        let dir = tempfile::tempdir().unwrap();
+        let demo = Demo::load();
+        let (principal, security) = (demo.member_of("it-ops"), demo.member_of("security"));
+        // One signing key for every replica, as the cluster requires.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let key_file = dir.path().join("approvals.pem");
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let tokens: Vec<String> = [
+            ("desk", "platform:support-desk".to_owned()),
+            ("sec", format!("approver:{security}")),
+            ("auditor", "auditor".to_owned()),
+        ]
+        .iter()
+        .map(|(name, role)| {
+            format!(
+                "{{ name = \"{name}\", sha256 = \"{}\", roles = [\"{role}\"] }}",
+                warden::auth::hash_token(&token(name))
+            )
+        })
+        .collect();
+        let config = dir.path().join("warden.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[auth]\ntokens = [{}]\n\n[approvals]\nsigning_key_file = \"{}\"\n",
+                tokens.join(", "),
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        let servers: Vec<Warden> = ["r1", "r2", "r3"]
+            .iter()
+            .map(|name| {
+                replica_builder(&etcd, name)
+                    .env("WARDEN_CONFIG", config.display().to_string())
+                    .start_listening()
+            })
+            .collect();
+        for server in &servers {
+            server.wait_serving().await;
+            let options = ClientOptions {
+                token: Some(token("auditor")),
+                ..ClientOptions::default()
+            };
+            let mut admin = AdminClient::connect(server.admin_endpoint(), options)
+                .await
+                .unwrap();
+            wait_status(&mut admin, "connected").await;
+            assert_eq!(admin.status().await.unwrap().approvals, "enabled");
+        }
+        let request = CheckBuilder::new(
+            "support-desk",
+            "access-admin",
+            &principal,
+            "permissions.grant",
+            "role",
+        )
+        .resource_id("finance-approver")
+        .action_attribute("grantee", json!("bob"))
+        .build();
+
+        // Asked on r1.
+        let mut r1 = DecisionServiceClient::new(channel(servers[0].endpoint(), "desk").await);
+        let denied = r1.check(request.clone()).await.unwrap().into_inner();
+        let access = denied.access_request.unwrap();
+        let task = ApprovalServiceClient::new(channel(servers[0].endpoint(), "desk").await)
+            .request_approval(pb::RequestApprovalRequest {
+                request: Some(request.clone()),
+                evaluation_id: access.evaluation_id.clone(),
+                binding_token: access.binding_token.clone(),
+                justification: "cluster".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The same submission on r3 is the same task.
+        let again = ApprovalServiceClient::new(channel(servers[2].endpoint(), "desk").await)
+            .request_approval(pb::RequestApprovalRequest {
+                request: Some(request.clone()),
+                evaluation_id: access.evaluation_id,
+                binding_token: access.binding_token,
+                justification: "cluster".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.id, task.id);
+
+        // Approved on r2: the approver may not even wait for the watch.
+        ApproverServiceClient::new(channel(servers[1].admin_endpoint(), "sec").await)
+            .approve(pb::ApproveRequest {
+                task_id: task.id.clone(),
+                note: "ok".into(),
+                valid_for_seconds: 0,
+            })
+            .await
+            .unwrap();
+        let approval = ApprovalServiceClient::new(channel(servers[1].endpoint(), "desk").await)
+            .get_approval_task(pb::GetApprovalTaskRequest {
+                task_id: task.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .approval
+            .unwrap();
+
+        // Used from all three at once, 64 checks: exactly one ALLOW.
+        let mut calls = Vec::new();
+        for i in 0..64 {
+            let endpoint = servers[i % 3].endpoint();
+            let mut r = request.clone();
+            r.request_id = format!("race-{i}");
+            r.approval = Some(approval.clone());
+            calls.push(tokio::spawn(async move {
+                let mut client = DecisionServiceClient::new(channel(endpoint, "desk").await);
+                client.check(r).await.unwrap().into_inner()
+            }));
+        }
+        let mut allowed = 0;
+        for call in calls {
+            let answer = call.await.unwrap();
+            if answer.decision() == pb::Decision::Allow {
+                allowed += 1;
+            } else {
+                assert!(
+                    ["approval_used_up", "approval_unavailable"]
+                        .contains(&answer.reasons[0].as_str()),
+                    "{answer:?}"
+                );
+            }
+        }
+        assert_eq!(allowed, 1);
+        // Every replica agrees it is used up.
+        for server in &servers {
+            let mut client = DecisionServiceClient::new(channel(server.endpoint(), "desk").await);
+            let mut r = request.clone();
+            r.approval = Some(approval.clone());
+            let answer = client.check(r).await.unwrap().into_inner();
+            assert_eq!(answer.reasons[0], "approval_used_up", "{answer:?}");
+        }
+    }
+}

@@ -13,8 +13,8 @@ use warden_proto::v1::approval_service_server::ApprovalService;
 use warden_proto::v1::approver_service_server::ApproverService;
 
 use super::status::invalid_field;
-use crate::approval::store::now_ms;
 use crate::approval::ApprovalError;
+use crate::approval::store::now_ms;
 use crate::approval::task::{State, Task};
 use crate::approval::{Approvals, detail, effective_state, may_decide, platform_view};
 use crate::auth::{Caller, Role};
@@ -44,12 +44,8 @@ impl From<ApprovalError> for Status {
             ApprovalError::NotRequestable(_)
             | ApprovalError::ExpiredDenial(_)
             | ApprovalError::TaskState(_) => Status::failed_precondition(message),
-            ApprovalError::Invalid { field, reason } => {
-                invalid_field(&field, &message, &reason)
-            }
-            ApprovalError::Binding(reason) => {
-                invalid_field("binding_token", &message, &reason)
-            }
+            ApprovalError::Invalid { field, reason } => invalid_field(&field, &message, &reason),
+            ApprovalError::Binding(reason) => invalid_field("binding_token", &message, &reason),
             ApprovalError::Duplicate(_) => Status::already_exists(message),
             ApprovalError::UnknownTask(_) => Status::not_found(message),
             ApprovalError::Forbidden(_) => Status::permission_denied(message),
@@ -100,7 +96,11 @@ impl ApprovalService for ApprovalApi {
         caller.check_platform(&check.platform, "request.platform")?;
         let valid = validate(check, &self.limits).map_err(|invalid| {
             let field = format!("request.{}", invalid.field);
-            invalid_field(&field, &format!("invalid {field}: {}", invalid.reason), &invalid.reason)
+            invalid_field(
+                &field,
+                &format!("invalid {field}: {}", invalid.reason),
+                &invalid.reason,
+            )
         })?;
         required("evaluation_id", &request.evaluation_id)?;
         required("binding_token", &request.binding_token)?;
@@ -240,10 +240,19 @@ impl ApproverApi {
         let viewer = Self::viewer(caller);
         let can_decide = self.can_decide(&viewer, task);
         let sees = match viewer {
-            Viewer::Reader => caller.has(&Role::Auditor) || caller.is_open() || caller.has(&Role::IncidentResponder),
+            Viewer::Reader => {
+                caller.has(&Role::Auditor)
+                    || caller.is_open()
+                    || caller.has(&Role::IncidentResponder)
+            }
             Viewer::Approver(user) => can_decide || task.decided_by.as_deref() == Some(user),
         };
-        sees.then(|| detail(task, can_decide && effective_state(task, now_ms()) == State::Pending))
+        sees.then(|| {
+            detail(
+                task,
+                can_decide && effective_state(task, now_ms()) == State::Pending,
+            )
+        })
     }
 
     fn person<'a>(caller: &'a Caller) -> Result<&'a str, Status> {
@@ -279,7 +288,11 @@ impl ApproverService for ApproverApi {
         let skip = match request.page_token.as_str() {
             "" => 0,
             token => token.parse::<usize>().map_err(|_| {
-                invalid_field("page_token", "invalid page_token: not one this server gave", "unknown token")
+                invalid_field(
+                    "page_token",
+                    "invalid page_token: not one this server gave",
+                    "unknown token",
+                )
             })?,
         };
         let now = now_ms();
@@ -321,9 +334,13 @@ impl ApproverService for ApproverApi {
         let task = self.task(&request.get_ref().task_id)?;
         self.visible(&caller, &task)
             .map(Response::new)
-            .ok_or_else(|| Status::permission_denied(format!(
-                "caller `{}` may not decide task `{}`", caller.name(), task.id
-            )))
+            .ok_or_else(|| {
+                Status::permission_denied(format!(
+                    "caller `{}` may not decide task `{}`",
+                    caller.name(),
+                    task.id
+                ))
+            })
     }
 
     async fn approve(
@@ -417,7 +434,10 @@ impl ApproverService for ApproverApi {
                 .filter(|t| effective_state(t, now) == State::Pending)
                 .collect();
             tasks.sort_by_key(|t| t.created_at_ms);
-            tasks.iter().filter_map(|t| self.visible(&caller, t)).collect()
+            tasks
+                .iter()
+                .filter_map(|t| self.visible(&caller, t))
+                .collect()
         } else {
             self.approvals.keys()?;
             Vec::new()

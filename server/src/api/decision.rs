@@ -12,7 +12,6 @@ use super::killswitch::scope_to_proto;
 use super::status::{invalid_argument, invalid_field};
 use crate::approval::{Approvals, Refused, Verified};
 use crate::audit::record::{self, ApprovalIds, DecisionFacts};
-use crate::snapshot::SnapshotKind;
 use crate::audit::{AuditError, Auditor, Durability};
 use crate::auth::Caller;
 use crate::decision::{Decision, Stage, Verdict, decide};
@@ -21,6 +20,7 @@ use crate::killswitch::KillSwitches;
 use crate::metrics::{Api, Metrics};
 use crate::platform_limits::PlatformLimits;
 use crate::request::{CheckRequest, InvalidRequest, Limits, validate};
+use crate::snapshot::SnapshotKind;
 use crate::stats::Stats;
 
 /// Serves checks from the published generation.
@@ -86,7 +86,15 @@ impl DecisionApi {
             access_request,
             ..Extra::default()
         };
-        self.finish(request, decision, extra, decision_id, generation, caller, (started, now))
+        self.finish(
+            request,
+            decision,
+            extra,
+            decision_id,
+            generation,
+            caller,
+            (started, now),
+        )
     }
 
     /// `answer` for a check that carries an approval: verified first (so
@@ -104,7 +112,7 @@ impl DecisionApi {
         let now = SystemTime::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
         let verified = match &self.approvals {
-            Some(approvals) => approvals.verify(presented, request, now),
+            Some(approvals) => approvals.verify_current(presented, request, now).await,
             None => Err(Refused {
                 reason: "approval_unverifiable",
                 detail: Some("approvals are disabled".into()),
@@ -128,7 +136,10 @@ impl DecisionApi {
         if decision.stage == Stage::Policy {
             let outcome = match verified {
                 Err(refused) => Err(refused),
-                Ok(v) => self.use_approval(v, &decision, request, generation, &decision_id).await,
+                Ok(v) => {
+                    self.use_approval(v, &decision, request, generation, &decision_id)
+                        .await
+                }
             };
             match outcome {
                 Ok((v, uses_left)) => {
@@ -157,7 +168,15 @@ impl DecisionApi {
                 });
             }
         }
-        self.finish(request, decision, extra, decision_id, generation, caller, (started, now))
+        self.finish(
+            request,
+            decision,
+            extra,
+            decision_id,
+            generation,
+            caller,
+            (started, now),
+        )
     }
 
     /// How to ask for approval of a REQUIRE_APPROVAL, when a person can

@@ -83,8 +83,12 @@ mod tests {
             }
         };
         let part = |k: &str| json.get(k).cloned().unwrap_or(serde_json::Value::Null);
-        let (agent, principal, action, resource) =
-            (part("agent"), part("principal"), part("action"), part("resource"));
+        let (agent, principal, action, resource) = (
+            part("agent"),
+            part("principal"),
+            part("action"),
+            part("resource"),
+        );
         let chain = match json.get("delegation_chain") {
             None => Vec::new(),
             Some(serde_json::Value::Array(items)) => items
@@ -95,14 +99,20 @@ mod tests {
         };
         Ok(pb::CheckRequest {
             platform: text(json, "platform")?,
-            agent: Some(pb::Agent { id: text(&agent, "id")?, attributes: object(&agent, "attributes")? }),
+            agent: Some(pb::Agent {
+                id: text(&agent, "id")?,
+                attributes: object(&agent, "attributes")?,
+            }),
             principal: Some(pb::Principal {
                 r#type: text(&principal, "type")?,
                 id: text(&principal, "id")?,
                 attributes: object(&principal, "attributes")?,
             }),
             delegation_chain: chain,
-            action: Some(pb::Action { name: text(&action, "name")?, attributes: object(&action, "attributes")? }),
+            action: Some(pb::Action {
+                name: text(&action, "name")?,
+                attributes: object(&action, "attributes")?,
+            }),
             resource: Some(pb::Resource {
                 r#type: text(&resource, "type")?,
                 id: text(&resource, "id")?,
@@ -123,8 +133,7 @@ mod tests {
             "resource": {"type": "document", "id": "d1", "attributes": {"owner": "u"}},
             "context": context, "request_id": "r1"
         });
-        let pb: pb::CheckRequest = pb_from_json(&json)
-            .expect("a valid request");
+        let pb: pb::CheckRequest = pb_from_json(&json).expect("a valid request");
         validate(&pb, &Limits::default()).expect("valid")
     }
 

@@ -49,6 +49,8 @@ enum Signer {
 
 pub struct Keys {
     signer: Signer,
+    /// The signing key's public half, raw.
+    public: Vec<u8>,
     kid: String,
     jwks: Json,
     bind: ring::hmac::Key,
@@ -58,7 +60,9 @@ pub struct Keys {
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("Keys")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,6 +136,10 @@ impl Keys {
         } else {
             return Err("not a PKCS#8 P-256 or Ed25519 private key".into());
         };
+        let public = match &signer {
+            Signer::Es256(pair) => pair.public_key().as_ref().to_vec(),
+            Signer::EdDsa(pair) => pair.public_key().as_ref().to_vec(),
+        };
         let kid = thumbprint(&jwk);
         let alg = match signer {
             Signer::Es256(_) => Algorithm::Es256,
@@ -156,6 +164,7 @@ impl Keys {
         };
         Ok(Self {
             signer,
+            public,
             kid,
             jwks: json!({ "keys": keys }),
             bind: derive(b"warden approvals binding token v1"),
@@ -181,7 +190,8 @@ impl Keys {
 
     /// A compact JWS over `claims`.
     pub fn sign(&self, claims: &Json) -> Result<String, KeyError> {
-        let header = json!({"alg": self.algorithm().jws(), "kid": self.kid, "typ": "warden-approval+jwt"});
+        let header =
+            json!({"alg": self.algorithm().jws(), "kid": self.kid, "typ": "warden-approval+jwt"});
         let signing_input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -196,6 +206,26 @@ impl Keys {
             Signer::EdDsa(pair) => pair.sign(signing_input.as_bytes()).as_ref().to_vec(),
         };
         Ok(format!("{signing_input}.{}", b64(&signature)))
+    }
+
+    /// The claims of a compact JWS this key signed; `None` for anything
+    /// else (another key, an altered token, not a JWS).
+    pub fn verified_claims(&self, jws: &str) -> Option<Json> {
+        let mut parts = jws.split('.');
+        let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let signature = super::binding::unb64(signature)?;
+        let input = &jws[..header.len() + 1 + claims.len()];
+        let algorithm: &dyn signature::VerificationAlgorithm = match self.signer {
+            Signer::Es256(_) => &signature::ECDSA_P256_SHA256_FIXED,
+            Signer::EdDsa(_) => &signature::ED25519,
+        };
+        signature::UnparsedPublicKey::new(algorithm, &self.public)
+            .verify(input.as_bytes(), &signature)
+            .ok()?;
+        serde_json::from_slice(&super::binding::unb64(claims)?).ok()
     }
 
     /// MAC for binding tokens.
@@ -257,7 +287,9 @@ fn public_jwk(spki: &[u8]) -> Option<Json> {
         && point.len() == 65
         && point[0] == 4
     {
-        return Some(json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])}));
+        return Some(
+            json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..])}),
+        );
     }
     if let Some(key) = spki.strip_prefix(ED25519_SPKI)
         && key.len() == 32
@@ -313,7 +345,10 @@ fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>, String> {
         .ok_or_else(|| format!("no `{begin}` block (PKCS#8 PEM expected)"))?;
     let rest = &text[start + begin.len()..];
     let stop = rest.find(&end).ok_or_else(|| format!("no `{end}`"))?;
-    let body: String = rest[..stop].chars().filter(|c| !c.is_whitespace()).collect();
+    let body: String = rest[..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD
         .decode(body)
         .map_err(|e| format!("bad base64: {e}"))
@@ -335,6 +370,13 @@ mod tests {
             assert_ne!(a.task_id("e1"), a.task_id("e2"));
             let jws = a.sign(&json!({"x": 1})).unwrap();
             assert_eq!(jws.split('.').count(), 3);
+            assert_eq!(b.verified_claims(&jws), Some(json!({"x": 1})));
+            let mut altered = jws.clone();
+            altered.insert(jws.len() - 2, 'A');
+            assert_eq!(b.verified_claims(&altered), None);
+            let other = tempfile::tempdir().unwrap();
+            let stranger = Keys::load(None, other.path(), algorithm, &[]).unwrap();
+            assert_eq!(stranger.verified_claims(&jws), None);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;

@@ -43,4 +43,3 @@ impl ApprovalMetrics {
         self.uses.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 }
-

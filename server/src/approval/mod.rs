@@ -36,9 +36,9 @@ pub use store::{TaskRecords, TaskStore};
 pub use views::{detail, platform_view};
 
 use self::keys::Keys;
-use crate::approval_requirement::{Approver, Requirement};
 use self::store::now_ms;
 use self::task::{Grant, Revocation, State, Task};
+use crate::approval_requirement::{Approver, Requirement};
 use crate::audit::Auditor;
 use crate::audit::record::{admin_record, rfc3339};
 use crate::cluster::Cluster;
@@ -262,8 +262,9 @@ impl Approvals {
             version: 0,
             state: State::Pending,
             created_at_ms: now,
-            expires_at_ms: now
-                .saturating_add(u64::try_from(self.config.task_ttl.as_millis()).unwrap_or(u64::MAX)),
+            expires_at_ms: now.saturating_add(
+                u64::try_from(self.config.task_ttl.as_millis()).unwrap_or(u64::MAX),
+            ),
             evaluation_id: evaluation_id.to_owned(),
             platform: request.platform.clone(),
             agent_id: request.agent.id.clone(),
@@ -318,7 +319,11 @@ impl Approvals {
     }
 
     /// A task as its platform may see it; another platform's is unknown.
-    pub fn task_for(&self, platform_ok: impl Fn(&str) -> bool, id: &str) -> Result<Task, ApprovalError> {
+    pub fn task_for(
+        &self,
+        platform_ok: impl Fn(&str) -> bool,
+        id: &str,
+    ) -> Result<Task, ApprovalError> {
         self.keys()?;
         match self.store.get(id)? {
             Some(task) if platform_ok(&task.platform) => Ok(task),
@@ -338,7 +343,12 @@ impl Approvals {
         self.store.all()
     }
 
-    pub async fn cancel(&self, caller: &str, task: Task, reason: &str) -> Result<Task, ApprovalError> {
+    pub async fn cancel(
+        &self,
+        caller: &str,
+        task: Task,
+        reason: &str,
+    ) -> Result<Task, ApprovalError> {
         let reason = reason.to_owned();
         let now = now_ms();
         let task = self
@@ -350,8 +360,13 @@ impl Approvals {
                 Ok(task)
             })
             .await?;
-        self.audit(caller, "approval.cancelled", &task, json!({"reason": task.note}))
-            .await;
+        self.audit(
+            caller,
+            "approval.cancelled",
+            &task,
+            json!({"reason": task.note}),
+        )
+        .await;
         Ok(task)
     }
 
@@ -459,13 +474,24 @@ impl Approvals {
             .await?;
         self.decided
             .decided("denied", now.saturating_sub(task.created_at_ms));
-        self.audit(caller, "approval.denied", &task, json!({"by": user, "note": note}))
-            .await;
+        self.audit(
+            caller,
+            "approval.denied",
+            &task,
+            json!({"by": user, "note": note}),
+        )
+        .await;
         Ok(task)
     }
 
     /// Withdraws an approval that is not used up or expired.
-    pub async fn revoke(&self, caller: &str, by: &str, id: &str, reason: &str) -> Result<Task, ApprovalError> {
+    pub async fn revoke(
+        &self,
+        caller: &str,
+        by: &str,
+        id: &str,
+        reason: &str,
+    ) -> Result<Task, ApprovalError> {
         self.keys()?;
         let now = now_ms();
         let (by_owned, reason_owned) = (by.to_owned(), reason.to_owned());
@@ -484,7 +510,10 @@ impl Approvals {
                         )));
                     }
                 };
-                if grant.revoked.is_some() || grant.uses_left() == 0 || now >= grant.approved_until_ms {
+                if grant.revoked.is_some()
+                    || grant.uses_left() == 0
+                    || now >= grant.approved_until_ms
+                {
                     return Err(ApprovalError::TaskState(format!(
                         "approval `{}` is already revoked, used up or expired",
                         grant.id
@@ -502,8 +531,13 @@ impl Approvals {
                 ApprovalError::UnknownTask(_) => ApprovalError::UnknownTask(id.to_owned()),
                 other => other,
             })?;
-        self.audit(caller, "approval.revoked", &task, json!({"by": by, "reason": reason}))
-            .await;
+        self.audit(
+            caller,
+            "approval.revoked",
+            &task,
+            json!({"by": by, "reason": reason}),
+        )
+        .await;
         Ok(task)
     }
 
@@ -546,7 +580,8 @@ impl Approvals {
         if crate::killswitch::unix_ms(now) >= grant.approved_until_ms {
             return Err(Refused::new("approval_expired", "request"));
         }
-        if binding::hash(&binding::bound(request, &self.config.exclude_context)) != task.binding_hash
+        if binding::hash(&binding::bound(request, &self.config.exclude_context))
+            != task.binding_hash
         {
             return Err(Refused::new("out_of_scope", "request"));
         }
@@ -565,6 +600,57 @@ impl Approvals {
             evaluation_id: task.evaluation_id,
             approver: grant.approver.clone(),
         })
+    }
+
+    /// `verify`, and in a cluster, when this replica does not yet hold the
+    /// approval (its watch lags the replica that gave it), once more after
+    /// reading the task from etcd. Only a state this key signed for that
+    /// approval is worth the read, so forged ids cost no etcd traffic.
+    pub async fn verify_current(
+        &self,
+        presented: &pb::ApprovalRef,
+        request: &CheckRequest,
+        now: SystemTime,
+    ) -> Result<Verified, Refused> {
+        let first = self.verify(presented, request, now);
+        let Backend::Cluster { cluster, kind } = &self.backend else {
+            return first;
+        };
+        if !matches!(&first, Err(refused) if refused.reason == "approval_unverifiable") {
+            return first;
+        }
+        let signed_for_it = self
+            .keys
+            .as_ref()
+            .ok()
+            .and_then(|keys| keys.verified_claims(&presented.state))
+            .is_some_and(|claims| claims["approval_id"] == presented.id.as_str());
+        let Some(task_id) = task::task_of(&presented.id).filter(|_| signed_for_it) else {
+            return first;
+        };
+        match cluster.record(kind.as_ref(), &task_id).await {
+            Ok(Some((value, _))) => {
+                let store = self.store.clone();
+                let merged = tokio::task::spawn_blocking(move || {
+                    let task: Task = serde_json::from_slice(&value)
+                        .map_err(|e| ApprovalError::Internal(e.to_string()))?;
+                    store.merge(&task)
+                })
+                .await;
+                match merged {
+                    Ok(Ok(_)) => self.verify(presented, request, now),
+                    Ok(Err(e)) => Err(Refused::unavailable(e.to_string())),
+                    Err(e) => Err(Refused::unavailable(e.to_string())),
+                }
+            }
+            Ok(None) => first,
+            Err(e) => Err(Refused {
+                reason: "grant_pending",
+                detail: Some(e.to_string()),
+                next_action: "retry",
+                retry_after: 1,
+            }),
+        }
     }
 
     /// Whether the approver is still one the policy's current requirement
@@ -594,7 +680,9 @@ impl Approvals {
         let now = now_ms();
         let result = self
             .update(&verified.task_id, move |current| {
-                let mut task = current.cloned().ok_or_else(|| ApprovalError::UnknownTask(String::new()))?;
+                let mut task = current
+                    .cloned()
+                    .ok_or_else(|| ApprovalError::UnknownTask(String::new()))?;
                 let grant = task
                     .grant
                     .as_mut()
@@ -636,7 +724,9 @@ impl Approvals {
             if task.state == State::Pending && now >= task.expires_at_ms {
                 let expired = self
                     .update(&task.id, move |current| {
-                        let mut task = current.cloned().ok_or_else(|| ApprovalError::UnknownTask(String::new()))?;
+                        let mut task = current
+                            .cloned()
+                            .ok_or_else(|| ApprovalError::UnknownTask(String::new()))?;
                         if task.state != State::Pending {
                             return Err(ApprovalError::TaskState(String::new()));
                         }
@@ -648,9 +738,19 @@ impl Approvals {
                 if let Ok(task) = expired {
                     self.decided
                         .decided("expired", now.saturating_sub(task.created_at_ms));
-                    self.audit("warden", "approval.expired", &task, json!({})).await;
+                    self.audit("warden", "approval.expired", &task, json!({}))
+                        .await;
                 }
             } else if task.prunable_at_ms(retention).is_some_and(|at| now >= at) {
+                if let Backend::Cluster { cluster, kind } = &self.backend
+                    && let Ok(Some((_, revision))) = cluster.record(kind.as_ref(), &task.id).await
+                {
+                    // Whichever replica gets there first; the others find
+                    // it gone, which is what they wanted.
+                    let _ = cluster
+                        .delete_record(kind.as_ref(), &task.id, revision)
+                        .await;
+                }
                 self.store.remove(&task.id)?;
             }
         }
@@ -679,7 +779,9 @@ impl Approvals {
                     let (current, revision) = match &shared {
                         Some((value, revision)) => (
                             Some(serde_json::from_slice::<Task>(value).map_err(|e| {
-                                ApprovalError::Internal(format!("a task in etcd does not parse: {e}"))
+                                ApprovalError::Internal(format!(
+                                    "a task in etcd does not parse: {e}"
+                                ))
                             })?),
                             *revision,
                         ),

@@ -30,11 +30,13 @@ fn store_error(e: impl std::fmt::Display) -> ApprovalError {
 }
 
 fn decode(bytes: &[u8]) -> Result<Task, ApprovalError> {
-    serde_json::from_slice(bytes).map_err(|e| ApprovalError::Internal(format!("a stored task does not parse: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApprovalError::Internal(format!("a stored task does not parse: {e}")))
 }
 
 pub fn encode(task: &Task) -> Result<Vec<u8>, ApprovalError> {
-    serde_json::to_vec(task).map_err(|e| ApprovalError::Internal(format!("cannot encode a task: {e}")))
+    serde_json::to_vec(task)
+        .map_err(|e| ApprovalError::Internal(format!("cannot encode a task: {e}")))
 }
 
 impl TaskStore {
@@ -190,7 +192,9 @@ impl RecordKind for TaskRecords {
         if !self.0.merge(&task).map_err(control)? {
             return Ok(None);
         }
-        Ok(Some(json!({"id": task.id, "state": task.state.as_str(), "version": task.version})))
+        Ok(Some(
+            json!({"id": task.id, "state": task.state.as_str(), "version": task.version}),
+        ))
     }
 
     fn fail(&self, reason: String) {

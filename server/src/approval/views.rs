@@ -3,10 +3,10 @@
 
 use warden_proto::v1 as pb;
 
-use crate::approval_requirement::Requirement;
+use super::effective_state;
 use super::store::now_ms;
 use super::task::{State, Task};
-use super::effective_state;
+use crate::approval_requirement::Requirement;
 use crate::killswitch::rfc3339_ms;
 
 pub fn state(state: State) -> pb::ApprovalTaskState {

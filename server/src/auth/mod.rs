@@ -47,7 +47,10 @@ impl Role {
             "auditor" => Ok(Role::Auditor),
             _ => {
                 let valid = |id: &str| !id.is_empty() && !id.chars().any(|c| c.is_control());
-                match (text.strip_prefix("platform:"), text.strip_prefix("approver:")) {
+                match (
+                    text.strip_prefix("platform:"),
+                    text.strip_prefix("approver:"),
+                ) {
                     (Some(id), _) if valid(id) => Ok(Role::Platform(id.to_owned())),
                     (_, Some(user)) if valid(user) => Ok(Role::Approver(user.to_owned())),
                     _ => Err(format!(
@@ -119,7 +122,12 @@ impl Principal {
         }
         // A credential approves as one person, or it would be unclear who
         // did.
-        if roles.iter().filter(|r| matches!(r, Role::Approver(_))).count() > 1 {
+        if roles
+            .iter()
+            .filter(|r| matches!(r, Role::Approver(_)))
+            .count()
+            > 1
+        {
             return Err(format!(
                 "caller `{name}` names more than one approver; give each person their own credential"
             ));

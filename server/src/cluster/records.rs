@@ -44,6 +44,22 @@ impl Cluster {
         Ok(written.is_some())
     }
 
+    /// Deletes record `id` of `kind` if its key is still at `mod_revision`;
+    /// whether it did. Replicas drop their own copies on their own (records
+    /// that expire do so by time, everywhere alike).
+    pub async fn delete_record(
+        &self,
+        kind: &dyn RecordKind,
+        id: &str,
+        mod_revision: i64,
+    ) -> Result<bool, ControlError> {
+        self.writable()?;
+        self.etcd
+            .delete_if(&self.keys.record(kind.name(), id), mod_revision)
+            .await
+            .map_err(|e| etcd_error(&e))
+    }
+
     /// Applies here a record that is in etcd: in force on this replica when
     /// this returns, and on every other as its watch delivers it.
     pub async fn apply_shared(

@@ -72,7 +72,11 @@ fn admit(
         .map_err(|status| from_refusal(Refusal::from_status(&status), request_id))?;
     conn.proof.record();
     let approvals = state.approvals.clone().ok_or_else(|| {
-        problem("not_requestable", 400, "approvals are disabled on this server")
+        problem(
+            "not_requestable",
+            400,
+            "approvals are disabled on this server",
+        )
     })?;
     Ok((caller, approvals))
 }
@@ -319,6 +323,10 @@ pub async fn jwks(State(state): State<HttpState>) -> Response {
             keys.jwks().to_string(),
         )
             .into_response(),
-        _ => problem("not_requestable", 404, "approvals are disabled on this server"),
+        _ => problem(
+            "not_requestable",
+            404,
+            "approvals are disabled on this server",
+        ),
     }
 }

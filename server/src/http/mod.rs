@@ -436,10 +436,7 @@ async fn evaluations(
 /// shared cache hands one caller's answer to another).
 async fn configuration(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     let request_id = headers.get(REQUEST_ID);
-    let approvals = state
-        .approvals
-        .as_ref()
-        .is_some_and(|a| a.keys().is_ok());
+    let approvals = state.approvals.as_ref().is_some_and(|a| a.keys().is_ok());
     let Some(base) = base_url(&state, &headers) else {
         return Refusal {
             status: StatusCode::BAD_REQUEST,
