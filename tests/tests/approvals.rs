@@ -41,6 +41,7 @@ fn config(principal: &str, security: &str) -> String {
         ("agent", "approver:access-admin".to_owned()),
         ("responder", "incident_responder".to_owned()),
         ("auditor", "auditor".to_owned()),
+        ("policy", "policy_admin".to_owned()),
     ];
     let tokens: Vec<String> = tokens
         .iter()
@@ -879,5 +880,127 @@ async fn the_whole_loop_over_authzen_http() {
     assert_eq!(
         twice.json()["type"],
         "urn:openid:authzen:access-request:error:invalid_task_state"
+    );
+}
+
+#[tokio::test]
+async fn what_changed_since_the_approval_still_counts() {
+    let s = setup_with(|b| b.env("WARDEN_APPROVALS_TASK_TTL", "1s")).await;
+    let request = s.grant();
+    let mut demo = Demo::load();
+
+    // An approval whose approver has left the security group no longer
+    // allows: the requirement is checked again at use.
+    let approval = s.approved(&request, 0).await;
+    let user = &mut demo.identity["users"][s.security.as_str()];
+    user["groups"] = json!(["finance"]);
+    let mut admin = AdminServiceClient::new(s.transport(true, "policy").await);
+    let put = |document: &Json, kind: &str| pb::PutSnapshotRequest {
+        kind: kind.into(),
+        document: document.to_string().into_bytes(),
+    };
+    let mut identity = demo.identity.clone();
+    identity["version"] = json!("identity-7-301");
+    admin
+        .put_snapshot(put(&identity, "identity"))
+        .await
+        .unwrap();
+    let answer = s.check_with(request.clone(), &approval).await;
+    refused(&answer, "approval_expired", "request");
+    assert_eq!(answer.reasons[1], "approval_superseded");
+
+    // A policy that now denies wins over the approval, which stays unused.
+    let mut identity = Demo::load().identity;
+    identity["version"] = json!("identity-7-302");
+    admin
+        .put_snapshot(put(&identity, "identity"))
+        .await
+        .unwrap();
+    let mut entitlements = Demo::load().entitlements;
+    entitlements["subjects"]["group:it-ops"]["role"] = json!({});
+    entitlements["version"] = json!("entitlements-7-301");
+    admin
+        .put_snapshot(put(&entitlements, "entitlements"))
+        .await
+        .unwrap();
+    let answer = s.check_with(request.clone(), &approval).await;
+    refused(&answer, "policy_denied", "none");
+
+    // A task nobody decides in time expires, once, and says so.
+    let mut entitlements = Demo::load().entitlements;
+    entitlements["version"] = json!("entitlements-7-302");
+    admin
+        .put_snapshot(put(&entitlements, "entitlements"))
+        .await
+        .unwrap();
+    let (_, task) = s.request(&request).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let expired = s
+        .platform("desk")
+        .await
+        .get_approval_task(pb::GetApprovalTaskRequest {
+            task_id: task.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(expired.state(), pb::ApprovalTaskState::Expired);
+    let late = s
+        .approver("sec")
+        .await
+        .approve(pb::ApproveRequest {
+            task_id: task.id.clone(),
+            note: String::new(),
+            valid_for_seconds: 0,
+        })
+        .await;
+    assert!(late.is_err());
+
+    // Tasks by state on /metrics, and in status.
+    let metrics = http_request(s.warden.ops_addr, "GET", "/metrics", &[], None).body;
+    assert!(
+        metrics.contains("warden_approval_tasks{state=\"expired\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_approval_tasks{state=\"approved\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("warden_approval_time_to_decision_seconds_count{outcome=\"approved\"} 1"),
+        "{metrics}"
+    );
+    let status = AdminServiceClient::new(s.transport(true, "auditor").await)
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (status.approvals.as_str(), status.pending_approval_tasks),
+        ("enabled", 0)
+    );
+    let mut audit = AuditServiceClient::new(s.transport(true, "auditor").await);
+    let mut events = Vec::new();
+    for _ in 0..100 {
+        events = audit
+            .query(pb::AuditQueryRequest {
+                chain: task.evaluation_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .records;
+        if events.iter().any(|r| r.decision == "approval.expired") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|r| r.decision == "approval.expired")
+            .count(),
+        1
     );
 }

@@ -216,7 +216,7 @@ impl ApproverApi {
         }
     }
 
-    fn viewer<'a>(caller: &'a Caller) -> Viewer<'a> {
+    fn viewer(caller: &Caller) -> Viewer<'_> {
         match caller.approver() {
             Some(user) => Viewer::Approver(user),
             None => Viewer::Reader,
@@ -255,7 +255,7 @@ impl ApproverApi {
         })
     }
 
-    fn person<'a>(caller: &'a Caller) -> Result<&'a str, Status> {
+    fn person(caller: &Caller) -> Result<&str, Status> {
         caller.approver().ok_or_else(|| {
             Status::failed_precondition(
                 "deciding a task needs a credential that names one person (role `approver:<user id>`)",

@@ -56,7 +56,7 @@ fn admit(
     conn: &ConnInfo,
     headers: &HeaderMap,
     method: &str,
-) -> Result<(Caller, Arc<Approvals>), Response> {
+) -> Result<(Caller, Arc<Approvals>), Box<Response>> {
     let request_id = headers.get(REQUEST_ID);
     let caller = state
         .auth
@@ -69,7 +69,7 @@ fn admit(
             )
             .map(|()| caller)
         })
-        .map_err(|status| from_refusal(Refusal::from_status(&status), request_id))?;
+        .map_err(|status| Box::new(from_refusal(Refusal::from_status(&status), request_id)))?;
     conn.proof.record();
     let approvals = state.approvals.clone().ok_or_else(|| {
         problem(
@@ -145,7 +145,7 @@ pub async fn submit(
     let request_id = headers.get(REQUEST_ID);
     let (caller, approvals) = match admit(&state, &conn, &headers, "RequestApproval") {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if !json_content(&headers) {
         return from_refusal(
@@ -274,7 +274,7 @@ pub async fn status(
 ) -> Response {
     let (caller, approvals) = match admit(&state, &conn, &headers, "GetApprovalTask") {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match approvals.task_for(|platform| caller.may_act_for(platform), &id) {
         Ok(task) => {
@@ -295,7 +295,7 @@ pub async fn cancel(
 ) -> Response {
     let (caller, approvals) = match admit(&state, &conn, &headers, "CancelApprovalTask") {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let reason = serde_json::from_slice::<Json>(&body)
         .ok()
