@@ -123,6 +123,13 @@ impl Keys {
         Self::from_pkcs8(&der, previous_jwks, rng).map_err(file_error)
     }
 
+    /// A key that lives only in memory (benches, fuzzing, tests).
+    pub fn ephemeral(algorithm: Algorithm) -> Result<Self, KeyError> {
+        let rng = SystemRandom::new();
+        let der = generate(algorithm, &rng)?;
+        Self::from_pkcs8(&der, Vec::new(), rng).map_err(KeyError::Crypto)
+    }
+
     fn from_pkcs8(der: &[u8], previous: Vec<Json>, rng: SystemRandom) -> Result<Self, String> {
         let (signer, jwk) = if let Ok(pair) =
             EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)

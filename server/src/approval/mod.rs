@@ -19,7 +19,7 @@ pub mod keys;
 pub mod metrics;
 pub mod store;
 pub mod task;
-mod token;
+pub mod token;
 pub mod views;
 
 use std::sync::Arc;
