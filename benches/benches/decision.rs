@@ -81,7 +81,7 @@ fn benches(c: &mut Criterion) {
         request_id: "req-1".into(),
         policy_revision: generation.policy.revision.clone(),
         snapshot_versions: generation.snapshot_versions().into_iter().collect(),
-        kill_switch: None,
+        ..Default::default()
     };
     group.bench_function("encode_response", |b| {
         b.iter(|| prost::Message::encode_to_vec(black_box(&answered)))
@@ -135,6 +135,8 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    approval_benches(c, &generation, &approval, &limits, &none);
 
     // The audit path, piece by piece: building a decision's record on the
     // request thread, sealing it into the chain, and writing groups to sled.
@@ -190,6 +192,137 @@ fn benches(c: &mut Criterion) {
             b.iter(|| decide(black_box(&valid), &generation, &index, SystemTime::now()))
         });
     }
+    group.finish();
+}
+
+/// The approval workflow on the check path: minting an access request for
+/// a REQUIRE_APPROVAL, verifying an approval a check carries (store read,
+/// state digest, binding hash), the policy run with it, and a use (a
+/// compare-and-swap and an fsync on a single node).
+fn approval_benches(
+    c: &mut Criterion,
+    generation: &Generation,
+    request: &warden_proto::v1::CheckRequest,
+    limits: &Limits,
+    none: &SwitchIndex,
+) {
+    use warden::approval::keys::{Algorithm, Keys};
+    use warden::approval::task::{Grant, State, Task};
+    use warden::approval::{Approvals, ApprovalsConfig, Backend, TaskStore, binding};
+
+    let valid = validate(request, limits).expect("valid");
+    let decision = decide(&valid, generation, none, SystemTime::now());
+    let requirement = decision
+        .approval
+        .clone()
+        .expect("the default policy names approvers");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = warden::store::Store::open(dir.path()).expect("store");
+    let auditor = warden::audit::Auditor::start(
+        AuditLog::open(store.db()).expect("audit log"),
+        warden::audit::AuditConfig::default(),
+        Arc::new(warden::metrics::Metrics::default()),
+    )
+    .expect("auditor");
+    let tasks = TaskStore::open(store.db()).expect("task store");
+    let keys = Keys::ephemeral(Algorithm::Es256).expect("key");
+    let config = ApprovalsConfig::default();
+    let task_id = keys.task_id("01a21333-d505-748d-a4f5-ac3e77d1e2d7");
+    let approval_id = format!("apr_{}{}", &task_id[4..], "0".repeat(32));
+    let state = keys
+        .sign(&serde_json::json!({"approval_id": approval_id}))
+        .expect("signs");
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(state.as_bytes());
+    let task = Task {
+        id: task_id.clone(),
+        version: 0,
+        state: State::Approved,
+        created_at_ms: 0,
+        expires_at_ms: u64::MAX,
+        evaluation_id: "01a21333-d505-748d-a4f5-ac3e77d1e2d7".into(),
+        platform: valid.platform.clone(),
+        agent_id: valid.agent.id.clone(),
+        principal_type: "user".into(),
+        principal_id: valid.principal.id.clone(),
+        action: valid.action.name.clone(),
+        resource: valid.resource.kind.clone(),
+        request: binding::bound(&valid, &config.exclude_context),
+        binding_hash: binding::hash(&binding::bound(&valid, &config.exclude_context)),
+        requirement: requirement.clone(),
+        policy_reasons: decision.reasons.clone(),
+        justification: String::new(),
+        requested_by: "bench".into(),
+        decided_at_ms: Some(0),
+        decided_by: Some("bench".into()),
+        note: String::new(),
+        grant: Some(Grant {
+            id: approval_id.clone(),
+            approved_at: "2026-12-04T00:00:00Z".into(),
+            approved_until: "2999-01-01T00:00:00Z".into(),
+            approved_until_ms: u64::MAX,
+            uses: u32::MAX,
+            used: 0,
+            state: state.clone(),
+            state_sha256: hex::encode(digest),
+            approver: "bench".into(),
+            revoked: None,
+            used_by: Vec::new(),
+        }),
+    };
+    tasks
+        .update(&task_id, &|_| Ok(task.clone()))
+        .expect("stored");
+    let approvals = Approvals::new(config, Ok(keys), tasks.clone(), Backend::Local, auditor);
+    let presented = warden_proto::v1::ApprovalRef {
+        id: approval_id,
+        approved_at: "2026-12-04T00:00:00Z".into(),
+        approved_until: "2999-01-01T00:00:00Z".into(),
+        state,
+    };
+    let now = SystemTime::now();
+    let verified = approvals
+        .verify(&presented, &valid, now)
+        .expect("the approval verifies");
+
+    let mut group = c.benchmark_group("approval");
+    group.bench_function("access_request", |b| {
+        b.iter(|| {
+            approvals.access_request(
+                black_box(&valid),
+                Some(&requirement),
+                &decision.reasons,
+                "01a21333-d505-748d-a4f5-ac3e77d1e2d7",
+                now,
+            )
+        })
+    });
+    group.bench_function("verify", |b| {
+        b.iter(|| approvals.verify(black_box(&presented), &valid, now).is_ok())
+    });
+    let mut with_facts = valid.clone();
+    with_facts.approval = Some(verified.facts.clone());
+    group.bench_function("decide_with_approval", |b| {
+        b.iter(|| {
+            let verified = approvals.verify(black_box(&presented), &valid, now);
+            (verified.is_ok(), decide(&with_facts, generation, none, now))
+        })
+    });
+    group.bench_function("decide_without", |b| {
+        b.iter(|| decide(black_box(&valid), generation, none, now))
+    });
+    group.bench_function("use_fsync", |b| {
+        b.iter(|| {
+            tasks.update(&task_id, &|current| {
+                let mut task = current
+                    .cloned()
+                    .ok_or_else(|| warden::approval::ApprovalError::Internal("gone".into()))?;
+                if let Some(grant) = task.grant.as_mut() {
+                    grant.used += 1;
+                }
+                Ok(task)
+            })
+        })
+    });
     group.finish();
 }
 

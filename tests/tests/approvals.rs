@@ -933,7 +933,33 @@ async fn what_changed_since_the_approval_still_counts() {
         .put_snapshot(put(&entitlements, "entitlements"))
         .await
         .unwrap();
+    // A notifier bot hears of new tasks it may decide, as they come.
+    let mut pending = s
+        .approver("sec")
+        .await
+        .watch_pending_tasks(pb::WatchPendingTasksRequest {
+            include_existing: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let (_, task) = s.request(&request).await;
+    let heard = pending.message().await.unwrap().unwrap();
+    assert_eq!(heard.task.as_ref().unwrap().id, task.id);
+    assert!(heard.can_decide);
+    // Auditors read every task, and decide none.
+    let seen = s
+        .approver("auditor")
+        .await
+        .list_approval_tasks(pb::ListApprovalTasksRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        seen.tasks
+            .iter()
+            .any(|t| t.task.as_ref().unwrap().id == task.id && !t.can_decide)
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let expired = s
         .platform("desk")
