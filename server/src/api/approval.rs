@@ -394,7 +394,8 @@ impl ApproverService for ApproverApi {
     ) -> Result<Response<pb::ApprovalTaskDetail>, Status> {
         let caller = Caller::of(&request);
         let request = request.get_ref();
-        let task = self.task(&request.task_id)?;
+        required("task_id", &request.task_id)?;
+        let task = self.approvals.current(&request.task_id).await?;
         // Responders may withdraw any approval; an approver, those they
         // could have given.
         let by = if caller.has(&Role::IncidentResponder) {

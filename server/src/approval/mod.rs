@@ -299,10 +299,7 @@ impl Approvals {
         let task = match created {
             Err(ApprovalError::Duplicate(_)) => {
                 // Submitted meanwhile (another replica, or a retry).
-                let existing = self
-                    .store
-                    .get(&id)?
-                    .ok_or_else(|| ApprovalError::UnknownTask(id.clone()))?;
+                let existing = self.current(&id).await?;
                 return same_submission(existing, justification);
             }
             other => other?,
@@ -336,6 +333,26 @@ impl Approvals {
         self.store
             .get(id)?
             .ok_or_else(|| ApprovalError::UnknownTask(id.to_owned()))
+    }
+
+    /// Task `id` as the replication backend has it now: in a cluster, as
+    /// etcd has it (applied here too), so that a person deciding on one
+    /// replica a task submitted on another a moment ago finds it.
+    pub async fn current(&self, id: &str) -> Result<Task, ApprovalError> {
+        self.keys()?;
+        if let Backend::Cluster { cluster, kind } = &self.backend
+            && let Some((value, _)) = cluster.record(kind.as_ref(), id).await?
+        {
+            let task: Task = serde_json::from_slice(&value)
+                .map_err(|e| ApprovalError::Internal(format!("a task in etcd does not parse: {e}")))?;
+            let store = self.store.clone();
+            let merged = task.clone();
+            tokio::task::spawn_blocking(move || store.merge(&merged))
+                .await
+                .map_err(|e| ApprovalError::Internal(e.to_string()))??;
+            return Ok(task);
+        }
+        self.task(id)
     }
 
     pub fn tasks(&self) -> Result<Vec<Task>, ApprovalError> {
@@ -382,7 +399,7 @@ impl Approvals {
         valid_for: Duration,
     ) -> Result<Task, ApprovalError> {
         let keys = self.keys()?;
-        let task = self.task(id)?;
+        let task = self.current(id).await?;
         may_decide(&task.requirement, &task, user, identity)?;
         let max = task.requirement.max_ttl;
         if valid_for > max {
@@ -458,7 +475,7 @@ impl Approvals {
         note: &str,
     ) -> Result<Task, ApprovalError> {
         self.keys()?;
-        let task = self.task(id)?;
+        let task = self.current(id).await?;
         may_decide(&task.requirement, &task, user, identity)?;
         let now = now_ms();
         let (user_owned, note_owned) = (user.to_owned(), note.to_owned());
