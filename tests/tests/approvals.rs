@@ -1030,3 +1030,51 @@ async fn what_changed_since_the_approval_still_counts() {
         1
     );
 }
+
+#[tokio::test]
+async fn with_approvals_off_nothing_can_be_approved() {
+    let s = setup_with(|b| b.env("WARDEN_APPROVALS_ENABLED", "false")).await;
+    let request = s.grant();
+    let denied = s.check(request.clone()).await;
+    assert_eq!(denied.decision(), pb::Decision::RequireApproval);
+    assert!(denied.access_request.is_none());
+    let (c, message) = code(
+        s.platform("desk")
+            .await
+            .request_approval(pb::RequestApprovalRequest {
+                request: Some(request.clone()),
+                evaluation_id: denied.decision_id.clone(),
+                binding_token: "wbt1.x.y".into(),
+                justification: String::new(),
+            })
+            .await,
+    );
+    assert_eq!(c, Code::FailedPrecondition);
+    assert!(message.contains("disabled"), "{message}");
+    let forged = pb::ApprovalRef {
+        id: "apr_x".into(),
+        approved_at: String::new(),
+        approved_until: String::new(),
+        state: "x.y.z".into(),
+    };
+    refused(
+        &s.check_with(request, &forged).await,
+        "approval_unverifiable",
+        "none",
+    );
+    let metadata = http_request(
+        s.warden.http_addr.unwrap(),
+        "GET",
+        "/.well-known/authzen-configuration",
+        &[],
+        None,
+    )
+    .json();
+    assert!(metadata.get("access_request_endpoint").is_none());
+    let status = AdminServiceClient::new(s.transport(true, "auditor").await)
+        .get_status(pb::GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.approvals, "disabled: approvals.enabled is false");
+}
