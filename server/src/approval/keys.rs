@@ -396,6 +396,39 @@ mod tests {
         }
     }
 
+    /// Keys as `openssl genpkey` / `openssl pkey -pubout` write them (the
+    /// documented way to make one).
+    const OPENSSL_EC: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxd1NJzAAjcMb1yRy\nzg/MF4uT+q0VjcDs8xODEWx8Q7+hRANCAATTDw/bH1ZNxg76soEaUgNcYV1w8ntQ\nxycLpTpusqf1SoFH1//ndVl1RbQrCsTqdnCJenJC+yCSGElDkA6s5jfX\n-----END PRIVATE KEY-----\n";
+    const OPENSSL_EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE0w8P2x9WTcYO+rKBGlIDXGFdcPJ7\nUMcnC6U6brKn9UqBR9f/53VZdUW0KwrE6nZwiXpyQvsgkhhJQ5AOrOY31w==\n-----END PUBLIC KEY-----\n";
+    const OPENSSL_ED25519: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIF/8Yjx0KYjr7CKlU1DrKHAhR4g3I8vsUgCqWO9fBxVV\n-----END PRIVATE KEY-----\n";
+    const OPENSSL_ED25519_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA9WwELA4pYcIsAw4nZujwpfb83ztDjGS9RJKArdnbz/Y=\n-----END PUBLIC KEY-----\n";
+
+    #[test]
+    fn loads_keys_openssl_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ec = write("ec.pem", OPENSSL_EC);
+        let ed = write("ed.pem", OPENSSL_ED25519);
+        let previous = [
+            write("ec.pub", OPENSSL_EC_PUBLIC),
+            write("ed.pub", OPENSSL_ED25519_PUBLIC),
+        ];
+        let keys = Keys::load(Some(&ec), dir.path(), Algorithm::EdDsa, &previous).unwrap();
+        assert_eq!(keys.algorithm(), Algorithm::Es256);
+        assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 3);
+        // The EC key is its own previous key too: one thumbprint, two entries.
+        assert_eq!(keys.jwks()["keys"][0]["kid"], keys.jwks()["keys"][1]["kid"]);
+        let keys = Keys::load(Some(&ed), dir.path(), Algorithm::Es256, &[]).unwrap();
+        assert_eq!(keys.algorithm(), Algorithm::EdDsa);
+        assert_eq!(keys.jwks()["keys"][0]["crv"], "Ed25519");
+        let jws = keys.sign(&json!({"a": 1})).unwrap();
+        assert_eq!(keys.verified_claims(&jws), Some(json!({"a": 1})));
+    }
+
     #[test]
     fn a_named_key_file_must_exist() {
         let dir = tempfile::tempdir().unwrap();

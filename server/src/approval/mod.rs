@@ -343,8 +343,9 @@ impl Approvals {
         if let Backend::Cluster { cluster, kind } = &self.backend
             && let Some((value, _)) = cluster.record(kind.as_ref(), id).await?
         {
-            let task: Task = serde_json::from_slice(&value)
-                .map_err(|e| ApprovalError::Internal(format!("a task in etcd does not parse: {e}")))?;
+            let task: Task = serde_json::from_slice(&value).map_err(|e| {
+                ApprovalError::Internal(format!("a task in etcd does not parse: {e}"))
+            })?;
             let store = self.store.clone();
             let merged = task.clone();
             tokio::task::spawn_blocking(move || store.merge(&merged))
