@@ -204,8 +204,15 @@ proptest! {
     /// The native engine's direct conversion equals regorus parsing the JSON
     /// document: no JSON round trip, same value.
     #[test]
-    fn direct_rego_value_equals_parsed_json(request in request()) {
-        let valid = validate(&request, &Limits::default()).unwrap_or_else(|e| unreachable!("{e}"));
+    fn direct_rego_value_equals_parsed_json(request in request(), uses_left in 0u32..3) {
+        let mut valid = validate(&request, &Limits::default()).unwrap_or_else(|e| unreachable!("{e}"));
+        // A verified approval's facts, as the policy sees them, on some.
+        if uses_left > 0 {
+            valid.approval = Some(serde_json::json!({
+                "id": "apr_x", "task_id": "arq_x", "approver": {"type": "user", "id": valid.principal.id},
+                "uses": 2, "uses_left": uses_left, "approved_until": "2026-12-04T10:00:00Z",
+            }));
+        }
         let parsed = regorus::Value::from_json_str(&to_json(&valid).to_string());
         prop_assert!(parsed.is_ok());
         prop_assert_eq!(to_rego(&valid), parsed.unwrap_or_else(|_| unreachable!()));
