@@ -849,6 +849,27 @@ async fn the_whole_loop_over_authzen_http() {
     assert_eq!(answer["decision"], false);
     assert_eq!(answer["context"]["reason"], "out_of_scope");
     assert_eq!(answer["context"]["next_action"], "request");
+    // A fresh access request comes with the refusal.
+    assert!(answer["context"]["access_request"]["binding_token"].is_string());
+    for edit in [
+        json!({"level": "admin"}),
+        json!({"grantee": "bob", "level": "read", "scope": "all"}),
+        json!({"grantee": "bob"}),
+    ] {
+        let mut changed = with_approval.clone();
+        changed["action"]["properties"] = edit;
+        let answer = post("/access/v1/evaluation", &changed).json();
+        assert_eq!(answer["context"]["reason"], "out_of_scope", "{answer}");
+    }
+    let mut altered = with_approval.clone();
+    altered["context"]["approval"]["state"] =
+        json!(format!("{}x", approval["state"].as_str().unwrap()));
+    let answer = post("/access/v1/evaluation", &altered).json();
+    assert_eq!(answer["context"]["reason"], "approval_unverifiable");
+    assert_eq!(answer["context"]["next_action"], "none");
+    let mut mistyped = with_approval.clone();
+    mistyped["context"]["approval"] = json!("apr_x");
+    assert_eq!(post("/access/v1/evaluation", &mistyped).status, 400);
     let answer = post("/access/v1/evaluation", &with_approval).json();
     assert_eq!(answer["decision"], true, "{answer}");
     assert_eq!(
@@ -1077,4 +1098,35 @@ async fn with_approvals_off_nothing_can_be_approved() {
         .unwrap()
         .into_inner();
     assert_eq!(status.approvals, "disabled: approvals.enabled is false");
+}
+
+#[tokio::test]
+async fn ended_tasks_are_dropped_after_retention() {
+    let s = setup_with(|b| {
+        b.env("WARDEN_APPROVALS_TASK_TTL", "1s")
+            .env("WARDEN_APPROVALS_RETENTION", "1s")
+    })
+    .await;
+    let (_, task) = s.request(&s.grant()).await;
+    let mut platform = s.platform("desk").await;
+    let get = || pb::GetApprovalTaskRequest {
+        task_id: task.id.clone(),
+    };
+    let mut states = Vec::new();
+    for _ in 0..100 {
+        match platform.get_approval_task(get()).await {
+            Ok(task) => states.push(task.into_inner().state()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::NotFound);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(states.first(), Some(&pb::ApprovalTaskState::Pending));
+    assert_eq!(states.last(), Some(&pb::ApprovalTaskState::Expired));
+    assert_eq!(
+        code(platform.get_approval_task(get()).await).0,
+        Code::NotFound
+    );
 }
