@@ -1130,3 +1130,37 @@ async fn ended_tasks_are_dropped_after_retention() {
         Code::NotFound
     );
 }
+
+/// People take minutes: a watch lasts as long as its task, not as long as a
+/// check may.
+#[tokio::test]
+async fn a_watch_outlives_the_call_timeout() {
+    let s = setup_with(|b| b.env("WARDEN_LIMITS_CHECK_TIMEOUT", "500ms")).await;
+    let (_, task) = s.request(&s.grant()).await;
+    let mut watch = s
+        .platform("desk")
+        .await
+        .watch_approval_task(pb::GetApprovalTaskRequest {
+            task_id: task.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().state(),
+        pb::ApprovalTaskState::Pending
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.approver("sec")
+        .await
+        .deny(pb::DenyRequest {
+            task_id: task.id,
+            note: "no".into(),
+        })
+        .await
+        .unwrap();
+    let denied = watch.message().await.unwrap().unwrap();
+    assert_eq!(denied.state(), pb::ApprovalTaskState::Denied);
+    assert_eq!(denied.note, "no");
+    assert!(denied.approval.is_none());
+}
