@@ -22,7 +22,7 @@ from grpc_tools import protoc
 HERE = Path(__file__).resolve().parent
 PROTO_DIR = HERE.parent.parent / "proto"
 OUT_DIR = HERE / "src" / "warden_client" / "_pb"
-PROTOS = ["warden/v1/decision.proto"]
+PROTOS = ["warden/v1/decision.proto", "warden/v1/approval.proto"]
 
 # `from warden.v1 import decision_pb2 as ...` -> `from . import decision_pb2 as ...`
 ABSOLUTE_IMPORT = re.compile(r"^from warden\.v1 import ", re.MULTILINE)

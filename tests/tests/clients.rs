@@ -3,7 +3,9 @@
 //! reference: each language's driver (`client/python/tests/driver.py`,
 //! `client/typescript/test/driver.ts`) runs a script of calls through its
 //! wrapper and prints the outcomes as JSON, and each example is run as a
-//! person would run it.
+//! person would run it. The approval loop runs with this test as the person:
+//! the client asks, the test approves on the admin listener, the client
+//! watches the task and checks again with the approval.
 //!
 //! `scripts/setup-clients` (which `scripts/test` runs) installs the pinned
 //! toolchains, generates both clients from `proto/` and names the
@@ -15,11 +17,15 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use tokio::io::AsyncWriteExt;
-use warden_client::{CheckBuilder, CheckRequest, ClientOptions, Decision, TlsOptions};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use warden_client::{
+    CheckBuilder, CheckRequest, ClientOptions, Decision, TlsOptions, connect_channel,
+};
 use warden_e2e::pki::Authority;
 use warden_e2e::process::Warden;
 use warden_e2e::{Demo, repo_root};
+use warden_proto::v1 as pb;
+use warden_proto::v1::approver_service_client::ApproverServiceClient;
 
 /// How long one client process may take; each normally needs well under a second.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,6 +81,72 @@ impl Language {
             Some(script.to_string()),
         )
         .await;
+        self.outcomes(script, &output)
+    }
+
+    /// Runs `script` like `drive`, and `act` while it runs: once a task
+    /// watch in it reports `state` (the driver writes each task it sees to
+    /// standard error).
+    async fn drive_until(
+        self,
+        script: &Json,
+        state: &str,
+        act: impl Future<Output = ()>,
+    ) -> Vec<Json> {
+        let (interpreter, driver, _) = self.files();
+        let mut child = tokio::process::Command::new(interpreter)
+            .arg(driver)
+            .current_dir(repo_root())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the client");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(script.to_string().as_bytes())
+            .await
+            .expect("write stdin");
+        drop(stdin);
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut stderr = String::new();
+        let reported = tokio::time::timeout(PROCESS_TIMEOUT, async {
+            while let Some(line) = lines.next_line().await.expect("read stderr") {
+                stderr.push_str(&line);
+                stderr.push('\n');
+                if serde_json::from_str::<Json>(&line).is_ok_and(|seen| seen["state"] == state) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{self:?}: the watch never reported {state}: {stderr}"));
+        assert!(
+            reported,
+            "{self:?} driver ended before its watch reported {state}: {stderr}"
+        );
+        act.await;
+        let rest = tokio::spawn(async move {
+            let mut rest = String::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            rest
+        });
+        let mut output = tokio::time::timeout(PROCESS_TIMEOUT, child.wait_with_output())
+            .await
+            .expect("the client did not finish in time")
+            .expect("wait for the client");
+        stderr.push_str(&rest.await.expect("read stderr"));
+        output.stderr = stderr.into_bytes();
+        self.outcomes(script, &output)
+    }
+
+    /// The outcomes a driver printed, one per call of `script`.
+    fn outcomes(self, script: &Json, output: &Output) -> Vec<Json> {
         assert!(
             output.status.success(),
             "{self:?} driver failed: {}\n--- stderr ---\n{}",
@@ -533,4 +605,265 @@ async fn wait_serving_tls(warden: &Warden, ca: &Authority) {
     warden
         .wait_health(format!("https://{}", warden.decision_addr), &options)
         .await;
+}
+
+const PLATFORM_TOKEN: &str = "client-test-platform-0123456789abcdef";
+const APPROVER_TOKEN: &str = "client-test-approver-0123456789abcdef";
+
+/// A server with a platform credential (support-desk) and an approver: the
+/// security member `approver`.
+async fn approval_server(approver: &str) -> (Warden, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[auth]
+tokens = [
+  {{ name = "desk", sha256 = "{desk}", roles = ["platform:support-desk"] }},
+  {{ name = "sec", sha256 = "{sec}", roles = ["approver:{approver}"] }},
+]
+"#,
+        desk = warden::auth::hash_token(PLATFORM_TOKEN),
+        sec = warden::auth::hash_token(APPROVER_TOKEN),
+    );
+    let config_file = dir.path().join("warden.toml");
+    std::fs::write(&config_file, config).unwrap();
+    let warden = Warden::builder()
+        .env("WARDEN_CONFIG", config_file.display().to_string())
+        .start_listening();
+    let options = ClientOptions {
+        token: Some(PLATFORM_TOKEN.into()),
+        ..ClientOptions::default()
+    };
+    warden.wait_health(warden.endpoint(), &options).await;
+    (warden, dir)
+}
+
+/// Approves `task_id` as the security member, on the admin listener.
+async fn approve(warden: &Warden, task_id: &str) {
+    let options = ClientOptions {
+        token: Some(APPROVER_TOKEN.into()),
+        ..ClientOptions::default()
+    };
+    let channel = connect_channel(warden.admin_endpoint(), &options)
+        .await
+        .unwrap();
+    let detail = ApproverServiceClient::new(channel)
+        .approve(pb::ApproveRequest {
+            task_id: task_id.into(),
+            note: "ok for the close".into(),
+            valid_for_seconds: 600,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        detail.task.map(|t| t.state()),
+        Some(pb::ApprovalTaskState::Approved)
+    );
+}
+
+fn task(outcome: &Json) -> &Json {
+    assert!(outcome["task"].is_object(), "expected a task: {outcome}");
+    &outcome["task"]
+}
+
+/// The whole approval loop through each client: a sensitive check is
+/// requestable, the client asks, a person approves, the client sees it and
+/// checks again with the approval, which allows exactly once.
+#[tokio::test]
+async fn both_clients_run_the_approval_loop() {
+    let demo = Demo::load();
+    let principal = demo.member_of("it-ops");
+    let (warden, _dir) = approval_server(&demo.member_of("security")).await;
+    // The default policy asks group:security to approve ACL changes.
+    let grant = with(
+        check(
+            "support-desk",
+            "access-admin",
+            &principal,
+            "permissions.grant",
+            "role",
+        ),
+        json!({
+            "resource_id": "finance-approver",
+            "action_attributes": {"grantee": "bob", "level": "read"},
+            "context": {"purpose": "quarter close"},
+        }),
+    );
+    let script = |calls: Json| {
+        json!({
+            "addr": warden.decision_addr.to_string(),
+            "token": PLATFORM_TOKEN,
+            "calls": calls,
+        })
+    };
+    for language in LANGUAGES {
+        // Requestable: REQUIRE_APPROVAL with how to ask; each decision its own.
+        let checked = language
+            .drive(&script(json!([{"check": grant}, {"check": grant}])))
+            .await;
+        let mut access_requests = Vec::new();
+        for outcome in &checked {
+            let got = result(outcome);
+            assert_eq!(got["decision"], "REQUIRE_APPROVAL", "{language:?}: {got}");
+            assert_eq!(got["reasons"], json!(["sensitive_action"]), "{got}");
+            assert!(got["approval"].is_null(), "{language:?}: {got}");
+            let access = &got["access_request"];
+            assert_eq!(access["evaluation_id"], got["decision_id"], "{got}");
+            assert!(
+                access["expires_at"].as_str() > access["evaluated_at"].as_str(),
+                "{language:?}: {access}"
+            );
+            assert!(
+                !access["binding_token"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .is_empty(),
+                "{language:?}: {access}"
+            );
+            let requirement = &access["requirement"];
+            assert_eq!(requirement["approvers"], json!(["group:security"]));
+            assert_eq!(requirement["self_approval"], false, "{requirement}");
+            assert_eq!(requirement["uses"], 1, "{requirement}");
+            assert_eq!(requirement["template"], "acl_change", "{requirement}");
+            // 1h, a uint64 on the wire: both clients give a number.
+            assert_eq!(
+                requirement["max_ttl_seconds"], 3600,
+                "{language:?}: {requirement}"
+            );
+            access_requests.push(access.clone());
+        }
+
+        // Ask; asking again for the same decision is the same task, and a
+        // request other than the decided one is refused.
+        let ask = |request: &Json, access: &Json| {
+            json!({"request_approval": {
+                "request": request,
+                "access_request": access,
+                "justification": "month-end access for the audit",
+            }})
+        };
+        let mut escalated = grant.clone();
+        escalated["action_attributes"]["level"] = json!("admin");
+        let asked = language
+            .drive(&script(json!([
+                ask(&grant, &access_requests[0]),
+                ask(&grant, &access_requests[0]),
+                ask(&grant, &access_requests[1]),
+                ask(&escalated, &access_requests[1]),
+            ])))
+            .await;
+        let pending = task(&asked[0]);
+        let task_id = pending["id"].as_str().unwrap_or_default().to_owned();
+        assert!(task_id.starts_with("arq_"), "{language:?}: {pending}");
+        assert_eq!(pending["state"], "PENDING", "{language:?}: {pending}");
+        assert_eq!(pending["ended"], false, "{pending}");
+        assert_eq!(
+            pending["evaluation_id"],
+            access_requests[0]["evaluation_id"]
+        );
+        assert!(pending["approval"].is_null(), "{pending}");
+        assert_eq!(task(&asked[1])["id"], task_id.as_str(), "{language:?}");
+        let other = task(&asked[2]);
+        assert_ne!(other["id"], task_id.as_str(), "{language:?}: {other}");
+        let refused = error(&asked[3]);
+        assert_eq!(
+            refused["code"], "INVALID_ARGUMENT",
+            "{language:?}: {refused}"
+        );
+        assert!(
+            refused["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("binding_token"),
+            "{language:?}: {refused}"
+        );
+
+        // The other task is withdrawn; once ended it cannot be again.
+        let other_id = other["id"].clone();
+        let cancel = json!({"cancel_approval_task": {"task_id": other_id, "reason": "not needed"}});
+        let read = language
+            .drive(&script(json!([
+                {"get_approval_task": task_id},
+                cancel,
+                cancel,
+                {"get_approval_task": "arq_unknown"},
+            ])))
+            .await;
+        assert_eq!(task(&read[0])["state"], "PENDING", "{language:?}: {read:?}");
+        let cancelled = task(&read[1]);
+        assert_eq!(cancelled["state"], "CANCELLED", "{language:?}: {cancelled}");
+        assert_eq!(cancelled["ended"], true, "{cancelled}");
+        assert_eq!(cancelled["note"], "not needed", "{cancelled}");
+        assert!(
+            !cancelled["decided_at"]
+                .as_str()
+                .unwrap_or_default()
+                .is_empty()
+        );
+        assert_eq!(error(&read[2])["code"], "FAILED_PRECONDITION", "{read:?}");
+        assert_eq!(error(&read[3])["code"], "NOT_FOUND", "{read:?}");
+
+        // The client watches while a person approves on the admin listener.
+        let watched = language
+            .drive_until(
+                &script(json!([{"watch_approval_task": task_id}])),
+                "PENDING",
+                approve(&warden, &task_id),
+            )
+            .await;
+        let seen = watched[0]["tasks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{language:?}: expected the tasks watched: {watched:?}"));
+        let states: Vec<&Json> = seen.iter().map(|t| &t["state"]).collect();
+        assert_eq!(
+            states,
+            [&json!("PENDING"), &json!("APPROVED")],
+            "{language:?}"
+        );
+        let approved = &seen[1];
+        assert_eq!(approved["ended"], true, "{approved}");
+        assert_eq!(approved["note"], "ok for the close", "{approved}");
+        let approval = approved["approval"].clone();
+        let approval_id = approval["id"].as_str().unwrap_or_default().to_owned();
+        assert!(approval_id.starts_with("apr_"), "{language:?}: {approved}");
+        assert!(!approval["state"].as_str().unwrap_or_default().is_empty());
+
+        // The same request with the approval is allowed once, then used up.
+        let with_approval = with(
+            grant.clone(),
+            json!({"approval": approval, "request_id": "after-approval"}),
+        );
+        let rechecked = language
+            .drive(&script(json!([
+                {"get_approval_task": task_id},
+                {"check": with_approval},
+                {"check": with_approval},
+            ])))
+            .await;
+        let got = task(&rechecked[0]);
+        assert_eq!(got["state"], "APPROVED", "{language:?}: {got}");
+        assert_eq!(got["approval"], approval, "{language:?}: {got}");
+        let allowed = result(&rechecked[1]);
+        assert_eq!(allowed["decision"], "ALLOW", "{language:?}: {allowed}");
+        assert_eq!(allowed["allowed"], true, "{allowed}");
+        assert_eq!(
+            allowed["reasons"],
+            json!([format!("approved:{approval_id}")]),
+            "{language:?}: {allowed}"
+        );
+        assert_eq!(allowed["request_id"], "after-approval", "{allowed}");
+        assert_eq!(allowed["approval"]["id"], approval_id.as_str(), "{allowed}");
+        assert_eq!(allowed["approval"]["uses_left"], 0, "{allowed}");
+        assert_eq!(
+            allowed["approval"]["approved_until"], approval["approved_until"],
+            "{allowed}"
+        );
+        assert!(allowed["access_request"].is_null(), "{allowed}");
+        let used_up = result(&rechecked[2]);
+        assert_eq!(used_up["decision"], "DENY", "{language:?}: {used_up}");
+        assert_eq!(used_up["reasons"][0], "approval_used_up", "{used_up}");
+        assert_eq!(used_up["next_action"], "request", "{language:?}: {used_up}");
+        assert!(used_up["approval"].is_null(), "{used_up}");
+    }
 }

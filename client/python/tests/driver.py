@@ -4,19 +4,55 @@ as JSON on standard output, in the same shape as
 client/typescript/test/driver.ts::
 
     {"addr": "...", "token": "...", "ca_file": "...",
-     "calls": [{"check": {...}}, {"batch": [{...}, ...]}]}
+     "calls": [{"check": {...}}, {"batch": [{...}, ...]},
+               {"request_approval": {"request": {...}, "access_request": {...},
+                                     "justification": "..."}},
+               {"get_approval_task": "arq_..."},
+               {"watch_approval_task": "arq_..."},
+               {"cancel_approval_task": {"task_id": "arq_...", "reason": "..."}}]}
 
-Checks use the proto's field names, which are also :class:`Check`'s.
+Checks use the proto's field names, which are also :class:`Check`'s; a
+check's ``approval`` is an ``ApprovalRef`` and ``access_request`` an
+``AccessRequest``, as the proto spells them (and results print them). A watch
+also writes ``{"watch": ID, "state": STATE}`` to standard error, a line per
+task it sees, so the test can act while it waits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from warden_client import Check, CheckResult, ItemError, Warden, WardenError
+from warden_client import (
+    AccessRequest,
+    ApprovalRef,
+    ApprovalRequirement,
+    ApprovalTask,
+    Check,
+    CheckResult,
+    ItemError,
+    Warden,
+    WardenError,
+)
+
+
+def to_check(wire: dict[str, Any]) -> Check:
+    fields = dict(wire)
+    if fields.get("approval") is not None:
+        fields["approval"] = ApprovalRef(**fields["approval"])
+    return Check(**fields)
+
+
+def to_access_request(wire: dict[str, Any]) -> AccessRequest:
+    fields = dict(wire)
+    if fields.get("requirement") is not None:
+        requirement = dict(fields["requirement"])
+        requirement["approvers"] = tuple(requirement["approvers"])
+        fields["requirement"] = ApprovalRequirement(**requirement)
+    return AccessRequest(**fields)
 
 
 def result(r: CheckResult) -> dict[str, Any]:
@@ -30,8 +66,20 @@ def result(r: CheckResult) -> dict[str, Any]:
             "policy_revision": r.policy_revision,
             "snapshot_versions": dict(r.snapshot_versions),
             "kill_switch_id": r.kill_switch_id,
+            "access_request": (
+                dataclasses.asdict(r.access_request) if r.access_request else None
+            ),
+            "approval": dataclasses.asdict(r.approval) if r.approval else None,
+            "next_action": r.next_action,
+            "retry_after_seconds": r.retry_after_seconds,
         }
     }
+
+
+def task(t: ApprovalTask) -> dict[str, Any]:
+    fields = dataclasses.asdict(t)
+    fields.update(state=t.state.value, ended=t.ended)
+    return fields
 
 
 def error(code: str, message: str, field: str | None) -> dict[str, Any]:
@@ -44,12 +92,42 @@ def batch_item(item: CheckResult | ItemError) -> dict[str, Any]:
     return result(item)
 
 
+def watch(warden: Warden, task_id: str) -> dict[str, Any]:
+    seen = []
+    for t in warden.watch_approval_task(task_id):
+        print(json.dumps({"watch": task_id, "state": t.state.value}), file=sys.stderr)
+        sys.stderr.flush()
+        seen.append(task(t))
+    return {"tasks": seen}
+
+
 def run(warden: Warden, call: dict[str, Any]) -> dict[str, Any]:
     try:
         if "check" in call:
-            return result(warden.decide(Check(**call["check"])))
-        items = warden.batch_check(Check(**item) for item in call["batch"])
-        return {"batch": [batch_item(item) for item in items]}
+            return result(warden.decide(to_check(call["check"])))
+        if "batch" in call:
+            items = warden.batch_check(to_check(item) for item in call["batch"])
+            return {"batch": [batch_item(item) for item in items]}
+        if "request_approval" in call:
+            args = call["request_approval"]
+            submitted = warden.request_approval(
+                to_check(args["request"]),
+                to_access_request(args["access_request"]),
+                justification=args.get("justification", ""),
+            )
+            return {"task": task(submitted)}
+        if "get_approval_task" in call:
+            return {"task": task(warden.get_approval_task(call["get_approval_task"]))}
+        if "watch_approval_task" in call:
+            return watch(warden, call["watch_approval_task"])
+        if "cancel_approval_task" in call:
+            args = call["cancel_approval_task"]
+            return {
+                "task": task(
+                    warden.cancel_approval_task(args["task_id"], args.get("reason", ""))
+                )
+            }
+        raise ValueError(f"unknown call: {call}")
     except WardenError as e:
         return error(e.code.name, e.message, e.field)
 

@@ -13,6 +13,19 @@
  * });
  * if (result.allowed) { ... }
  * ```
+ *
+ * A `REQUIRE_APPROVAL` result that carries an `accessRequest` can be put to a
+ * person, and the check repeated with the approval they give:
+ *
+ * ```ts
+ * if (result.accessRequest) {
+ *   let task = await warden.requestApproval(check, result.accessRequest, "quarter close");
+ *   for await (task of warden.watchApprovalTask(task.id)) {
+ *     // the last one has ended: approved, denied, expired or cancelled
+ *   }
+ *   if (task.approval) result = await warden.check({ ...check, approval: task.approval });
+ * }
+ * ```
  */
 
 import * as path from "node:path";
@@ -20,9 +33,15 @@ import * as path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 
-import type { ProtoGrpcType } from "./generated/decision";
+// approval.proto imports decision.proto: its package type covers both services.
+import type { ProtoGrpcType } from "./generated/approval";
 import type { Struct } from "./generated/google/protobuf/Struct";
 import type { Value } from "./generated/google/protobuf/Value";
+import type { AccessRequest__Output } from "./generated/warden/v1/AccessRequest";
+import type { ApprovalRef as ApprovalRefMessage } from "./generated/warden/v1/ApprovalRef";
+import type { ApprovalRef__Output } from "./generated/warden/v1/ApprovalRef";
+import type { ApprovalServiceClient } from "./generated/warden/v1/ApprovalService";
+import type { ApprovalTask__Output } from "./generated/warden/v1/ApprovalTask";
 import type { BatchCheckResult__Output } from "./generated/warden/v1/BatchCheckResult";
 import type { CheckRequest } from "./generated/warden/v1/CheckRequest";
 import type { CheckResponse__Output } from "./generated/warden/v1/CheckResponse";
@@ -36,6 +55,90 @@ export type Decision = "ALLOW" | "DENY" | "REQUIRE_APPROVAL";
 export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
 export interface JsonObject {
   [key: string]: JsonValue;
+}
+
+/**
+ * An approval a person gave, as `getApprovalTask()` hands it over: pass it
+ * back unchanged as `approval` of the approved check.
+ */
+export interface ApprovalRef {
+  /** `apr_...`. */
+  id: string;
+  /** RFC 3339. */
+  approvedAt: string;
+  /** RFC 3339; the approval is refused from this time on. */
+  approvedUntil: string;
+  /** The signed statement of the approval; opaque, sent back byte for byte. */
+  state: string;
+}
+
+/** Who may approve a requestable decision, as the policy says. */
+export interface ApprovalRequirement {
+  /** `group:<id>` or `user:<id>`. */
+  approvers: string[];
+  /** Whether the principal the agent acts for may approve. */
+  selfApproval: boolean;
+  /** The longest validity an approver may give. */
+  maxTtlSeconds: number;
+  /** How many checks one approval allows. */
+  uses: number;
+  /** A name for approval UIs, e.g. `acl_change`. */
+  template: string;
+}
+
+/**
+ * What a `REQUIRE_APPROVAL` result needs to ask a person: pass it to
+ * `requestApproval()` with the check it answered.
+ */
+export interface AccessRequest {
+  /** The decision's id. */
+  evaluationId: string;
+  /** RFC 3339: when the decision was made. */
+  evaluatedAt: string;
+  /** RFC 3339: the request must be submitted before this time. */
+  expiresAt: string;
+  /** Binds the decision to the exact request; opaque. */
+  bindingToken: string;
+  requirement?: ApprovalRequirement;
+}
+
+/** The approval an `ALLOW` used. */
+export interface ApprovalUse {
+  id: string;
+  /** RFC 3339. */
+  approvedUntil: string;
+  /** Uses left after this one. */
+  usesLeft: number;
+}
+
+/** Where a request for approval stands. `UNSPECIFIED` is never sent. */
+export type ApprovalTaskState =
+  | "UNSPECIFIED"
+  | "PENDING"
+  | "APPROVED"
+  | "DENIED"
+  | "EXPIRED"
+  | "CANCELLED";
+
+/** A request for approval, as its platform sees it. */
+export interface ApprovalTask {
+  /** `arq_...`. */
+  id: string;
+  state: ApprovalTaskState;
+  /** True once approved, denied, expired or cancelled. */
+  ended: boolean;
+  /** RFC 3339. */
+  createdAt: string;
+  /** RFC 3339: a task still pending then expires. */
+  expiresAt: string;
+  /** The `REQUIRE_APPROVAL` decision it asks about. */
+  evaluationId: string;
+  /** RFC 3339, once decided, cancelled or expired; empty before. */
+  decidedAt: string;
+  /** `APPROVED` only: pass it back as `approval` of the check. */
+  approval?: ApprovalRef;
+  /** The approver's note (approved or denied) or the cancel reason. */
+  note: string;
 }
 
 /** One question: may `agent` of `platform`, acting for `principal`, do `action` on `resource`? */
@@ -58,6 +161,8 @@ export interface Check {
   context?: JsonObject;
   /** Echoed in the result and kept in the audit record. */
   requestId?: string;
+  /** An approval given for exactly this check (see `ApprovalTask`). */
+  approval?: ApprovalRef;
 }
 
 /** The outcome of one check. */
@@ -72,6 +177,22 @@ export interface CheckResult {
   snapshotVersions: Record<string, string>;
   /** The kill switch that decided the check, if one did. */
   killSwitchId?: string;
+  /** `REQUIRE_APPROVAL` only, when a person can be asked: how to ask (`requestApproval()`). */
+  accessRequest?: AccessRequest;
+  /** Set when the check carried an approval and the answer is `ALLOW`. */
+  approval?: ApprovalUse;
+  /**
+   * When the check carried an approval that was refused: `request` (ask for a
+   * new approval), `retry` (after `retryAfterSeconds`) or `none`; else empty.
+   */
+  nextAction: string;
+  retryAfterSeconds: number;
+}
+
+/** Options of `watchApprovalTask()`. */
+export interface WatchOptions {
+  /** A deadline for the whole watch in milliseconds; by default it lasts as long as the task. */
+  timeoutMs?: number;
 }
 
 /** Why one item of a batch was not decided. */
@@ -119,9 +240,9 @@ export interface WardenOptions {
   key?: Buffer;
   /** Overrides the name the server's certificate is checked against. */
   serverName?: string;
-  /** Deadline of each call in milliseconds (default 5000). */
+  /** Deadline of each call in milliseconds (default 5000), except a task watch's. */
   timeoutMs?: number;
-  /** Where `warden/v1/decision.proto` lives (default: the repository's `proto/`). */
+  /** Where `warden/v1/*.proto` live (default: the repository's `proto/`). */
   protoDir?: string;
 }
 
@@ -143,9 +264,18 @@ const DECISIONS: Record<string, Decision> = {
   DECISION_REQUIRE_APPROVAL: "REQUIRE_APPROVAL",
 };
 
+const TASK_STATES: Record<string, ApprovalTaskState> = {
+  APPROVAL_TASK_STATE_PENDING: "PENDING",
+  APPROVAL_TASK_STATE_APPROVED: "APPROVED",
+  APPROVAL_TASK_STATE_DENIED: "DENIED",
+  APPROVAL_TASK_STATE_EXPIRED: "EXPIRED",
+  APPROVAL_TASK_STATE_CANCELLED: "CANCELLED",
+};
+
 /** A connection to Warden's decision listener. */
 export class Warden {
   private readonly client: DecisionServiceClient;
+  private readonly approvals: ApprovalServiceClient;
   private readonly metadata: grpc.Metadata;
   private readonly timeoutMs: number;
 
@@ -164,6 +294,11 @@ export class Warden {
       channelOptions["grpc.ssl_target_name_override"] = options.serverName;
     }
     this.client = new proto.warden.v1.DecisionService(target, credentials, channelOptions);
+    // The same connection: closing the decision client closes both.
+    this.approvals = new proto.warden.v1.ApprovalService(target, credentials, {
+      ...channelOptions,
+      channelOverride: this.client.getChannel(),
+    });
 
     this.metadata = new grpc.Metadata();
     if (options.token !== undefined) {
@@ -175,11 +310,12 @@ export class Warden {
   /** Decides one action; rejects with a `WardenError` when Warden refuses the request. */
   check(check: Check): Promise<CheckResult> {
     return new Promise((resolve, reject) => {
-      this.client.check(toRequest(check), this.metadata, this.callOptions(), (error, response) => {
-        if (error) reject(toWardenError(error));
-        else if (response) resolve(toResult(response));
-        else reject(new WardenError(grpc.status.INTERNAL, "empty response"));
-      });
+      this.client.check(
+        toRequest(check),
+        this.metadata,
+        this.callOptions(),
+        settle(resolve, reject, toResult),
+      );
     });
   }
 
@@ -190,11 +326,83 @@ export class Warden {
         { items: checks.map(toRequest) },
         this.metadata,
         this.callOptions(),
-        (error, response) => {
-          if (error) reject(toWardenError(error));
-          else if (response) resolve(response.results.map(toBatchItem));
-          else reject(new WardenError(grpc.status.INTERNAL, "empty response"));
+        settle(resolve, reject, (response) => response.results.map(toBatchItem)),
+      );
+    });
+  }
+
+  /**
+   * Asks a person to approve `check`, which got `REQUIRE_APPROVAL` with
+   * `accessRequest` (`CheckResult.accessRequest`). `check` must be the one
+   * decided, unchanged, and be submitted before `accessRequest.expiresAt`;
+   * `justification` is shown to approvers. Submitting the same decision again
+   * returns the same task.
+   */
+  requestApproval(
+    check: Check,
+    accessRequest: AccessRequest,
+    justification = "",
+  ): Promise<ApprovalTask> {
+    return new Promise((resolve, reject) => {
+      this.approvals.requestApproval(
+        {
+          request: toRequest(check),
+          evaluation_id: accessRequest.evaluationId,
+          binding_token: accessRequest.bindingToken,
+          justification,
         },
+        this.metadata,
+        this.callOptions(),
+        settle(resolve, reject, toTask),
+      );
+    });
+  }
+
+  /** The task now; `NOT_FOUND` for another platform's task. */
+  getApprovalTask(taskId: string): Promise<ApprovalTask> {
+    return new Promise((resolve, reject) => {
+      this.approvals.getApprovalTask(
+        { task_id: taskId },
+        this.metadata,
+        this.callOptions(),
+        settle(resolve, reject, toTask),
+      );
+    });
+  }
+
+  /**
+   * The task now, then each change, until it ends (the last one is `ended`).
+   * People take minutes, so the watch has no deadline unless `timeoutMs`
+   * gives it one. Leaving the loop early cancels the watch.
+   */
+  async *watchApprovalTask(
+    taskId: string,
+    options: WatchOptions = {},
+  ): AsyncGenerator<ApprovalTask, void, undefined> {
+    const callOptions: grpc.CallOptions =
+      options.timeoutMs === undefined ? {} : { deadline: Date.now() + options.timeoutMs };
+    const call = this.approvals.watchApprovalTask({ task_id: taskId }, this.metadata, callOptions);
+    // Cancelling reports CANCELLED as an error; nobody is listening by then.
+    call.on("error", () => undefined);
+    try {
+      for await (const task of call as AsyncIterable<ApprovalTask__Output>) {
+        yield toTask(task);
+      }
+    } catch (error) {
+      throw isServiceError(error) ? toWardenError(error) : error;
+    } finally {
+      call.cancel();
+    }
+  }
+
+  /** Withdraws a pending task; `FAILED_PRECONDITION` once it has ended. */
+  cancelApprovalTask(taskId: string, reason = ""): Promise<ApprovalTask> {
+    return new Promise((resolve, reject) => {
+      this.approvals.cancelApprovalTask(
+        { task_id: taskId, reason },
+        this.metadata,
+        this.callOptions(),
+        settle(resolve, reject, toTask),
       );
     });
   }
@@ -209,12 +417,15 @@ export class Warden {
   }
 }
 
+// Must match the files `npm run generate` reads.
+const PROTOS = ["warden/v1/decision.proto", "warden/v1/approval.proto"];
+
 const loaded = new Map<string, ProtoGrpcType>();
 
 function loadProto(protoDir: string): ProtoGrpcType {
   let proto = loaded.get(protoDir);
   if (proto === undefined) {
-    const definition = protoLoader.loadSync("warden/v1/decision.proto", {
+    const definition = protoLoader.loadSync(PROTOS, {
       ...LOADER_OPTIONS,
       includeDirs: [protoDir],
     });
@@ -226,6 +437,19 @@ function loadProto(protoDir: string): ProtoGrpcType {
 
 function codeName(code: grpc.status): string {
   return grpc.status[code] ?? `CODE_${code}`;
+}
+
+/** A callback that settles a promise with the mapped response, or a `WardenError`. */
+function settle<T, R>(
+  resolve: (value: R) => void,
+  reject: (reason: WardenError) => void,
+  map: (response: T) => R,
+): grpc.requestCallback<T> {
+  return (error, response) => {
+    if (error) reject(toWardenError(error));
+    else if (response) resolve(map(response));
+    else reject(new WardenError(grpc.status.INTERNAL, "empty response"));
+  };
 }
 
 function toRequest(check: Check): CheckRequest {
@@ -246,7 +470,62 @@ function toRequest(check: Check): CheckRequest {
     },
     context: toStruct(check.context),
     request_id: check.requestId ?? "",
+    approval: check.approval ? toApprovalRefMessage(check.approval) : null,
   };
+}
+
+function toApprovalRefMessage(approval: ApprovalRef): ApprovalRefMessage {
+  return {
+    id: approval.id,
+    approved_at: approval.approvedAt,
+    approved_until: approval.approvedUntil,
+    state: approval.state,
+  };
+}
+
+function toApprovalRef(approval: ApprovalRef__Output): ApprovalRef {
+  return {
+    id: approval.id,
+    approvedAt: approval.approved_at,
+    approvedUntil: approval.approved_until,
+    state: approval.state,
+  };
+}
+
+function toAccessRequest(access: AccessRequest__Output): AccessRequest {
+  const result: AccessRequest = {
+    evaluationId: access.evaluation_id,
+    evaluatedAt: access.evaluated_at,
+    expiresAt: access.expires_at,
+    bindingToken: access.binding_token,
+  };
+  const requirement = access.requirement;
+  if (requirement) {
+    result.requirement = {
+      approvers: requirement.approvers,
+      selfApproval: requirement.self_approval,
+      maxTtlSeconds: Number(requirement.max_ttl_seconds),
+      uses: requirement.uses,
+      template: requirement.template,
+    };
+  }
+  return result;
+}
+
+function toTask(task: ApprovalTask__Output): ApprovalTask {
+  const state = TASK_STATES[task.state] ?? "UNSPECIFIED";
+  const result: ApprovalTask = {
+    id: task.id,
+    state,
+    ended: state !== "PENDING" && state !== "UNSPECIFIED",
+    createdAt: task.created_at,
+    expiresAt: task.expires_at,
+    evaluationId: task.evaluation_id,
+    decidedAt: task.decided_at,
+    note: task.note,
+  };
+  if (task.approval) result.approval = toApprovalRef(task.approval);
+  return result;
 }
 
 function toStruct(object: JsonObject | undefined): Struct | null {
@@ -283,8 +562,18 @@ function toResult(response: CheckResponse__Output): CheckResult {
     requestId: response.request_id,
     policyRevision: response.policy_revision,
     snapshotVersions: response.snapshot_versions,
+    nextAction: response.next_action,
+    retryAfterSeconds: response.retry_after_seconds,
   };
   if (response.kill_switch) result.killSwitchId = response.kill_switch.id;
+  if (response.access_request) result.accessRequest = toAccessRequest(response.access_request);
+  if (response.approval) {
+    result.approval = {
+      id: response.approval.id,
+      approvedUntil: response.approval.approved_until,
+      usesLeft: response.approval.uses_left,
+    };
+  }
   return result;
 }
 
@@ -304,6 +593,10 @@ function toBatchItem(item: BatchCheckResult__Output): BatchItem {
   };
   if (error.field) itemError.field = error.field;
   return { ok: false, error: itemError };
+}
+
+function isServiceError(error: unknown): error is grpc.ServiceError {
+  return error instanceof Error && typeof (error as Partial<grpc.ServiceError>).code === "number";
 }
 
 function toWardenError(error: grpc.ServiceError): WardenError {

@@ -4,14 +4,26 @@
  * JSON on standard output, in the same shape as client/python/tests/driver.py.
  *
  *   {"addr": "...", "token": "...", "ca_file": "...",
- *    "calls": [{"check": {...}}, {"batch": [{...}, ...]}]}
+ *    "calls": [{"check": {...}}, {"batch": [{...}, ...]},
+ *              {"request_approval": {"request": {...}, "access_request": {...},
+ *                                    "justification": "..."}},
+ *              {"get_approval_task": "arq_..."},
+ *              {"watch_approval_task": "arq_..."},
+ *              {"cancel_approval_task": {"task_id": "arq_...", "reason": "..."}}]}
  *
- * Checks use the proto's field names (`resource_id`, `request_id`, ...).
+ * Checks use the proto's field names (`resource_id`, `request_id`, ...); a
+ * check's `approval` is an `ApprovalRef` and `access_request` an
+ * `AccessRequest`, as the proto spells them (and results print them). A watch
+ * also writes `{"watch": ID, "state": STATE}` to standard error, a line per
+ * task it sees, so the test can act while it waits.
  */
 
 import { readFileSync } from "node:fs";
 
 import {
+  type AccessRequest,
+  type ApprovalRef,
+  type ApprovalTask,
   type BatchItem,
   type Check,
   type CheckResult,
@@ -36,9 +48,45 @@ interface WireCheck {
   resource_attributes?: JsonObject;
   context?: JsonObject;
   request_id?: string;
+  approval?: WireApprovalRef | null;
 }
 
-type Call = { check: WireCheck } | { batch: WireCheck[] };
+interface WireApprovalRef {
+  id: string;
+  approved_at: string;
+  approved_until: string;
+  state: string;
+}
+
+interface WireAccessRequest {
+  evaluation_id: string;
+  evaluated_at: string;
+  expires_at: string;
+  binding_token: string;
+  requirement?: WireRequirement | null;
+}
+
+interface WireRequirement {
+  approvers: string[];
+  self_approval: boolean;
+  max_ttl_seconds: number;
+  uses: number;
+  template: string;
+}
+
+type Call =
+  | { check: WireCheck }
+  | { batch: WireCheck[] }
+  | {
+      request_approval: {
+        request: WireCheck;
+        access_request: WireAccessRequest;
+        justification?: string;
+      };
+    }
+  | { get_approval_task: string }
+  | { watch_approval_task: string }
+  | { cancel_approval_task: { task_id: string; reason?: string } };
 
 interface Script {
   addr: string;
@@ -65,7 +113,81 @@ function toCheck(wire: WireCheck): Check {
   if (wire.resource_attributes !== undefined) check.resourceAttributes = wire.resource_attributes;
   if (wire.context !== undefined) check.context = wire.context;
   if (wire.request_id !== undefined) check.requestId = wire.request_id;
+  if (wire.approval) check.approval = toApprovalRef(wire.approval);
   return check;
+}
+
+function toApprovalRef(wire: WireApprovalRef): ApprovalRef {
+  return {
+    id: wire.id,
+    approvedAt: wire.approved_at,
+    approvedUntil: wire.approved_until,
+    state: wire.state,
+  };
+}
+
+function toAccessRequest(wire: WireAccessRequest): AccessRequest {
+  const access: AccessRequest = {
+    evaluationId: wire.evaluation_id,
+    evaluatedAt: wire.evaluated_at,
+    expiresAt: wire.expires_at,
+    bindingToken: wire.binding_token,
+  };
+  const requirement = wire.requirement;
+  if (requirement) {
+    access.requirement = {
+      approvers: requirement.approvers,
+      selfApproval: requirement.self_approval,
+      maxTtlSeconds: requirement.max_ttl_seconds,
+      uses: requirement.uses,
+      template: requirement.template,
+    };
+  }
+  return access;
+}
+
+function wireApprovalRef(approval: ApprovalRef | undefined): WireApprovalRef | null {
+  if (approval === undefined) return null;
+  return {
+    id: approval.id,
+    approved_at: approval.approvedAt,
+    approved_until: approval.approvedUntil,
+    state: approval.state,
+  };
+}
+
+function wireAccessRequest(access: AccessRequest | undefined): WireAccessRequest | null {
+  if (access === undefined) return null;
+  const requirement = access.requirement;
+  return {
+    evaluation_id: access.evaluationId,
+    evaluated_at: access.evaluatedAt,
+    expires_at: access.expiresAt,
+    binding_token: access.bindingToken,
+    requirement: requirement
+      ? {
+          approvers: requirement.approvers,
+          self_approval: requirement.selfApproval,
+          max_ttl_seconds: requirement.maxTtlSeconds,
+          uses: requirement.uses,
+          template: requirement.template,
+        }
+      : null,
+  };
+}
+
+function task(t: ApprovalTask): object {
+  return {
+    id: t.id,
+    state: t.state,
+    created_at: t.createdAt,
+    expires_at: t.expiresAt,
+    evaluation_id: t.evaluationId,
+    decided_at: t.decidedAt,
+    approval: wireApprovalRef(t.approval),
+    note: t.note,
+    ended: t.ended,
+  };
 }
 
 function result(r: CheckResult): object {
@@ -79,6 +201,16 @@ function result(r: CheckResult): object {
       policy_revision: r.policyRevision,
       snapshot_versions: r.snapshotVersions,
       kill_switch_id: r.killSwitchId ?? null,
+      access_request: wireAccessRequest(r.accessRequest),
+      approval: r.approval
+        ? {
+            id: r.approval.id,
+            approved_until: r.approval.approvedUntil,
+            uses_left: r.approval.usesLeft,
+          }
+        : null,
+      next_action: r.nextAction,
+      retry_after_seconds: r.retryAfterSeconds,
     },
   };
 }
@@ -93,10 +225,36 @@ function batchItem(item: BatchItem): object {
     : error(item.error.codeName, item.error.message, item.error.field);
 }
 
+async function watch(warden: Warden, taskId: string): Promise<object> {
+  const seen: object[] = [];
+  for await (const t of warden.watchApprovalTask(taskId)) {
+    process.stderr.write(`${JSON.stringify({ watch: taskId, state: t.state })}\n`);
+    seen.push(task(t));
+  }
+  return { tasks: seen };
+}
+
 async function run(warden: Warden, call: Call): Promise<object> {
   try {
     if ("check" in call) return result(await warden.check(toCheck(call.check)));
-    return { batch: (await warden.batchCheck(call.batch.map(toCheck))).map(batchItem) };
+    if ("batch" in call) {
+      return { batch: (await warden.batchCheck(call.batch.map(toCheck))).map(batchItem) };
+    }
+    if ("request_approval" in call) {
+      const args = call.request_approval;
+      const submitted = await warden.requestApproval(
+        toCheck(args.request),
+        toAccessRequest(args.access_request),
+        args.justification ?? "",
+      );
+      return { task: task(submitted) };
+    }
+    if ("get_approval_task" in call) {
+      return { task: task(await warden.getApprovalTask(call.get_approval_task)) };
+    }
+    if ("watch_approval_task" in call) return await watch(warden, call.watch_approval_task);
+    const args = call.cancel_approval_task;
+    return { task: task(await warden.cancelApprovalTask(args.task_id, args.reason ?? "")) };
   } catch (e) {
     if (e instanceof WardenError) return error(e.codeName, e.details, e.field);
     throw e;

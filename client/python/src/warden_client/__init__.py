@@ -12,8 +12,48 @@ The stubs in ``warden_client._pb`` are generated from the repository's
         )
         if result.allowed:
             ...
+
+A REQUIRE_APPROVAL result that carries an ``access_request`` can be put to a
+person, and the check repeated with the approval they give::
+
+    check = Check("support-desk", "access-admin", "ivan.petrov",
+                  "permissions.grant", "role", resource_id="finance-approver")
+    result = warden.decide(check)
+    if result.access_request is not None:
+        task = warden.request_approval(check, result.access_request,
+                                       justification="quarter close")
+        for task in warden.watch_approval_task(task.id):
+            pass  # the last one has ended: approved, denied, expired or cancelled
+        if task.approval is not None:
+            result = warden.decide(dataclasses.replace(check, approval=task.approval))
 """
 
-from ._client import Check, CheckResult, Decision, ItemError, Warden, WardenError
+from ._client import (
+    AccessRequest,
+    ApprovalRef,
+    ApprovalRequirement,
+    ApprovalTask,
+    ApprovalTaskState,
+    ApprovalUse,
+    Check,
+    CheckResult,
+    Decision,
+    ItemError,
+    Warden,
+    WardenError,
+)
 
-__all__ = ["Check", "CheckResult", "Decision", "ItemError", "Warden", "WardenError"]
+__all__ = [
+    "AccessRequest",
+    "ApprovalRef",
+    "ApprovalRequirement",
+    "ApprovalTask",
+    "ApprovalTaskState",
+    "ApprovalUse",
+    "Check",
+    "CheckResult",
+    "Decision",
+    "ItemError",
+    "Warden",
+    "WardenError",
+]

@@ -1,9 +1,10 @@
-"""The wrapper around the generated ``warden.v1.DecisionService`` stub."""
+"""The wrapper around the generated ``warden.v1.DecisionService`` and
+``warden.v1.ApprovalService`` stubs."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -13,9 +14,15 @@ from google.protobuf import struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from ._pb import decision_pb2, decision_pb2_grpc
+from ._pb import approval_pb2, approval_pb2_grpc, decision_pb2, decision_pb2_grpc
 
 __all__ = [
+    "AccessRequest",
+    "ApprovalRef",
+    "ApprovalRequirement",
+    "ApprovalTask",
+    "ApprovalTaskState",
+    "ApprovalUse",
     "Check",
     "CheckResult",
     "Decision",
@@ -42,6 +49,179 @@ _DECISIONS = {
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
+class ApprovalTaskState(enum.Enum):
+    """Where a request for approval stands. ``UNSPECIFIED`` is never sent."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    DENIED = "DENIED"
+    EXPIRED = "EXPIRED"
+    CANCELLED = "CANCELLED"
+
+
+_TASK_STATES = {
+    approval_pb2.APPROVAL_TASK_STATE_PENDING: ApprovalTaskState.PENDING,
+    approval_pb2.APPROVAL_TASK_STATE_APPROVED: ApprovalTaskState.APPROVED,
+    approval_pb2.APPROVAL_TASK_STATE_DENIED: ApprovalTaskState.DENIED,
+    approval_pb2.APPROVAL_TASK_STATE_EXPIRED: ApprovalTaskState.EXPIRED,
+    approval_pb2.APPROVAL_TASK_STATE_CANCELLED: ApprovalTaskState.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class ApprovalRef:
+    """An approval a person gave, as :meth:`Warden.get_approval_task` hands it
+    over: pass it back unchanged as ``approval`` of the approved check."""
+
+    id: str
+    """``apr_...``."""
+    approved_at: str
+    """RFC 3339."""
+    approved_until: str
+    """RFC 3339; the approval is refused from this time on."""
+    state: str
+    """The signed statement of the approval; opaque, sent back byte for byte."""
+
+    def to_proto(self) -> decision_pb2.ApprovalRef:
+        return decision_pb2.ApprovalRef(
+            id=self.id,
+            approved_at=self.approved_at,
+            approved_until=self.approved_until,
+            state=self.state,
+        )
+
+    @classmethod
+    def from_proto(cls, approval: decision_pb2.ApprovalRef) -> ApprovalRef:
+        return cls(
+            id=approval.id,
+            approved_at=approval.approved_at,
+            approved_until=approval.approved_until,
+            state=approval.state,
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalRequirement:
+    """Who may approve a requestable decision, as the policy says."""
+
+    approvers: tuple[str, ...]
+    """``group:<id>`` or ``user:<id>``."""
+    self_approval: bool
+    """Whether the principal the agent acts for may approve."""
+    max_ttl_seconds: int
+    """The longest validity an approver may give."""
+    uses: int
+    """How many checks one approval allows."""
+    template: str
+    """A name for approval UIs, e.g. ``acl_change``."""
+
+    @classmethod
+    def from_proto(
+        cls, requirement: decision_pb2.ApprovalRequirement
+    ) -> ApprovalRequirement:
+        return cls(
+            approvers=tuple(requirement.approvers),
+            self_approval=requirement.self_approval,
+            max_ttl_seconds=requirement.max_ttl_seconds,
+            uses=requirement.uses,
+            template=requirement.template,
+        )
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """What a REQUIRE_APPROVAL result needs to ask a person: pass it to
+    :meth:`Warden.request_approval` with the check it answered."""
+
+    evaluation_id: str
+    """The decision's id."""
+    evaluated_at: str
+    """RFC 3339: when the decision was made."""
+    expires_at: str
+    """RFC 3339: the request must be submitted before this time."""
+    binding_token: str
+    """Binds the decision to the exact request; opaque."""
+    requirement: ApprovalRequirement | None = None
+
+    @classmethod
+    def from_proto(cls, access: decision_pb2.AccessRequest) -> AccessRequest:
+        return cls(
+            evaluation_id=access.evaluation_id,
+            evaluated_at=access.evaluated_at,
+            expires_at=access.expires_at,
+            binding_token=access.binding_token,
+            requirement=(
+                ApprovalRequirement.from_proto(access.requirement)
+                if access.HasField("requirement")
+                else None
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalUse:
+    """The approval an ALLOW used."""
+
+    id: str
+    approved_until: str
+    """RFC 3339."""
+    uses_left: int
+    """Uses left after this one."""
+
+    @classmethod
+    def from_proto(cls, use: decision_pb2.ApprovalUse) -> ApprovalUse:
+        return cls(
+            id=use.id, approved_until=use.approved_until, uses_left=use.uses_left
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalTask:
+    """A request for approval, as its platform sees it."""
+
+    id: str
+    """``arq_...``."""
+    state: ApprovalTaskState
+    created_at: str
+    """RFC 3339."""
+    expires_at: str
+    """RFC 3339: a task still pending then expires."""
+    evaluation_id: str
+    """The REQUIRE_APPROVAL decision it asks about."""
+    decided_at: str = ""
+    """RFC 3339, once decided, cancelled or expired."""
+    approval: ApprovalRef | None = None
+    """APPROVED only: pass it back as ``approval`` of the check."""
+    note: str = ""
+    """The approver's note (approved or denied) or the cancel reason."""
+
+    @property
+    def ended(self) -> bool:
+        """True once approved, denied, expired or cancelled."""
+        return self.state not in (
+            ApprovalTaskState.PENDING,
+            ApprovalTaskState.UNSPECIFIED,
+        )
+
+    @classmethod
+    def from_proto(cls, task: approval_pb2.ApprovalTask) -> ApprovalTask:
+        return cls(
+            id=task.id,
+            state=_TASK_STATES.get(task.state, ApprovalTaskState.UNSPECIFIED),
+            created_at=task.created_at,
+            expires_at=task.expires_at,
+            evaluation_id=task.evaluation_id,
+            decided_at=task.decided_at,
+            approval=(
+                ApprovalRef.from_proto(task.approval)
+                if task.HasField("approval")
+                else None
+            ),
+            note=task.note,
+        )
+
+
 @dataclass(frozen=True)
 class Check:
     """One question: may ``agent`` of ``platform``, acting for ``principal``,
@@ -61,6 +241,8 @@ class Check:
     resource_attributes: Mapping[str, Any] | None = None
     context: Mapping[str, Any] | None = None
     request_id: str = ""
+    approval: ApprovalRef | None = None
+    """An approval given for exactly this check (see :class:`ApprovalTask`)."""
 
     def to_proto(self) -> decision_pb2.CheckRequest:
         return decision_pb2.CheckRequest(
@@ -84,6 +266,7 @@ class Check:
             ),
             context=_struct(self.context),
             request_id=self.request_id,
+            approval=self.approval.to_proto() if self.approval is not None else None,
         )
 
 
@@ -98,6 +281,15 @@ class CheckResult:
     policy_revision: str
     snapshot_versions: dict[str, str] = field(default_factory=dict)
     kill_switch_id: str | None = None
+    access_request: AccessRequest | None = None
+    """REQUIRE_APPROVAL only, when a person can be asked: how to ask
+    (:meth:`Warden.request_approval`)."""
+    approval: ApprovalUse | None = None
+    """Set when the check carried an approval and the answer is ALLOW."""
+    next_action: str = ""
+    """When the check carried an approval that was refused: ``request`` (ask
+    for a new approval), ``retry`` (after ``retry_after_seconds``) or ``none``."""
+    retry_after_seconds: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -116,6 +308,18 @@ class CheckResult:
             kill_switch_id=(
                 response.kill_switch.id if response.HasField("kill_switch") else None
             ),
+            access_request=(
+                AccessRequest.from_proto(response.access_request)
+                if response.HasField("access_request")
+                else None
+            ),
+            approval=(
+                ApprovalUse.from_proto(response.approval)
+                if response.HasField("approval")
+                else None
+            ),
+            next_action=response.next_action,
+            retry_after_seconds=response.retry_after_seconds,
         )
 
 
@@ -156,7 +360,8 @@ class Warden:
     ``address`` is ``host:port``, or a URL: ``https://`` turns TLS on, as does
     ``ca`` (PEM CA certificates) or ``cert``/``key`` (a PEM client identity).
     ``token`` is sent as ``authorization: Bearer <token>`` on every call;
-    ``timeout`` is each call's deadline in seconds.
+    ``timeout`` is each call's deadline in seconds (except a task watch's,
+    which lasts as long as the task unless given its own).
     """
 
     def __init__(
@@ -183,6 +388,7 @@ class Warden:
         else:
             self._channel = grpc.insecure_channel(target, options)
         self._stub = decision_pb2_grpc.DecisionServiceStub(self._channel)
+        self._approvals = approval_pb2_grpc.ApprovalServiceStub(self._channel)
         self._metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token is not None else ()
         )
@@ -205,6 +411,7 @@ class Warden:
         resource_attributes: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         request_id: str = "",
+        approval: ApprovalRef | None = None,
     ) -> CheckResult:
         """Decides one action; the arguments are those of :class:`Check`.
 
@@ -227,6 +434,7 @@ class Warden:
                 resource_attributes=resource_attributes,
                 context=context,
                 request_id=request_id,
+                approval=approval,
             )
         )
 
@@ -251,6 +459,73 @@ class Warden:
         except grpc.RpcError as error:
             raise WardenError.from_rpc_error(error) from None
         return [_batch_item(result) for result in response.results]
+
+    def request_approval(
+        self,
+        check: Check,
+        access_request: AccessRequest,
+        *,
+        justification: str = "",
+    ) -> ApprovalTask:
+        """Asks a person to approve ``check``, which got REQUIRE_APPROVAL with
+        ``access_request`` (:attr:`CheckResult.access_request`). ``check`` must
+        be the one decided, unchanged, and be submitted before
+        ``access_request.expires_at``; ``justification`` is shown to approvers.
+        Submitting the same decision again returns the same task."""
+        request = approval_pb2.RequestApprovalRequest(
+            request=check.to_proto(),
+            evaluation_id=access_request.evaluation_id,
+            binding_token=access_request.binding_token,
+            justification=justification,
+        )
+        try:
+            task = self._approvals.RequestApproval(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise WardenError.from_rpc_error(error) from None
+        return ApprovalTask.from_proto(task)
+
+    def get_approval_task(self, task_id: str) -> ApprovalTask:
+        """The task now; ``NOT_FOUND`` for another platform's task."""
+        request = approval_pb2.GetApprovalTaskRequest(task_id=task_id)
+        try:
+            task = self._approvals.GetApprovalTask(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise WardenError.from_rpc_error(error) from None
+        return ApprovalTask.from_proto(task)
+
+    def watch_approval_task(
+        self, task_id: str, *, timeout: float | None = None
+    ) -> Iterator[ApprovalTask]:
+        """The task now, then each change, until it ends (the last one has
+        :attr:`ApprovalTask.ended`). People take minutes, so the watch has no
+        deadline unless ``timeout`` (seconds) gives it one. Closing the
+        iterator early cancels the watch."""
+        request = approval_pb2.GetApprovalTaskRequest(task_id=task_id)
+        call = self._approvals.WatchApprovalTask(
+            request, timeout=timeout, metadata=self._metadata
+        )
+        try:
+            for task in call:
+                yield ApprovalTask.from_proto(task)
+        except grpc.RpcError as error:
+            raise WardenError.from_rpc_error(error) from None
+        finally:
+            call.cancel()
+
+    def cancel_approval_task(self, task_id: str, reason: str = "") -> ApprovalTask:
+        """Withdraws a pending task; ``FAILED_PRECONDITION`` once it has ended."""
+        request = approval_pb2.CancelApprovalTaskRequest(task_id=task_id, reason=reason)
+        try:
+            task = self._approvals.CancelApprovalTask(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise WardenError.from_rpc_error(error) from None
+        return ApprovalTask.from_proto(task)
 
     def close(self) -> None:
         self._channel.close()
