@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value as Json};
 use warden_proto::convert::to_struct;
-use warden_proto::v1::{Action, Agent, CheckRequest, Principal, Resource};
+use warden_proto::v1::{Action, Agent, ApprovalRef, CheckRequest, Principal, Resource};
 
 /// Builds a `CheckRequest`. The principal is a user unless
 /// `principal_type` says otherwise.
@@ -107,6 +107,15 @@ impl CheckBuilder {
 
     pub fn context(mut self, key: impl Into<String>, value: Json) -> Self {
         self.context.insert(key.into(), value);
+        self
+    }
+
+    /// Carries an approval a person gave for exactly this request: the
+    /// `approval` of the approved task (`WardenClient::get_approval_task`),
+    /// unchanged. Everything else must be as it was when approval was asked
+    /// for, or the check is denied.
+    pub fn approval(mut self, approval: ApprovalRef) -> Self {
+        self.request.approval = Some(approval);
         self
     }
 

@@ -13,8 +13,37 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A REQUIRE_APPROVAL decision that names who may approve carries an
+//! `access_request`: submit it, wait for a person, and check again with the
+//! approval.
+//!
+//! ```no_run
+//! # async fn example(mut client: warden_client::WardenClient, request: warden_client::CheckRequest)
+//! # -> Result<(), warden_client::ClientError> {
+//! use warden_client::{ApprovalTaskState, Decision};
+//!
+//! let response = client.check(request.clone()).await?;
+//! if let (Decision::RequireApproval, Some(access)) =
+//!     (response.decision(), response.access_request.as_ref())
+//! {
+//!     let task = client
+//!         .request_approval(request.clone(), access, "quarter close needs it")
+//!         .await?;
+//!     let ended = client.wait_approval_task(&task.id).await?;
+//!     if let (ApprovalTaskState::Approved, Some(approval)) = (ended.state(), ended.approval) {
+//!         let mut again = request;
+//!         again.approval = Some(approval);
+//!         let allowed = client.check(again).await?;
+//!         println!("{:?} {:?}", allowed.decision(), allowed.reasons);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod admin;
+pub mod approval;
 pub mod audit;
 mod builder;
 mod progress;
@@ -22,15 +51,20 @@ mod progress;
 use std::time::Duration;
 
 pub use admin::AdminClient;
+pub use approval::ApproverClient;
 pub use audit::AuditClient;
 pub use builder::CheckBuilder;
+use tonic::Streaming;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use warden_proto::v1::approval_service_client::ApprovalServiceClient;
 use warden_proto::v1::decision_service_client::DecisionServiceClient;
 pub use warden_proto::v1::{
-    BatchCheckRequest, BatchCheckResponse, BatchCheckResult, CheckRequest, CheckResponse, Decision,
+    AccessRequest, ApprovalRef, ApprovalRequirement, ApprovalTask, ApprovalTaskState, ApprovalUse,
+    BatchCheckRequest, BatchCheckResponse, BatchCheckResult, CancelApprovalTaskRequest,
+    CheckRequest, CheckResponse, Decision, GetApprovalTaskRequest, RequestApprovalRequest,
     batch_check_result,
 };
 
@@ -224,6 +258,7 @@ pub type Transport = InterceptedService<Channel, Credentials>;
 #[derive(Debug, Clone)]
 pub struct WardenClient {
     inner: DecisionServiceClient<Transport>,
+    approvals: ApprovalServiceClient<Transport>,
     channel: Transport,
 }
 
@@ -236,6 +271,7 @@ impl WardenClient {
         let channel = connect_channel(endpoint.into(), &options).await?;
         Ok(Self {
             inner: DecisionServiceClient::new(channel.clone()),
+            approvals: ApprovalServiceClient::new(channel.clone()),
             channel,
         })
     }
@@ -269,6 +305,108 @@ impl WardenClient {
         };
         Ok(answered?.into_inner().results)
     }
+
+    /// Asks a person to approve a REQUIRE_APPROVAL decision: `request` is
+    /// the check that got it, unchanged, and `access` the decision's
+    /// `access_request`. Returns the task (pending), whose id the other
+    /// approval calls take. Submitting the same decision again returns the
+    /// same task.
+    pub async fn request_approval(
+        &mut self,
+        request: CheckRequest,
+        access: &AccessRequest,
+        justification: impl Into<String>,
+    ) -> Result<ApprovalTask, ClientError> {
+        let request = RequestApprovalRequest {
+            request: Some(request),
+            evaluation_id: access.evaluation_id.clone(),
+            binding_token: access.binding_token.clone(),
+            justification: justification.into(),
+        };
+        // The same submission answers with the same task: safe to repeat.
+        let answered = match self.approvals.request_approval(request.clone()).await {
+            Err(status) if connection_lost(&status) => {
+                self.approvals.request_approval(request).await
+            }
+            answered => answered,
+        };
+        Ok(answered?.into_inner())
+    }
+
+    /// The task now; once approved it carries the approval to send back in
+    /// `CheckRequest.approval` (see [`CheckBuilder::approval`]).
+    pub async fn get_approval_task(&mut self, task_id: &str) -> Result<ApprovalTask, ClientError> {
+        let request = GetApprovalTaskRequest {
+            task_id: task_id.to_owned(),
+        };
+        let answered = match self.approvals.get_approval_task(request.clone()).await {
+            Err(status) if connection_lost(&status) => {
+                self.approvals.get_approval_task(request).await
+            }
+            answered => answered,
+        };
+        Ok(answered?.into_inner())
+    }
+
+    /// The task now, then each change, until it ends (approved, denied,
+    /// expired or cancelled). The per-call timeout bounds only the start of
+    /// the watch, not how long a person takes.
+    pub async fn watch_approval_task(
+        &mut self,
+        task_id: &str,
+    ) -> Result<Streaming<ApprovalTask>, ClientError> {
+        let request = GetApprovalTaskRequest {
+            task_id: task_id.to_owned(),
+        };
+        let answered = match self.approvals.watch_approval_task(request.clone()).await {
+            Err(status) if connection_lost(&status) => {
+                self.approvals.watch_approval_task(request).await
+            }
+            answered => answered,
+        };
+        Ok(answered?.into_inner())
+    }
+
+    /// Watches the task until it ends and returns it as it ended. A watch
+    /// the server closes before the end (a restart, a drain) is an error;
+    /// [`get_approval_task`](Self::get_approval_task) or a new wait picks
+    /// up from there.
+    pub async fn wait_approval_task(&mut self, task_id: &str) -> Result<ApprovalTask, ClientError> {
+        let mut watch = self.watch_approval_task(task_id).await?;
+        while let Some(task) = watch.message().await? {
+            if task_ended(&task) {
+                return Ok(task);
+            }
+        }
+        Err(ClientError::Protocol(format!(
+            "the watch of task `{task_id}` ended while it was still pending"
+        )))
+    }
+
+    /// Withdraws a pending task. Not repeated on a lost connection: a
+    /// cancel that took effect would then fail as no longer pending.
+    pub async fn cancel_approval_task(
+        &mut self,
+        task_id: &str,
+        reason: &str,
+    ) -> Result<ApprovalTask, ClientError> {
+        Ok(self
+            .approvals
+            .cancel_approval_task(CancelApprovalTaskRequest {
+                task_id: task_id.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+}
+
+/// Whether a task has ended: approved, denied, expired or cancelled.
+pub fn task_ended(task: &ApprovalTask) -> bool {
+    !matches!(
+        task.state(),
+        ApprovalTaskState::Pending | ApprovalTaskState::Unspecified
+    )
 }
 
 /// Whether a call failed on the connection rather than being answered: the

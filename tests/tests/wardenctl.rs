@@ -881,3 +881,334 @@ async fn a_tail_whose_reader_leaves_ends_quietly() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// The approval loop with people at the command line: a platform's check
+/// needs approval, the platform asks through the Rust client, a security
+/// approver finds, reads and decides it with `wardenctl approvals`, the
+/// platform's repeated check is allowed, and `audit query --chain` tells the
+/// whole story.
+#[tokio::test]
+async fn approvers_decide_tasks_from_the_command_line() {
+    use serde_json::{Value as Json, json};
+    use warden_client::{
+        ApprovalTaskState, CheckBuilder, ClientOptions, Decision, WardenClient, task_ended,
+    };
+
+    let token = |name: &str| format!("wardenctl-approvals-token-{name}-0123456789");
+    let demo = Demo::load();
+    // An it-ops member may grant permissions, so the default policy asks a
+    // security member (not the principal) to approve.
+    let principal = demo.member_of("it-ops");
+    let security = demo.member_of("security");
+    let tokens: Vec<String> = [
+        ("desk", "platform:support-desk".to_owned()),
+        ("sec", format!("approver:{security}")),
+        ("auditor", "auditor".to_owned()),
+    ]
+    .iter()
+    .map(|(name, role)| {
+        format!(
+            "{{ name = \"{name}\", sha256 = \"{}\", roles = [\"{role}\"] }}",
+            warden::auth::hash_token(&token(name))
+        )
+    })
+    .collect();
+    let warden = Warden::builder()
+        .env("WARDEN_AUTH_TOKENS", format!("[{}]", tokens.join(", ")))
+        .start()
+        .await;
+    let as_user = |who: &str| ClientOptions {
+        token: Some(token(who)),
+        ..ClientOptions::default()
+    };
+    let ctl = |who: &str, args: &[&str]| {
+        Command::new(&binaries().wardenctl)
+            .arg("--admin-addr")
+            .arg(warden.admin_endpoint())
+            .env_remove("WARDEN_TOKEN_FILE")
+            .env("WARDEN_TOKEN", token(who))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let grant = |resource: &str| {
+        CheckBuilder::new(
+            "support-desk",
+            "access-admin",
+            &principal,
+            "permissions.grant",
+            "role",
+        )
+        .resource_id(resource)
+        .action_attribute("grantee", json!("bob"))
+        .action_attribute("level", json!("read"))
+        .context("purpose", json!("quarter close"))
+    };
+
+    // The platform's check needs approval and says how to ask for it.
+    let mut platform = WardenClient::connect(warden.endpoint(), as_user("desk"))
+        .await
+        .unwrap();
+    let request = grant("finance-approver").build();
+    let denied = platform.check(request.clone()).await.unwrap();
+    assert_eq!(denied.decision(), Decision::RequireApproval, "{denied:?}");
+    let access = denied.access_request.clone().expect("an access request");
+    assert_eq!(access.evaluation_id, denied.decision_id);
+    let task = platform
+        .request_approval(request.clone(), &access, "month-end access for the audit")
+        .await
+        .unwrap();
+    assert_eq!(task.state(), ApprovalTaskState::Pending);
+    assert!(!task_ended(&task));
+    let id = task.id.clone();
+
+    // The approver finds it, for scripts and for people.
+    let listed = json_out(&ctl("sec", &["approvals", "list", "--json"]));
+    let listed = listed.as_array().expect("an array of tasks");
+    let found = listed
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("task {id} not listed: {listed:?}"));
+    assert_eq!(found["state"], "pending");
+    assert_eq!(found["can_decide"], true);
+    assert_eq!(found["platform"], "support-desk");
+    assert_eq!(found["action"], "permissions.grant");
+    assert_eq!(found["evaluation_id"], access.evaluation_id.as_str());
+    assert_eq!(found["justification"], "month-end access for the audit");
+    assert_eq!(found["requirement"]["approvers"], json!(["group:security"]));
+    assert_eq!(found["requirement"]["self_approval"], false);
+    let table = ctl("sec", &["approvals", "list", "--action", "permissions.*"]);
+    let table = text(&table.stdout);
+    assert!(
+        table.starts_with("TASK ") && table.contains(&id) && table.contains("group:security"),
+        "{table}"
+    );
+    let others = json_out(&ctl(
+        "sec",
+        &["approvals", "list", "--platform", "nobody", "--json"],
+    ));
+    assert_eq!(others, json!([]));
+
+    // The whole detail: the request exactly as an approval would allow it.
+    let shown = json_out(&ctl("sec", &["approvals", "show", &id, "--json"]));
+    assert_eq!(shown["id"], id.as_str());
+    let bound = shown["request"].to_string();
+    assert!(
+        bound.contains("permissions.grant")
+            && bound.contains("finance-approver")
+            && bound.contains("\"level\":\"read\""),
+        "{shown}"
+    );
+    let human = text(&ctl("sec", &["approvals", "show", &id]).stdout);
+    assert!(
+        human.starts_with("FIELD ")
+            && human.contains("group:security")
+            && human.contains("request (exactly what an approval allows):\n{"),
+        "{human}"
+    );
+
+    // Approved, by the approver's own user.
+    let approved = ctl(
+        "sec",
+        &[
+            "approvals",
+            "approve",
+            &id,
+            "--note",
+            "ok for the close",
+            "--valid-for",
+            "30m",
+        ],
+    );
+    assert_eq!(
+        approved.status.code(),
+        Some(0),
+        "{}",
+        text(&approved.stderr)
+    );
+    assert!(
+        text(&approved.stdout).contains(&id),
+        "{}",
+        text(&approved.stdout)
+    );
+    let shown = json_out(&ctl("sec", &["approvals", "show", &id, "--json"]));
+    assert_eq!(shown["state"], "approved", "{shown}");
+    assert_eq!(shown["decided_by"], security.as_str());
+    assert_eq!(shown["note"], "ok for the close");
+    let approval_id = shown["approval"]["id"].as_str().unwrap().to_owned();
+    assert!(approval_id.starts_with("apr_"), "{shown}");
+    // Deciding twice is refused as it stands: exit 3.
+    let again = ctl("sec", &["approvals", "deny", &id]);
+    assert_eq!(again.status.code(), Some(3), "{}", text(&again.stderr));
+    // Nothing pending is left for the approver.
+    let pending = json_out(&ctl("sec", &["approvals", "list", "--json"]));
+    assert!(
+        pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["id"] != id.as_str()),
+        "{pending}"
+    );
+
+    // The platform picks the approval up and repeats the check with it.
+    let ended = platform.wait_approval_task(&id).await.unwrap();
+    assert_eq!(ended.state(), ApprovalTaskState::Approved);
+    let approval = ended
+        .approval
+        .expect("an approved task carries its approval");
+    assert_eq!(approval.id, approval_id);
+    let allowed = platform
+        .check(grant("finance-approver").approval(approval).build())
+        .await
+        .unwrap();
+    assert_eq!(allowed.decision(), Decision::Allow, "{allowed:?}");
+    assert_eq!(allowed.reasons, [format!("approved:{approval_id}")]);
+    assert_eq!(
+        allowed.approval.as_ref().map(|a| a.id.as_str()),
+        Some(approval_id.as_str())
+    );
+
+    // Another request, denied; and the tasks as an auditor sees them.
+    let other = grant("payroll-admin").build();
+    let asked = platform.check(other.clone()).await.unwrap();
+    let other_task = platform
+        .request_approval(other, &asked.access_request.unwrap(), "payroll run")
+        .await
+        .unwrap();
+    let refused = json_out(&ctl(
+        "sec",
+        &[
+            "approvals",
+            "deny",
+            &other_task.id,
+            "--note",
+            "not this quarter",
+            "--json",
+        ],
+    ));
+    assert_eq!(refused["state"], "denied", "{refused}");
+    let denied_task = platform.get_approval_task(&other_task.id).await.unwrap();
+    assert_eq!(denied_task.state(), ApprovalTaskState::Denied);
+    assert_eq!(denied_task.note, "not this quarter");
+    let by_state = json_out(&ctl(
+        "auditor",
+        &["approvals", "list", "--state", "denied", "--json"],
+    ));
+    assert_eq!(by_state[0]["id"], other_task.id.as_str(), "{by_state}");
+    assert_eq!(by_state[0]["can_decide"], false);
+    // Only an approver decides: the auditor's token lacks the role.
+    let not_allowed = ctl("auditor", &["approvals", "approve", &other_task.id]);
+    assert_eq!(
+        not_allowed.status.code(),
+        Some(5),
+        "{}",
+        text(&not_allowed.stderr)
+    );
+
+    // An approval withdrawn before use: the check that carries it is denied.
+    let third = grant("audit-reader").build();
+    let asked = platform.check(third.clone()).await.unwrap();
+    let third_task = platform
+        .request_approval(third.clone(), &asked.access_request.unwrap(), "audit prep")
+        .await
+        .unwrap();
+    let out = ctl("sec", &["approvals", "approve", &third_task.id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let revoked = json_out(&ctl(
+        "sec",
+        &[
+            "approvals",
+            "revoke",
+            &third_task.id,
+            "--reason",
+            "wrong role",
+            "--json",
+        ],
+    ));
+    assert!(
+        revoked["revoked_at"]
+            .as_str()
+            .is_some_and(|at| !at.is_empty()),
+        "{revoked}"
+    );
+    assert_eq!(revoked["revoked_by"], security.as_str(), "{revoked}");
+    let withdrawn = platform
+        .get_approval_task(&third_task.id)
+        .await
+        .unwrap()
+        .approval
+        .expect("the approval stays on the task");
+    let mut repeated = third;
+    repeated.approval = Some(withdrawn);
+    let refused = platform.check(repeated).await.unwrap();
+    assert_eq!(refused.decision(), Decision::Deny, "{refused:?}");
+
+    // One approval's story, in the audit trail: the decision that needed
+    // it, the request, the approval and the check that used it.
+    let mut admin =
+        warden_client::AdminClient::connect(warden.admin_endpoint(), as_user("auditor"))
+            .await
+            .unwrap();
+    while admin.status().await.unwrap().audit_queue_depth > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let chain = ctl(
+        "auditor",
+        &["audit", "query", "--chain", &access.evaluation_id, "--json"],
+    );
+    assert_eq!(chain.status.code(), Some(0), "{}", text(&chain.stderr));
+    let records: Vec<Json> = text(&chain.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Json>(line).unwrap()["record"].clone())
+        .collect();
+    let story: Vec<String> = records
+        .iter()
+        .map(|r| match r["type"].as_str() {
+            Some("admin") => r["event"].as_str().unwrap_or_default().to_owned(),
+            _ => r["decision"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "require_approval",
+            "approval.requested",
+            "approval.approved",
+            "allow"
+        ],
+        "{records:?}"
+    );
+    assert_eq!(records[0]["decision_id"], access.evaluation_id.as_str());
+    assert_eq!(records[1]["details"]["task_id"], id.as_str());
+    assert_eq!(records[2]["details"]["approval_id"], approval_id.as_str());
+    assert_eq!(records[3]["decision_id"], allowed.decision_id.as_str());
+    assert_eq!(records[3]["approval_id"], approval_id.as_str());
+    assert_eq!(records[3]["task_id"], id.as_str());
+    let human = text(
+        &ctl(
+            "auditor",
+            &["audit", "query", "--chain", &access.evaluation_id],
+        )
+        .stdout,
+    );
+    assert!(
+        human.starts_with("SEQ ")
+            && human.contains("TASK/APPROVAL")
+            && human.contains(&format!("{id}/{approval_id}")),
+        "{human}"
+    );
+}
+
+#[test]
+fn completions_cover_approvals_and_the_audit_chain() {
+    let bash = text(&offline(&["completions", "bash"]).stdout);
+    for word in ["approvals", "approve", "revoke", "--valid-for", "--chain"] {
+        assert!(bash.contains(word), "{word} is not completed");
+    }
+    // A state is one of the five; anything else is a usage error.
+    let output = offline(&["approvals", "list", "--state", "maybe"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let output = offline(&["approvals", "approve", "arq_x", "--valid-for", "soon"]);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+}

@@ -40,6 +40,12 @@ pub enum AuditCommand {
         /// `decision`, `admin` or `checkpoint`.
         #[arg(long = "type")]
         kind: Option<String>,
+        /// One approval's chain of events: the REQUIRE_APPROVAL decision
+        /// with this id (its `access_request.evaluation_id`), the request
+        /// for approval, the approver's answer, and the checks that used
+        /// the approval.
+        #[arg(long, value_name = "EVALUATION_ID")]
+        chain: Option<String>,
         /// Most records to print.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -146,6 +152,7 @@ pub async fn run(
             action,
             decision,
             kind,
+            chain,
             limit,
         } => {
             let request = AuditQueryRequest {
@@ -159,7 +166,7 @@ pub async fn run(
                 r#type: kind.unwrap_or_default(),
                 page_size: limit.min(1000) as u32,
                 page_token: String::new(),
-                chain: String::new(),
+                chain: chain.unwrap_or_default(),
             };
             let records = AuditClient::connect(addr, options)
                 .await?
@@ -181,7 +188,12 @@ pub async fn run(
                 if json {
                     outln!("{}", record.json);
                 } else {
-                    outln!("{}", row(&record).join("  "));
+                    let mut cells = row(&record);
+                    let approval = approval_cell(&record);
+                    if approval != "-" {
+                        cells.push(approval);
+                    }
+                    outln!("{}", cells.join("  "));
                 }
             }
             Ok(())
@@ -318,7 +330,7 @@ fn row(record: &AuditRecord) -> Vec<String> {
     } else {
         serde_json::from_str::<Json>(&record.json)
             .ok()
-            .map(|entry| entry["record"]["details"].to_string())
+            .map(|entry| admin_subject(&entry["record"]))
             .unwrap_or_default()
     };
     vec![
@@ -331,6 +343,32 @@ fn row(record: &AuditRecord) -> Vec<String> {
     ]
 }
 
+/// An admin event's subject: its details; for an approval event, what the
+/// task is about and who acted, as a decision's subject reads (the task and
+/// approval ids have their own column).
+fn admin_subject(record: &Json) -> String {
+    let details = &record["details"];
+    let event = record["event"].as_str().unwrap_or_default();
+    if !event.starts_with("approval.") || details["platform"].is_null() {
+        return details.to_string();
+    }
+    let text = |name: &str| details[name].as_str().unwrap_or_default();
+    let mut subject = format!(
+        "{}/{} for {} {} {}",
+        text("platform"),
+        text("agent_id"),
+        text("principal"),
+        text("action"),
+        text("resource")
+    );
+    match (text("by"), record["caller"].as_str().unwrap_or_default()) {
+        ("", "") => {}
+        ("", caller) => subject.push_str(&format!(" by {caller}")),
+        (by, _) => subject.push_str(&format!(" by {by}")),
+    }
+    subject
+}
+
 fn print_records(records: &[AuditRecord], json: bool) {
     if json {
         for record in records {
@@ -338,11 +376,49 @@ fn print_records(records: &[AuditRecord], json: bool) {
         }
         return;
     }
-    let rows: Vec<Vec<String>> = records.iter().map(row).collect();
+    // The approval column only when some record belongs to an approval.
+    if records
+        .iter()
+        .all(|r| r.task_id.is_empty() && r.approval_id.is_empty())
+    {
+        let rows: Vec<Vec<String>> = records.iter().map(row).collect();
+        table(
+            &["SEQ", "TIME", "TYPE", "DECISION", "SUBJECT", "REASONS"],
+            &rows,
+        );
+        return;
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|record| {
+            let mut cells = row(record);
+            cells.push(approval_cell(record));
+            cells
+        })
+        .collect();
     table(
-        &["SEQ", "TIME", "TYPE", "DECISION", "SUBJECT", "REASONS"],
+        &[
+            "SEQ",
+            "TIME",
+            "TYPE",
+            "DECISION",
+            "SUBJECT",
+            "REASONS",
+            "TASK/APPROVAL",
+        ],
         &rows,
     );
+}
+
+/// The approval task and approval a record belongs to: `arq_…/apr_…`, the
+/// task alone while it has no approval, `-` for neither.
+fn approval_cell(record: &AuditRecord) -> String {
+    match (record.task_id.as_str(), record.approval_id.as_str()) {
+        ("", "") => "-".to_owned(),
+        (task, "") => task.to_owned(),
+        ("", approval) => approval.to_owned(),
+        (task, approval) => format!("{task}/{approval}"),
+    }
 }
 
 /// Exports `replica`'s chain into `merge`, verifying it as it arrives.

@@ -131,6 +131,21 @@ fn print_response(response: &CheckResponse, as_json: bool) {
             "policy_revision": response.policy_revision,
             "snapshot_versions": response.snapshot_versions,
             "kill_switch": response.kill_switch.as_ref().map(|k| json!({"id": k.id})),
+            "access_request": response.access_request.as_ref().map(|a| json!({
+                "evaluation_id": a.evaluation_id,
+                "evaluated_at": a.evaluated_at,
+                "expires_at": a.expires_at,
+                "binding_token": a.binding_token,
+                "approvers": a.requirement.as_ref().map(|r| r.approvers.clone()),
+                "self_approval": a.requirement.as_ref().map(|r| r.self_approval),
+            })),
+            "approval": response.approval.as_ref().map(|a| json!({
+                "id": a.id,
+                "approved_until": a.approved_until,
+                "uses_left": a.uses_left,
+            })),
+            "next_action": response.next_action,
+            "retry_after_seconds": response.retry_after_seconds,
         });
         outln!("{document}");
         return;
@@ -142,5 +157,34 @@ fn print_response(response: &CheckResponse, as_json: bool) {
     outln!("  decision_id: {}", response.decision_id);
     if !response.policy_revision.is_empty() {
         outln!("  policy_revision: {}", response.policy_revision);
+    }
+    if let Some(access) = &response.access_request {
+        let approvers = access
+            .requirement
+            .as_ref()
+            .map(|r| {
+                let mut who = r.approvers.clone();
+                if r.self_approval {
+                    who.push("self".into());
+                }
+                who.join(",")
+            })
+            .unwrap_or_default();
+        outln!("  approval can be requested until {}", access.expires_at);
+        outln!("  approvers: {approvers}");
+    }
+    if let Some(approval) = &response.approval {
+        outln!(
+            "  approval: {} (until {}, {} uses left)",
+            approval.id,
+            approval.approved_until,
+            approval.uses_left
+        );
+    }
+    if !response.next_action.is_empty() {
+        outln!("  next_action: {}", response.next_action);
+        if response.retry_after_seconds > 0 {
+            outln!("  retry_after_seconds: {}", response.retry_after_seconds);
+        }
     }
 }

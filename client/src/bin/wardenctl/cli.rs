@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::{audit, bundle, check, connection, exit, kill, snapshot};
+use crate::{approvals, audit, bundle, check, connection, exit, kill, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -44,6 +44,10 @@ pub enum Command {
     /// Incident kill switches: engage, release, list.
     #[command(subcommand)]
     Kill(kill::KillCommand),
+    /// Human approval of REQUIRE_APPROVAL decisions: list, show, approve,
+    /// deny, revoke (deciding needs the role `approver:<user id>`).
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// What Warden is serving: bundles, snapshots, counters.
     Status,
     /// Print a shell completion script.

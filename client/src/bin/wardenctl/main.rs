@@ -33,6 +33,7 @@ macro_rules! outln {
     };
 }
 
+mod approvals;
 mod audit;
 mod bundle;
 mod check;
@@ -86,6 +87,9 @@ async fn main() -> ExitCode {
         }
         Command::Audit(command) => report(audit::run(admin_addr, options, command, json).await),
         Command::Kill(command) => report(kill::run(admin_addr, options, command, json).await),
+        Command::Approvals(command) => {
+            report(approvals::run(admin_addr, options, command, json).await)
+        }
         Command::Status => report(status::run(admin_addr, options, json).await),
         // Printed above, before any configuration is read.
         Command::Completions { .. } => ExitCode::SUCCESS,
