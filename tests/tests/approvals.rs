@@ -1164,3 +1164,69 @@ async fn a_watch_outlives_the_call_timeout() {
     assert_eq!(denied.note, "no");
     assert!(denied.approval.is_none());
 }
+
+/// `examples/approval-loop`: its platform program against its
+/// configuration, approved with `wardenctl` as its approver.
+#[tokio::test]
+async fn the_example_runs_the_loop() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let example = warden_e2e::repo_root().join("examples/approval-loop");
+    let warden = Warden::builder()
+        .env(
+            "WARDEN_CONFIG",
+            example.join("warden.toml").display().to_string(),
+        )
+        .start_listening();
+    let platform_token = "example-platform-token-0123456789";
+    let options = ClientOptions {
+        token: Some(platform_token.into()),
+        ..ClientOptions::default()
+    };
+    warden.wait_health(warden.endpoint(), &options).await;
+    let mut platform = Command::new(env!("CARGO_BIN_EXE_e2e-approval-loop"))
+        .env("WARDEN_DECISION", warden.endpoint())
+        .env("WARDEN_TOKEN", platform_token)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let stdout = platform.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut output = Vec::new();
+    let task = loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the platform asks for approval");
+        output.push(line.clone());
+        if let Some(task) = line
+            .strip_prefix("task: ")
+            .and_then(|rest| rest.strip_suffix(" pending"))
+        {
+            break task.to_owned();
+        }
+    };
+    let approved = Command::new(&warden_e2e::process::binaries().wardenctl)
+        .args(["approvals", "approve", &task, "--note", "ok for the close"])
+        .env("WARDEN_ADMIN_ADDR", warden.admin_endpoint())
+        .env("WARDEN_TOKEN", "example-approver-token-0123456789")
+        .output()
+        .unwrap();
+    assert!(approved.status.success(), "{approved:?}");
+    let status = tokio::task::spawn_blocking(move || platform.wait().unwrap())
+        .await
+        .unwrap();
+    output.extend(lines_rx.try_iter());
+    let output = output.join("\n");
+    assert!(status.success(), "{output}");
+    assert!(
+        output.contains("re-check: Allow [\"approved:apr_"),
+        "{output}"
+    );
+    assert!(output.contains("approval_used_up"), "{output}");
+}
