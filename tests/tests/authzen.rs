@@ -483,6 +483,9 @@ async fn request_ids_are_echoed_and_metadata_names_the_endpoints() {
             "policy_decision_point": base,
             "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
             "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+            "access_request_endpoint": format!("{base}/access/v1/requests"),
+            "jwks_uri": format!("{base}/access/v1/jwks"),
+            "capabilities": ["urn:openid:authzen:capability:access-request"],
         })
     );
 }
