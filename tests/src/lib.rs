@@ -20,6 +20,21 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// `[auth] tokens` as TOML (an inline array): for each `(name, role)`, the
+/// token `token(name)` with that one role.
+pub fn token_table(entries: &[(&str, String)], token: impl Fn(&str) -> String) -> String {
+    let entries: Vec<String> = entries
+        .iter()
+        .map(|(name, role)| {
+            format!(
+                "{{ name = \"{name}\", sha256 = \"{}\", roles = [\"{role}\"] }}",
+                warden::auth::hash_token(&token(name))
+            )
+        })
+        .collect();
+    format!("[{}]", entries.join(", "))
+}
+
 /// The demo snapshots the server loads by default.
 pub struct Demo {
     pub identity: serde_json::Value,

@@ -43,16 +43,10 @@ fn config(principal: &str, security: &str) -> String {
         ("auditor", "auditor".to_owned()),
         ("policy", "policy_admin".to_owned()),
     ];
-    let tokens: Vec<String> = tokens
-        .iter()
-        .map(|(name, role)| {
-            format!(
-                "{{ name = \"{name}\", sha256 = \"{}\", roles = [\"{role}\"] }}",
-                warden::auth::hash_token(&token(name))
-            )
-        })
-        .collect();
-    format!("[auth]\ntokens = [{}]\n", tokens.join(", "))
+    format!(
+        "[auth]\ntokens = {}\n",
+        warden_e2e::token_table(&tokens, token)
+    )
 }
 
 async fn setup_with(extra: impl FnOnce(WardenBuilder) -> WardenBuilder) -> Setup {

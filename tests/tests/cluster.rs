@@ -735,25 +735,19 @@ mod approvals {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let key_file = dir.path().join("approvals.pem");
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
-        let tokens: Vec<String> = [
-            ("desk", "platform:support-desk".to_owned()),
-            ("sec", format!("approver:{security}")),
-            ("auditor", "auditor".to_owned()),
-        ]
-        .iter()
-        .map(|(name, role)| {
-            format!(
-                "{{ name = \"{name}\", sha256 = \"{}\", roles = [\"{role}\"] }}",
-                warden::auth::hash_token(&token(name))
-            )
-        })
-        .collect();
+        let tokens = warden_e2e::token_table(
+            &[
+                ("desk", "platform:support-desk".to_owned()),
+                ("sec", format!("approver:{security}")),
+                ("auditor", "auditor".to_owned()),
+            ],
+            token,
+        );
         let config = dir.path().join("warden.toml");
         std::fs::write(
             &config,
             format!(
-                "[auth]\ntokens = [{}]\n\n[approvals]\nsigning_key_file = \"{}\"\n",
-                tokens.join(", "),
+                "[auth]\ntokens = {tokens}\n\n[approvals]\nsigning_key_file = \"{}\"\n",
                 key_file.display()
             ),
         )

@@ -900,21 +900,16 @@ async fn approvers_decide_tasks_from_the_command_line() {
     // security member (not the principal) to approve.
     let principal = demo.member_of("it-ops");
     let security = demo.member_of("security");
-    let tokens: Vec<String> = [
-        ("desk", "platform:support-desk".to_owned()),
-        ("sec", format!("approver:{security}")),
-        ("auditor", "auditor".to_owned()),
-    ]
-    .iter()
-    .map(|(name, role)| {
-        format!(
-            "{{ name = \"{name}\", sha256 = \"{}\", roles = [\"{role}\"] }}",
-            warden::auth::hash_token(&token(name))
-        )
-    })
-    .collect();
+    let tokens = warden_e2e::token_table(
+        &[
+            ("desk", "platform:support-desk".to_owned()),
+            ("sec", format!("approver:{security}")),
+            ("auditor", "auditor".to_owned()),
+        ],
+        token,
+    );
     let warden = Warden::builder()
-        .env("WARDEN_AUTH_TOKENS", format!("[{}]", tokens.join(", ")))
+        .env("WARDEN_AUTH_TOKENS", tokens)
         .start()
         .await;
     let as_user = |who: &str| ClientOptions {

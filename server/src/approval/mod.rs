@@ -443,28 +443,7 @@ impl Approvals {
             revoked: None,
             used_by: Vec::new(),
         };
-        let (user_owned, note_owned) = (user.to_owned(), note.to_owned());
-        let task = self
-            .update(id, move |current| {
-                let mut task = pending(current, now)?;
-                task.state = State::Approved;
-                task.decided_at_ms = Some(now);
-                task.decided_by = Some(user_owned.clone());
-                task.note = note_owned.clone();
-                task.grant = Some(grant.clone());
-                Ok(task)
-            })
-            .await?;
-        self.decided
-            .decided("approved", now.saturating_sub(task.created_at_ms));
-        self.audit(
-            caller,
-            "approval.approved",
-            &task,
-            json!({"by": user, "note": note, "approved_until": task.grant.as_ref().map(|g| g.approved_until.clone())}),
-        )
-        .await;
-        Ok(task)
+        self.settle(caller, user, id, note, Some(grant), now).await
     }
 
     pub async fn deny(
@@ -478,25 +457,45 @@ impl Approvals {
         self.keys()?;
         let task = self.current(id).await?;
         may_decide(&task.requirement, &task, user, identity)?;
-        let now = now_ms();
+        self.settle(caller, user, id, note, None, now_ms()).await
+    }
+
+    /// Ends a pending task as `user` decided: approved with `grant`, or
+    /// denied. Of two people deciding at once, the first write wins and the
+    /// other finds the task no longer pending.
+    async fn settle(
+        &self,
+        caller: &str,
+        user: &str,
+        id: &str,
+        note: &str,
+        grant: Option<Grant>,
+        now: u64,
+    ) -> Result<Task, ApprovalError> {
+        let (state, outcome, event) = match grant {
+            Some(_) => (State::Approved, "approved", "approval.approved"),
+            None => (State::Denied, "denied", "approval.denied"),
+        };
         let (user_owned, note_owned) = (user.to_owned(), note.to_owned());
         let task = self
             .update(id, move |current| {
                 let mut task = pending(current, now)?;
-                task.state = State::Denied;
+                task.state = state;
                 task.decided_at_ms = Some(now);
                 task.decided_by = Some(user_owned.clone());
                 task.note = note_owned.clone();
+                task.grant = grant.clone();
                 Ok(task)
             })
             .await?;
         self.decided
-            .decided("denied", now.saturating_sub(task.created_at_ms));
+            .decided(outcome, now.saturating_sub(task.created_at_ms));
+        let until = task.grant.as_ref().map(|g| g.approved_until.clone());
         self.audit(
             caller,
-            "approval.denied",
+            event,
             &task,
-            json!({"by": user, "note": note}),
+            json!({"by": user, "note": note, "approved_until": until}),
         )
         .await;
         Ok(task)
