@@ -45,6 +45,8 @@ fn check_request() -> pb::CheckRequest {
         }),
         context: attributes(serde_json::json!({"risk": {"score": 12}, "purpose": "month-end"})),
         request_id: "corr-7".into(),
+        // The bytes of a request from before approvals existed.
+        approval: None,
     }
 }
 
@@ -71,6 +73,8 @@ fn check_response() -> pb::CheckResponse {
                 resource_type: "expense".into(),
             }),
         }),
+        // The bytes of a response from before approvals existed.
+        ..Default::default()
     }
 }
 
