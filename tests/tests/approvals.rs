@@ -280,6 +280,11 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
         .unwrap()
         .into_inner();
     assert_eq!(again.id, task.id);
+    let mut escaping = submit(request.clone(), access.binding_token.clone());
+    escaping.justification = "fine\u{1b}[2J\u{1b}[Hall approved".into();
+    let (c, message) = code(platform.request_approval(escaping).await);
+    assert_eq!(c, Code::InvalidArgument);
+    assert!(message.contains("justification"), "{message}");
     let mut different = submit(request.clone(), access.binding_token.clone());
     different.justification = "something else".into();
     assert_eq!(

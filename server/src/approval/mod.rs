@@ -226,12 +226,7 @@ impl Approvals {
         justification: &str,
     ) -> Result<Task, ApprovalError> {
         let keys = self.keys()?;
-        if justification.len() > 4096 {
-            return Err(ApprovalError::invalid(
-                "justification",
-                "is longer than 4096 bytes",
-            ));
-        }
+        free_text("justification", justification)?;
         let claims = token::open(keys, binding_token)?;
         if claims.eid != evaluation_id {
             return Err(ApprovalError::Binding(
@@ -367,6 +362,7 @@ impl Approvals {
         task: Task,
         reason: &str,
     ) -> Result<Task, ApprovalError> {
+        free_text("reason", reason)?;
         let reason = reason.to_owned();
         let now = now_ms();
         let task = self
@@ -472,6 +468,7 @@ impl Approvals {
         grant: Option<Grant>,
         now: u64,
     ) -> Result<Task, ApprovalError> {
+        free_text("note", note)?;
         let (state, outcome, event) = match grant {
             Some(_) => (State::Approved, "approved", "approval.approved"),
             None => (State::Denied, "denied", "approval.denied"),
@@ -510,6 +507,7 @@ impl Approvals {
         reason: &str,
     ) -> Result<Task, ApprovalError> {
         self.keys()?;
+        free_text("reason", reason)?;
         let now = now_ms();
         let (by_owned, reason_owned) = (by.to_owned(), reason.to_owned());
         let task = self
@@ -863,6 +861,28 @@ fn pending(current: Option<&Task>, now: u64) -> Result<Task, ApprovalError> {
             state.as_str()
         ))),
     }
+}
+
+/// Text people read (justifications, notes, reasons): bounded, and free of
+/// control and invisible characters (line breaks and tabs aside) that could
+/// rewrite a terminal or hide what an approver is shown.
+fn free_text(field: &str, text: &str) -> Result<(), ApprovalError> {
+    if text.len() > 4096 {
+        return Err(ApprovalError::invalid(field, "is longer than 4096 bytes"));
+    }
+    let unsafe_char = |c: &char| {
+        (c.is_control() && !matches!(c, '\n' | '\t')) || crate::request::is_invisible(*c)
+    };
+    if let Some(c) = text.chars().find(unsafe_char) {
+        return Err(ApprovalError::invalid(
+            field,
+            format!(
+                "must not contain control or invisible characters (found U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn same_submission(existing: Task, justification: &str) -> Result<Task, ApprovalError> {

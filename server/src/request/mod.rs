@@ -10,7 +10,7 @@ mod invisible;
 mod validate;
 
 pub use attributes::struct_to_json;
-pub use invisible::first_invisible;
+pub use invisible::{first_invisible, is_invisible};
 pub use validate::{InvalidRequest, validate};
 
 use serde_json::{Map, Value as Json};
