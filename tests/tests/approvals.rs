@@ -869,6 +869,74 @@ async fn the_whole_loop_over_authzen_http() {
     let mut mistyped = with_approval.clone();
     mistyped["context"]["approval"] = json!("apr_x");
     assert_eq!(post("/access/v1/evaluation", &mistyped).status, 400);
+    let mut other_key = with_approval.clone();
+    other_key["context"]["approval"]["state"] =
+        json!(resign_with_another_key(approval["state"].as_str().unwrap()));
+    let answer = post("/access/v1/evaluation", &other_key).json();
+    assert_eq!(answer["context"]["reason"], "approval_unverifiable");
+    // Another principal, agent or platform is another request.
+    let mut other_principal = with_approval.clone();
+    other_principal["subject"]["id"] = json!(Demo::load().member_of("finance"));
+    let answer = post("/access/v1/evaluation", &other_principal).json();
+    assert_eq!(answer["context"]["reason"], "out_of_scope");
+    let agent_headers = [
+        headers[0],
+        headers[1],
+        headers[2],
+        ("X-Warden-Agent", "access-admin-01"),
+    ];
+    let answer = http_request(
+        http,
+        "POST",
+        "/access/v1/evaluation",
+        &agent_headers,
+        Some(with_approval.to_string().as_bytes()),
+    )
+    .json();
+    assert_eq!(answer["context"]["reason"], "out_of_scope", "{answer}");
+    let studio_auth = format!("Bearer {}", token("studio"));
+    let studio_headers = [
+        ("Content-Type", "application/json"),
+        ("Authorization", studio_auth.as_str()),
+        ("X-Warden-Platform", "copilot-studio"),
+        ("X-Warden-Agent", "access-admin"),
+    ];
+    let answer = http_request(
+        http,
+        "POST",
+        "/access/v1/evaluation",
+        &studio_headers,
+        Some(with_approval.to_string().as_bytes()),
+    )
+    .json();
+    assert_eq!(answer["context"]["reason"], "out_of_scope", "{answer}");
+    // A kill switch beats the approval, which stays unused.
+    let mut responder = AdminServiceClient::new(s.transport(true, "responder").await);
+    let switch = responder
+        .engage_kill_switch(pb::EngageKillSwitchRequest {
+            scope: Some(pb::KillSwitchScope {
+                agent_id: "access-admin".into(),
+                ..Default::default()
+            }),
+            reason: "incident".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .kill_switch
+        .unwrap();
+    let answer = post("/access/v1/evaluation", &with_approval).json();
+    assert_eq!(answer["decision"], false);
+    assert_eq!(answer["context"]["kill_switch"], switch.id.as_str());
+    responder
+        .release_kill_switch(pb::ReleaseKillSwitchRequest {
+            id: switch.id,
+            reason: "over".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let answer = post("/access/v1/evaluation", &with_approval).json();
     assert_eq!(answer["decision"], true, "{answer}");
     assert_eq!(
@@ -879,6 +947,30 @@ async fn the_whole_loop_over_authzen_http() {
     let replay = post("/access/v1/evaluation", &with_approval).json();
     assert_eq!(replay["decision"], false);
     assert_eq!(replay["context"]["reason"], "approval_used_up");
+
+    // Approvals given for the same request over gRPC hold over HTTP, and
+    // so do their revocation and expiry.
+    let revoked = s.approved(&s.grant(), 0).await;
+    s.approver("sec")
+        .await
+        .revoke(pb::RevokeApprovalRequest {
+            task_id: format!("arq_{}", &revoked.id[4..26]),
+            reason: "no".into(),
+        })
+        .await
+        .unwrap();
+    let as_json = |a: &pb::ApprovalRef| json!({"id": a.id, "approved_at": a.approved_at, "approved_until": a.approved_until, "state": a.state});
+    let mut with_revoked = evaluation.clone();
+    with_revoked["context"]["approval"] = as_json(&revoked);
+    let answer = post("/access/v1/evaluation", &with_revoked).json();
+    assert_eq!(answer["context"]["reason"], "approval_expired", "{answer}");
+    assert_eq!(answer["context"]["reasons"][1], "approval_revoked");
+    let short = s.approved(&s.grant(), 1).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut with_expired = evaluation.clone();
+    with_expired["context"]["approval"] = as_json(&short);
+    let answer = post("/access/v1/evaluation", &with_expired).json();
+    assert_eq!(answer["context"]["reason"], "approval_expired", "{answer}");
 
     // Cancel: a pending task once, then never again.
     let denied = post("/access/v1/evaluation", &evaluation).json();
