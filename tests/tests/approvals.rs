@@ -450,7 +450,10 @@ async fn the_whole_loop_over_grpc_binds_the_exact_request() {
         "none",
     );
     let mut unknown = approval.clone();
-    unknown.id = format!("{}0", &approval.id[..approval.id.len() - 1]);
+    // Another last digit: an id Warden never issued.
+    let last = if approval.id.ends_with('0') { '1' } else { '0' };
+    unknown.id = format!("{}{last}", &approval.id[..approval.id.len() - 1]);
+    assert_ne!(unknown.id, approval.id);
     refused(
         &s.check_with(request.clone(), &unknown).await,
         "approval_unverifiable",
