@@ -378,7 +378,7 @@ fn unrelated_switches(count: usize) -> SwitchIndex {
         .into_iter()
         .map(String::from)
         .collect();
-    SwitchIndex::build(switches, verbs)
+    SwitchIndex::build(switches, verbs, Default::default())
 }
 
 criterion_group! {

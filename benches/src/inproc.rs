@@ -79,7 +79,10 @@ impl Running {
     }
 }
 
-/// A check by the demo's expense assistant.
+/// A check the default policy allows: the demo's expense assistant reading
+/// an expense for a finance member. Allowed, so that a bench repeating it
+/// never trips the default bundle's tripwire (30 entitlement denials) and
+/// measures kill-switch denials instead.
 pub fn check_request(agent: &str) -> pb::CheckRequest {
     pb::CheckRequest {
         platform: "copilot-studio".into(),
@@ -89,7 +92,7 @@ pub fn check_request(agent: &str) -> pb::CheckRequest {
         }),
         principal: Some(pb::Principal {
             r#type: "user".into(),
-            id: "load.generator".into(),
+            id: "arjun.cohen".into(),
             attributes: None,
         }),
         action: Some(pb::Action {

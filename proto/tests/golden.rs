@@ -71,6 +71,8 @@ fn check_response() -> pb::CheckResponse {
                 principal_id: "amelia.hughes".into(),
                 action: "expenses.*".into(),
                 resource_type: "expense".into(),
+                // The bytes of a scope from before session scopes existed.
+                session_id: String::new(),
             }),
         }),
         // The bytes of a response from before approvals existed.

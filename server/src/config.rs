@@ -35,7 +35,7 @@ use crate::http::config::authzen_config;
 use crate::killswitch::config::read_verbs;
 use crate::platform_limits::Quota;
 use crate::platform_limits::config::platform_quotas;
-use crate::request::Limits;
+use crate::request::{DEFAULT_SESSION_PATH, InputPath, Limits};
 use crate::settings::{addr, duration, nonempty_path, positive};
 use crate::snapshot::config::{SnapshotConfig, snapshot_config};
 use crate::telemetry::config::telemetry_config;
@@ -158,6 +158,9 @@ pub struct RawLimits {
     pub platform_max_in_flight: u64,
     /// Per-platform overrides of the three above.
     pub platform: Vec<RawPlatformLimit>,
+    /// Where a check's agent session id is read (`context.session_id`), for
+    /// kill switches and limits scoped to one session.
+    pub session_path: String,
 }
 
 impl Default for RawLimits {
@@ -188,6 +191,7 @@ impl Default for RawLimits {
             platform_burst: 0.0,
             platform_max_in_flight: 4096,
             platform: Vec::new(),
+            session_path: DEFAULT_SESSION_PATH.into(),
         }
     }
 }
@@ -296,6 +300,8 @@ pub struct Config {
     pub keys: Vec<VerificationKey>,
     pub require_signed: bool,
     pub read_verbs: Vec<String>,
+    /// `limits.session_path`.
+    pub session_path: Arc<InputPath>,
     pub audit: AuditConfig,
     /// `[log]` and `[tracing]`.
     pub telemetry: TelemetryConfig,
@@ -332,6 +338,11 @@ impl TryFrom<RawConfig> for Config {
         let PolicyConfig { bundle, engine } = policy_config(&raw.policy)?;
         let telemetry = telemetry_config(&raw.log, &raw.tracing)?;
         let read_verbs = read_verbs(&raw.killswitch)?;
+        let session_path =
+            InputPath::parse(&raw.limits.session_path).map_err(|e| ConfigError::Invalid {
+                key: "limits.session_path",
+                message: e.to_string(),
+            })?;
         let tls = tls_setup(&raw.tls)?;
         let auth = authenticator(
             &raw.auth,
@@ -404,6 +415,7 @@ impl TryFrom<RawConfig> for Config {
             keys,
             require_signed,
             read_verbs,
+            session_path: Arc::new(session_path),
             audit: audit_config(&raw.audit)?,
             limits: Limits {
                 max_request_bytes: positive(

@@ -72,6 +72,7 @@ pub fn control_config(config: &Config) -> ControlConfig {
         max_age: config.max_age,
         max_id_bytes: config.limits.max_id_bytes,
         read_verbs: config.read_verbs.iter().cloned().collect(),
+        session_path: config.session_path.clone(),
     }
 }
 

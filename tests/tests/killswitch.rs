@@ -68,6 +68,7 @@ fn scope(fields: &[(&str, &str)]) -> KillSwitchScope {
             "principal_id" => scope.principal_id = value,
             "action" => scope.action = value,
             "resource_type" => scope.resource_type = value,
+            "session_id" => scope.session_id = value,
             other => panic!("no scope field {other}"),
         }
     }
@@ -326,6 +327,61 @@ async fn switches_expire_on_time_and_survive_a_restart() {
         check(&mut client, a2).await.kill_switch.map(|k| k.id),
         Some(lasting.id)
     );
+}
+
+#[tokio::test]
+async fn a_session_switch_stops_only_that_sessions_checks() {
+    let (warden, mut admin) = allow_all(Warden::builder()).await;
+    let mut client = warden.client().await;
+    let in_session = |session: &str| {
+        CheckBuilder::new("p1", "a1", "u1", "documents.write", "document")
+            .context("session_id", session.into())
+            .build()
+    };
+    let switch = engage(
+        &mut admin,
+        scope(&[("session_id", "s1")]),
+        KillSwitchMode::DenyAll,
+    )
+    .await;
+    assert_eq!(
+        switch.scope.as_ref().map(|s| s.session_id.as_str()),
+        Some("s1")
+    );
+    let response = check(&mut client, in_session("s1")).await;
+    assert!(stopped_by(&response, &switch), "{response:?}");
+    for passed in [in_session("s2"), base()] {
+        let response = check(&mut client, passed.clone()).await;
+        assert_eq!(response.decision(), Decision::Allow, "{passed:?}");
+    }
+    let listed = admin.list_kill_switches(0).await.unwrap();
+    let scopes: Vec<_> = listed.active.iter().map(|s| s.scope.as_ref()).collect();
+    assert_eq!(scopes, [switch.scope.as_ref()]);
+
+    // Policies see the session in the switch's scope.
+    admin
+        .put_bundle(
+            bundle(
+                "session-watch",
+                r#"package warden.authz
+
+watched if {
+    some s in data.killswitch.active
+    s.scope.session_id == "s1"
+}
+
+decision := {"allow": true} if not watched
+
+decision := {"require_approval": true, "reasons": ["session_under_watch"]} if watched
+"#,
+            ),
+            BundleTarget::Active,
+        )
+        .await
+        .unwrap();
+    let response = check(&mut client, in_session("s2")).await;
+    assert_eq!(response.decision(), Decision::RequireApproval);
+    assert_eq!(response.reasons, ["session_under_watch"]);
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ pub fn engage_spec(
             principal_id: some(scope.principal_id),
             action: some(scope.action),
             resource_type: some(scope.resource_type),
+            session_id: some(scope.session_id),
         },
         mode: Some(mode),
         reason: request.reason,
@@ -110,5 +111,6 @@ pub fn scope_to_proto(scope: Scope) -> pb::KillSwitchScope {
         principal_id: scope.principal_id.unwrap_or_default(),
         action: scope.action.unwrap_or_default(),
         resource_type: scope.resource_type.unwrap_or_default(),
+        session_id: scope.session_id.unwrap_or_default(),
     }
 }

@@ -123,3 +123,17 @@ fn snapshots_and_bundles_keep_their_own_history_lengths() -> Result<(), String> 
     assert_eq!((control.snapshot_keep, control.bundle_keep), (2, 7));
     Ok(())
 }
+
+#[test]
+fn the_session_path_is_an_input_path() -> Result<(), String> {
+    let default = config(&[])?;
+    assert_eq!(default.session_path.as_str(), "context.session_id");
+    let custom = config(&[("WARDEN_LIMITS_SESSION_PATH", "agent.attributes.session")])?;
+    let control = crate::server::control_config(&custom);
+    assert_eq!(control.session_path.as_str(), "agent.attributes.session");
+    for bad in ["", "session_id", "context", "context..a"] {
+        let err = refusal(&[("WARDEN_LIMITS_SESSION_PATH", bad)]);
+        assert!(err.contains("limits.session_path"), "{bad}: {err}");
+    }
+    Ok(())
+}

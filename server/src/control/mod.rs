@@ -18,6 +18,7 @@ use crate::bundle::{ArchiveLimits, Bundle, read_dir, read_tar_gz, write_tar_gz};
 use crate::engine::EngineOptions;
 use crate::generation::{Generation, Generations, LoadedPolicy, MaxAge};
 use crate::killswitch::{KillSwitches, Switch, unix_ms};
+use crate::request::InputPath;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::store::{BundleRecord, ServingState, Store, StoreError};
 
@@ -41,6 +42,9 @@ pub struct ControlConfig {
     pub max_id_bytes: usize,
     /// Verbs that `deny_mutating` kill switches let through.
     pub read_verbs: Arc<[String]>,
+    /// Where session-scoped kill switches read a check's session id
+    /// (`[limits] session_path`).
+    pub session_path: Arc<InputPath>,
 }
 
 /// Where the first generation comes from when the store is empty.

@@ -41,7 +41,11 @@ impl Control {
         if current.unavailable_reason().is_none() {
             let kept = current.switches().iter().cloned();
             self.publish_switches(
-                SwitchIndex::build(kept, self.config.read_verbs.clone()),
+                SwitchIndex::build(
+                    kept,
+                    self.config.read_verbs.clone(),
+                    self.config.session_path.clone(),
+                ),
                 now,
             );
         }
@@ -75,6 +79,7 @@ impl Control {
         Arc::new(SwitchIndex::build(
             kept.chain(partition),
             self.config.read_verbs.clone(),
+            self.config.session_path.clone(),
         ))
     }
 }

@@ -76,6 +76,7 @@ pub(super) fn load(store: &Store, config: &ControlConfig) -> SwitchIndex {
             let index = SwitchIndex::build(
                 switches.into_iter().map(Arc::new),
                 config.read_verbs.clone(),
+                config.session_path.clone(),
             );
             info!(engaged = index.switches().len(), "kill switches loaded");
             index
@@ -199,8 +200,13 @@ impl Control {
             None => SwitchIndex::build(
                 kept.chain([Arc::new(switch.clone())]),
                 self.config.read_verbs.clone(),
+                self.config.session_path.clone(),
             ),
-            Some(_) => SwitchIndex::build(kept, self.config.read_verbs.clone()),
+            Some(_) => SwitchIndex::build(
+                kept,
+                self.config.read_verbs.clone(),
+                self.config.session_path.clone(),
+            ),
         };
         self.commit_switch(switch, &current, next, now)?;
         Ok(true)
@@ -354,7 +360,11 @@ impl Control {
         }
         if !due.is_empty() {
             self.publish_switches(
-                SwitchIndex::build(keep, self.config.read_verbs.clone()),
+                SwitchIndex::build(
+                    keep,
+                    self.config.read_verbs.clone(),
+                    self.config.session_path.clone(),
+                ),
                 now,
             );
         }

@@ -33,6 +33,7 @@ fn control(dir: &Path) -> Control {
         max_age: MaxAge::default(),
         max_id_bytes: 256,
         read_verbs: Arc::from(Vec::new()),
+        session_path: Arc::default(),
     };
     let seed = Seed {
         bundle: repo().join("policies"),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Mode, Switch, action_pattern_matches};
-use crate::request::CheckRequest;
+use crate::request::{CheckRequest, InputPath};
 
 /// What the kill-switch stage found for a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub enum Hit<'a> {
 
 #[derive(Debug, Default)]
 struct Postings {
+    /// Keyed by session id; checked first, as a session is narrower than
+    /// the agent that runs it.
+    session: HashMap<Box<str>, Vec<u32>>,
     agent: HashMap<Box<str>, Vec<u32>>,
     principal: HashMap<Box<str>, Vec<u32>>,
     action: HashMap<Box<str>, Vec<u32>>,
@@ -41,6 +44,8 @@ pub struct SwitchIndex {
     switches: Vec<Arc<Switch>>,
     postings: Postings,
     read_verbs: Arc<[String]>,
+    /// Where a check's session id is read from (`[limits] session_path`).
+    session_path: Arc<InputPath>,
     unavailable: Option<String>,
 }
 
@@ -49,6 +54,7 @@ impl SwitchIndex {
     pub fn build(
         switches: impl IntoIterator<Item = Arc<Switch>>,
         read_verbs: Arc<[String]>,
+        session_path: Arc<InputPath>,
     ) -> Self {
         let mut switches: Vec<Arc<Switch>> =
             switches.into_iter().filter(|s| s.ended.is_none()).collect();
@@ -60,7 +66,9 @@ impl SwitchIndex {
             let action = scope.action.as_deref().filter(|a| *a != "*");
             let exact_action = action.filter(|a| !a.ends_with('*'));
             let prefix = action.and_then(|a| a.strip_suffix('*'));
-            let (map, key) = if let Some(agent) = &scope.agent_id {
+            let (map, key) = if let Some(session) = &scope.session_id {
+                (&mut postings.session, session.as_str())
+            } else if let Some(agent) = &scope.agent_id {
                 (&mut postings.agent, agent.as_str())
             } else if let Some(principal) = &scope.principal_id {
                 (&mut postings.principal, principal.as_str())
@@ -82,6 +90,7 @@ impl SwitchIndex {
             switches,
             postings,
             read_verbs,
+            session_path,
             unavailable: None,
         }
     }
@@ -113,6 +122,10 @@ impl SwitchIndex {
         &self.read_verbs
     }
 
+    pub fn session_path(&self) -> &Arc<InputPath> {
+        &self.session_path
+    }
+
     /// The earliest expiry among the indexed switches.
     pub fn next_expiry_ms(&self) -> Option<u64> {
         self.switches.iter().filter_map(|s| s.expires_at_ms).min()
@@ -128,6 +141,13 @@ impl SwitchIndex {
         }
         let postings = &self.postings;
         let action = request.action.name.as_str();
+        // Resolved once, and only when a session-scoped switch is engaged,
+        // so that other checks pay nothing for sessions.
+        let session = if postings.session.is_empty() {
+            None
+        } else {
+            self.session_path.get(request).and_then(|v| v.as_text())
+        };
         let mut best: Option<u32> = None;
         let mut consider = |positions: Option<&Vec<u32>>| {
             for &position in positions.into_iter().flatten() {
@@ -138,13 +158,16 @@ impl SwitchIndex {
                 if self
                     .switches
                     .get(position as usize)
-                    .is_some_and(|s| self.stops(s, request, now_ms))
+                    .is_some_and(|s| self.stops(s, request, session, now_ms))
                 {
                     best = Some(position);
                     break;
                 }
             }
         };
+        if let Some(session) = session {
+            consider(postings.session.get(session));
+        }
         consider(postings.agent.get(request.agent.id.as_str()));
         consider(postings.principal.get(request.principal.id.as_str()));
         consider(postings.action.get(action));
@@ -160,10 +183,23 @@ impl SwitchIndex {
             .map(|s| Hit::Switch(s.as_ref()))
     }
 
-    fn stops(&self, switch: &Switch, request: &CheckRequest, now_ms: u64) -> bool {
+    /// `session`: the check's session id, resolved only when some switch is
+    /// scoped to a session (every such switch is filed under `session`, so
+    /// a `None` here never meets one that names a session).
+    fn stops(
+        &self,
+        switch: &Switch,
+        request: &CheckRequest,
+        session: Option<&str>,
+        now_ms: u64,
+    ) -> bool {
         let scope = &switch.scope;
         let field = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         switch.in_force(now_ms)
+            && scope
+                .session_id
+                .as_deref()
+                .is_none_or(|w| session == Some(w))
             && field(&scope.platform, &request.platform)
             && field(&scope.agent_id, &request.agent.id)
             && field(&scope.principal_id, &request.principal.id)

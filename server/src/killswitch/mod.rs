@@ -33,6 +33,11 @@ pub struct Scope {
     pub action: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_type: Option<String>,
+    /// One agent session, read from each check at `[limits] session_path`;
+    /// a check without one is never in the scope. Absent from records
+    /// stored before sessions were scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
 }
 
 impl Scope {

@@ -68,6 +68,7 @@ pub fn validate_engage(
             spec.scope.resource_type,
             max_id_bytes,
         )?,
+        session_id: id_field("scope.session_id", spec.scope.session_id, max_id_bytes)?,
     };
     if let Some(pattern) = &scope.action {
         check_action_pattern(pattern)?;
@@ -273,12 +274,13 @@ mod tests {
     fn scope_ids_refuse_invisible_format_and_separator_characters() {
         let now = SystemTime::now();
         type Slot = fn(&mut Scope) -> &mut Option<String>;
-        let fields: [(&str, Slot); 5] = [
+        let fields: [(&str, Slot); 6] = [
             ("scope.platform", |s| &mut s.platform),
             ("scope.agent_id", |s| &mut s.agent_id),
             ("scope.principal_id", |s| &mut s.principal_id),
             ("scope.action", |s| &mut s.action),
             ("scope.resource_type", |s| &mut s.resource_type),
+            ("scope.session_id", |s| &mut s.session_id),
         ];
         for (field, slot) in fields {
             for c in [
@@ -302,6 +304,46 @@ mod tests {
             let mut scope = Scope::default();
             *slot(&mut scope) = Some("docs.read".to_owned());
             assert!(validate_engage(spec(scope), 256, now).is_ok(), "{field}");
+        }
+    }
+
+    #[test]
+    fn a_session_alone_is_a_scope_and_is_held_to_the_id_limits() {
+        let now = SystemTime::now();
+        let session = |id: &str| {
+            spec(Scope {
+                session_id: Some(id.into()),
+                ..Scope::default()
+            })
+        };
+        let valid = validate_engage(session("s1"), 256, now).map(|v| v.scope);
+        assert_eq!(
+            valid,
+            Ok(Scope {
+                session_id: Some("s1".into()),
+                ..Scope::default()
+            })
+        );
+        // A session is not global: the global flag is refused beside it.
+        let both = EngageSpec {
+            global: true,
+            ..session("s1")
+        };
+        assert_eq!(
+            validate_engage(both, 256, now).map_err(|e| e.field),
+            Err("global".to_owned())
+        );
+        // Empty is absent, which leaves an empty scope.
+        assert_eq!(
+            validate_engage(session(""), 256, now).map_err(|e| e.field),
+            Err("scope".to_owned())
+        );
+        for bad in ["s".repeat(9), " s1".into(), "s\n1".into()] {
+            assert_eq!(
+                validate_engage(session(&bad), 8, now).map_err(|e| e.field),
+                Err("scope.session_id".to_owned()),
+                "{bad:?}"
+            );
         }
     }
 

@@ -7,10 +7,12 @@
 
 mod attributes;
 mod invisible;
+mod path;
 mod validate;
 
 pub use attributes::struct_to_json;
 pub use invisible::{first_invisible, is_invisible};
+pub use path::{DEFAULT_SESSION_PATH, InputPath, PathError, PathValue};
 pub use validate::{InvalidRequest, validate};
 
 use serde_json::{Map, Value as Json};

@@ -64,6 +64,10 @@ pub struct EngageArgs {
     /// Only actions on this resource type.
     #[arg(long)]
     resource_type: Option<String>,
+    /// Only checks from this agent session (the id at the server's
+    /// `[limits] session_path`, by default `context.session_id`).
+    #[arg(long)]
+    session: Option<String>,
     #[arg(long, value_enum, default_value = "deny-all")]
     mode: Mode,
     /// Why (returned with every denied check, and recorded).
@@ -108,6 +112,7 @@ pub async fn run(
                 principal_id: args.principal.unwrap_or_default(),
                 action: args.action.unwrap_or_default(),
                 resource_type: args.resource_type.unwrap_or_default(),
+                session_id: args.session.unwrap_or_default(),
             };
             let global = scope == KillSwitchScope::default();
             if global && !args.yes {
@@ -212,6 +217,7 @@ fn scope_text(scope: Option<&KillSwitchScope>) -> String {
         ("principal", &scope.principal_id),
         ("action", &scope.action),
         ("resource_type", &scope.resource_type),
+        ("session", &scope.session_id),
     ]
     .into_iter()
     .filter(|(_, value)| !value.is_empty())
@@ -250,6 +256,7 @@ pub fn switch_json(switch: &KillSwitch) -> Json {
             "principal_id": scope.principal_id,
             "action": scope.action,
             "resource_type": scope.resource_type,
+            "session_id": scope.session_id,
         },
         "mode": mode_name(switch.mode),
         "reason": switch.reason,

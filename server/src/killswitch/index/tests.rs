@@ -41,6 +41,17 @@ fn check(platform: &str, agent: &str, principal: &str, action: &str, kind: &str)
     }
 }
 
+/// The index as servers build it, reading sessions at `context.session_id`.
+fn build(switches: impl IntoIterator<Item = Arc<Switch>>) -> SwitchIndex {
+    SwitchIndex::build(switches, verbs(), Arc::default())
+}
+
+/// `request` from session `session` (a JSON string at `context.session_id`).
+fn in_session(mut request: CheckRequest, session: serde_json::Value) -> CheckRequest {
+    request.context.insert("session_id".into(), session);
+    request
+}
+
 fn switch(n: u32, scope: Scope, mode: Mode) -> Arc<Switch> {
     Arc::new(Switch {
         id: format!("ks-{n:08}"),
@@ -136,6 +147,7 @@ fn each_scope_dimension_alone_and_combined() {
                 action: Some("documents.*".into()),
                 resource_type: Some("document".into()),
                 principal_id: Some("u1".into()),
+                session_id: None,
             },
             true,
         ),
@@ -150,7 +162,7 @@ fn each_scope_dimension_alone_and_combined() {
         (Scope::default(), true),
     ];
     for (scope, stops) in cases {
-        let index = SwitchIndex::build([switch(1, scope.clone(), Mode::DenyAll)], verbs());
+        let index = build([switch(1, scope.clone(), Mode::DenyAll)]);
         assert_eq!(
             index.check(&base, 0).is_some(),
             stops,
@@ -166,7 +178,7 @@ fn deny_mutating_lets_reads_through() {
         agent_id: Some("a1".into()),
         ..Scope::default()
     };
-    let index = SwitchIndex::build([switch(1, scope, Mode::DenyMutating)], verbs());
+    let index = build([switch(1, scope, Mode::DenyMutating)]);
     for (action, stopped) in [
         ("documents.read", false),
         ("documents.list", false),
@@ -194,7 +206,7 @@ fn expired_and_released_switches_stop_nothing() {
         by: String::new(),
         reason: "over".into(),
     });
-    let index = SwitchIndex::build([Arc::new(expiring), Arc::new(released)], verbs());
+    let index = build([Arc::new(expiring), Arc::new(released)]);
     let request = check("p1", "a1", "u1", "x.write", "t");
     assert_eq!(
         hit_id(&index, &request, 999).as_deref(),
@@ -221,9 +233,66 @@ fn the_earliest_engaged_switch_is_reported() {
         },
         Mode::DenyAll,
     );
-    let index = SwitchIndex::build([later, earlier], verbs());
+    let index = build([later, earlier]);
     let request = check("p1", "a1", "u1", "x.write", "t");
     assert_eq!(hit_id(&index, &request, 0).as_deref(), Some("ks-00000003"));
+}
+
+#[test]
+fn a_session_switch_stops_only_that_session() {
+    let session = |id: &str| Scope {
+        session_id: Some(id.into()),
+        ..Scope::default()
+    };
+    let index = build([switch(1, session("s1"), Mode::DenyAll)]);
+    let base = || check("p1", "a1", "u1", "x.write", "t");
+    assert_eq!(
+        hit_id(&index, &in_session(base(), "s1".into()), 0).as_deref(),
+        Some("ks-00000001")
+    );
+    assert_eq!(hit_id(&index, &in_session(base(), "s2".into()), 0), None);
+    // No session, or one that is not a string, is never in a session scope.
+    assert_eq!(hit_id(&index, &base(), 0), None);
+    assert_eq!(
+        hit_id(&index, &in_session(base(), serde_json::json!(["s1"])), 0),
+        None
+    );
+}
+
+#[test]
+fn a_session_combines_with_the_other_dimensions() {
+    let scope = Scope {
+        session_id: Some("s1".into()),
+        agent_id: Some("a1".into()),
+        action: Some("x.*".into()),
+        ..Scope::default()
+    };
+    let index = build([switch(1, scope, Mode::DenyMutating)]);
+    for (agent, action, session, stopped) in [
+        ("a1", "x.write", "s1", true),
+        ("a2", "x.write", "s1", false),
+        ("a1", "y.write", "s1", false),
+        ("a1", "x.read", "s1", false),
+        ("a1", "x.write", "s2", false),
+    ] {
+        let request = in_session(check("p1", agent, "u1", action, "t"), session.into());
+        assert_eq!(
+            index.check(&request, 0).is_some(),
+            stopped,
+            "{agent} {action} {session}"
+        );
+    }
+    // Sessions read from another path: the context key no longer counts.
+    let scope = Scope {
+        session_id: Some("s1".into()),
+        ..Scope::default()
+    };
+    let path = Arc::new(crate::request::InputPath::parse("agent.attributes.run").unwrap());
+    let index = SwitchIndex::build([switch(2, scope, Mode::DenyAll)], verbs(), path);
+    let mut request = in_session(check("p1", "a1", "u1", "x.write", "t"), "s1".into());
+    assert_eq!(hit_id(&index, &request, 0), None);
+    request.agent.attributes.insert("run".into(), "s1".into());
+    assert_eq!(hit_id(&index, &request, 0).as_deref(), Some("ks-00000002"));
 }
 
 #[test]
@@ -248,7 +317,12 @@ fn linear(switches: &[Arc<Switch>], request: &CheckRequest, now_ms: u64) -> Opti
         .into_iter()
         .find(|s| {
             let f = |w: &Option<String>, h: &str| w.as_ref().is_none_or(|w| w == h);
+            let session = request.context.get("session_id").and_then(|v| v.as_str());
             s.expires_at_ms.is_none_or(|at| now_ms < at)
+                && s.scope
+                    .session_id
+                    .as_ref()
+                    .is_none_or(|w| session == Some(w.as_str()))
                 && f(&s.scope.platform, &request.platform)
                 && f(&s.scope.agent_id, &request.agent.id)
                 && f(&s.scope.principal_id, &request.principal.id)
@@ -281,14 +355,16 @@ fn arb_scope() -> impl Strategy<Value = Scope> {
             "mail.send",
         ]),
         small(&["doc", "mail"]),
+        small(&["s1", "s2"]),
     )
         .prop_map(
-            |(platform, agent_id, principal_id, action, resource_type)| Scope {
+            |(platform, agent_id, principal_id, action, resource_type, session_id)| Scope {
                 platform,
                 agent_id,
                 principal_id,
                 action,
                 resource_type,
+                session_id,
             },
         )
 }
@@ -330,13 +406,41 @@ proptest! {
         principal in prop::sample::select(vec!["u1", "u2", "u3"]),
         action in prop::sample::select(vec!["docs.read", "docs.write", "docs.v2.read", "docs.v2.delete", "mail.send", "docs"]),
         kind in prop::sample::select(vec!["doc", "mail", "other"]),
+        session in prop::option::of(prop::sample::select(vec!["s1", "s2", "s3"])),
         now in 0u64..25,
     ) {
         // Ids must be unique, as UUIDs are.
         let mut seen = std::collections::HashSet::new();
         let switches: Vec<_> = switches.into_iter().filter(|s| seen.insert(s.id.clone())).collect();
-        let index = SwitchIndex::build(switches.clone(), verbs());
-        let request = check(platform, agent, principal, action, kind);
+        let index = build(switches.clone());
+        let mut request = check(platform, agent, principal, action, kind);
+        if let Some(session) = session {
+            request = in_session(request, session.into());
+        }
         prop_assert_eq!(hit_id(&index, &request, now), linear(&switches, &request, now));
     }
+}
+
+#[test]
+fn records_without_a_session_load_and_policies_see_one_when_set() {
+    // A record stored before sessions were scopes.
+    let old = r#"{"id":"ks-1","scope":{"agent_id":"a1"},"mode":"deny_all","reason":"r","engaged_by":"","engaged_at_ms":0}"#;
+    let stored: Switch = serde_json::from_str(old).unwrap();
+    assert_eq!(stored.scope.session_id, None);
+    assert_eq!(
+        stored.to_policy_json()["scope"],
+        serde_json::json!({"agent_id": "a1"})
+    );
+    let scoped = switch(
+        1,
+        Scope {
+            session_id: Some("s1".into()),
+            ..Scope::default()
+        },
+        Mode::DenyAll,
+    );
+    assert_eq!(
+        scoped.to_policy_json()["scope"],
+        serde_json::json!({"session_id": "s1"})
+    );
 }
