@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use serde_json::json;
 use warden::audit::AuditLog;
 use warden::audit::record::{DecisionFacts, Redaction, decision_record};
 use warden::bundle::{ArchiveLimits, Bundle};
 use warden::decision::{Verdict, decide};
 use warden::engine::EngineOptions;
 use warden::generation::{Generation, LoadedPolicy, MaxAge};
-use warden::killswitch::{Mode, Scope, Switch, SwitchIndex};
-use warden::request::{Limits, validate};
+use warden::killswitch::{Mode, Scope, Switch, SwitchIndex, unix_ms};
+use warden::limits::config::LimitsConfig;
+use warden::limits::{RuleSet, UsageLimits};
+use warden::request::{InputPath, Limits, validate};
 use warden::snapshot::{Snapshot, SnapshotKind};
 use warden_bench::workload::{Spec, Workload};
 
@@ -137,6 +140,7 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     approval_benches(c, &generation, &approval, &limits, &none);
+    limit_benches(c, &requests, &limits);
 
     // The audit path, piece by piece: building a decision's record on the
     // request thread, sealing it into the chain, and writing groups to sled.
@@ -321,6 +325,100 @@ fn approval_benches(
                 }
                 Ok(task)
             })
+        })
+    });
+    group.finish();
+}
+
+/// What budgets add to an allowed check: matching the rules and reserving
+/// in the ones that apply, with no rules, and with 20 rules (16 limits, 4
+/// tripwires) over 100,000 live keys.
+fn limit_benches(c: &mut Criterion, requests: &[warden_proto::v1::CheckRequest], limits: &Limits) {
+    let valid: Vec<_> = requests
+        .iter()
+        .map(|r| validate(r, limits).expect("valid"))
+        .collect();
+    let session = Arc::new("context.session_id".parse::<InputPath>().expect("path"));
+    let usage = UsageLimits::new(
+        LimitsConfig {
+            max_keys: 1_000_000,
+            ..LimitsConfig::default()
+        },
+        session,
+    );
+    let actions = [
+        "documents.read",
+        "documents.*",
+        "documents.write",
+        "reports.*",
+        "permissions.*",
+        "iam.*",
+        "payments.*",
+        "tickets.*",
+    ];
+    let pers = [
+        json!(["agent", "principal"]),
+        json!(["agent"]),
+        json!(["principal"]),
+        json!(["agent", "action"]),
+    ];
+    let windows = ["1m", "10m", "1h", "1d"];
+    let limit_rules: Vec<_> = (0..16)
+        .map(|i| {
+            json!({"id": format!("limit-{i}"), "match": {"action": actions[i % actions.len()]},
+                   "per": pers[i % pers.len()], "window": windows[i % windows.len()],
+                   "max": 1_000_000_000_000u64, "expose": i % 5 == 0})
+        })
+        .collect();
+    let tripwires: Vec<_> = (0..4)
+        .map(|i| {
+            json!({"id": format!("trip-{i}"), "match": {"action": actions[(i * 3) % actions.len()]},
+                   "per": ["agent"], "window": "5m", "threshold": 1_000_000_000u64,
+                   "count": {"outcomes": ["deny"]}, "switch": {"ttl": "1h"}})
+        })
+        .collect();
+    let rules = RuleSet::from_data(
+        &json!({"warden": {"limits": {"rules": limit_rules, "tripwires": tripwires}}}),
+    )
+    .expect("rules");
+    let now = || unix_ms(SystemTime::now());
+    // 100,000 live keys: the workload's checks under other agent ids.
+    let mut fill = valid[0].clone();
+    let mut next = 0usize;
+    while usage.keys() < 100_000 {
+        fill.agent.id = format!("filler-{next}");
+        fill.action.name = ["documents.read", "reports.read", "permissions.grant"][next % 3].into();
+        next += 1;
+        let _ = usage.admit(&rules, &fill, now(), false);
+    }
+    let empty = RuleSet::default();
+    let mut group = c.benchmark_group("limits");
+    let mut at = 0usize;
+    group.bench_function("admit/no_rules", |b| {
+        b.iter(|| {
+            at = (at + 1) % valid.len();
+            usage.admit(&empty, black_box(&valid[at]), now(), false)
+        })
+    });
+    group.bench_function("admit/20_rules_100k_keys", |b| {
+        b.iter(|| {
+            at = (at + 1) % valid.len();
+            usage.admit(&rules, black_box(&valid[at]), now(), false)
+        })
+    });
+    let none = SwitchIndex::default();
+    let reasons = vec!["principal_not_entitled".to_owned()];
+    group.bench_function("observe/20_rules_100k_keys", |b| {
+        b.iter(|| {
+            at = (at + 1) % valid.len();
+            usage.observe(
+                &rules,
+                black_box(&valid[at]),
+                "deny",
+                &reasons,
+                now(),
+                &none,
+            )
         })
     });
     group.finish();

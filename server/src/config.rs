@@ -33,6 +33,7 @@ use crate::engine::config::{PolicyConfig, policy_config};
 use crate::generation::MaxAge;
 use crate::http::config::authzen_config;
 use crate::killswitch::config::read_verbs;
+use crate::limits::config::{LimitsConfig, limits_config};
 use crate::platform_limits::Quota;
 use crate::platform_limits::config::platform_quotas;
 use crate::request::{DEFAULT_SESSION_PATH, InputPath, Limits};
@@ -161,6 +162,16 @@ pub struct RawLimits {
     /// Where a check's agent session id is read (`context.session_id`), for
     /// kill switches and limits scoped to one session.
     pub session_path: String,
+    /// Budget and tripwire counter keys held at most.
+    pub max_keys: u64,
+    /// `deny` or `allow`: a check that needs a new counter key when
+    /// `max_keys` live ones are held.
+    pub on_full: String,
+    /// How often counters are written to the store (the most a crash can
+    /// forget).
+    pub counter_snapshot_interval: String,
+    /// Cluster mode: how often a replica publishes its limit usage.
+    pub usage_publish_interval: String,
 }
 
 impl Default for RawLimits {
@@ -192,6 +203,10 @@ impl Default for RawLimits {
             platform_max_in_flight: 4096,
             platform: Vec::new(),
             session_path: DEFAULT_SESSION_PATH.into(),
+            max_keys: 1_000_000,
+            on_full: "deny".into(),
+            counter_snapshot_interval: "1s".into(),
+            usage_publish_interval: "250ms".into(),
         }
     }
 }
@@ -302,6 +317,8 @@ pub struct Config {
     pub read_verbs: Vec<String>,
     /// `limits.session_path`.
     pub session_path: Arc<InputPath>,
+    /// `[limits]` keys of budgets and tripwires.
+    pub usage_limits: LimitsConfig,
     pub audit: AuditConfig,
     /// `[log]` and `[tracing]`.
     pub telemetry: TelemetryConfig,
@@ -416,6 +433,12 @@ impl TryFrom<RawConfig> for Config {
             require_signed,
             read_verbs,
             session_path: Arc::new(session_path),
+            usage_limits: limits_config(
+                raw.limits.max_keys,
+                &raw.limits.on_full,
+                &raw.limits.counter_snapshot_interval,
+                &raw.limits.usage_publish_interval,
+            )?,
             audit: audit_config(&raw.audit)?,
             limits: Limits {
                 max_request_bytes: positive(

@@ -17,6 +17,7 @@ use crate::engine::wasm::{WasmLimits, WasmPolicy};
 use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EngineOptions};
 use crate::input::json_to_rego;
 use crate::killswitch::Switch;
+use crate::limits::RuleSet;
 pub use crate::snapshot::MaxAge;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::wasm::{BuildError, build_module};
@@ -30,6 +31,8 @@ pub struct LoadedPolicy {
     compiled: Box<dyn CompiledPolicy>,
     /// The bundle's own data, ready to merge with snapshots.
     data: Value,
+    /// `data.warden.limits`, validated.
+    pub limits: Arc<RuleSet>,
 }
 
 impl LoadedPolicy {
@@ -37,6 +40,8 @@ impl LoadedPolicy {
     /// `metadata.engine`), else the configured one; a bundle that holds only
     /// a `policy.wasm` runs on the Wasm engine.
     pub fn compile(bundle: &Bundle, options: &EngineOptions) -> Result<Self, BundleError> {
+        // Checked first: a bad rule is refused before any compiling.
+        let limits = Arc::new(limit_rules(&bundle.data)?);
         let kind = match bundle.manifest.metadata.get("engine") {
             Some(name) => name
                 .as_str()
@@ -94,12 +99,34 @@ impl LoadedPolicy {
             compiled,
             // Shared with the bundle, not copied.
             data: bundle.data.clone(),
+            limits,
         })
     }
 
     pub fn engine(&self) -> EngineKind {
         self.compiled.kind()
     }
+}
+
+/// The bundle's `data.warden.limits`; only that subtree is converted.
+fn limit_rules(data: &Value) -> Result<RuleSet, BundleError> {
+    let subtree = |value: &Value, key: &str| -> Option<Value> {
+        value
+            .as_object()
+            .ok()
+            .and_then(|object| object.get(&Value::from(key)).cloned())
+    };
+    let Some(document) = subtree(data, "warden").and_then(|w| subtree(&w, "limits")) else {
+        return Ok(RuleSet::default());
+    };
+    let document = serde_json::to_value(&document).map_err(|e| BundleError::Data {
+        path: "data.warden.limits".into(),
+        reason: e.to_string(),
+    })?;
+    RuleSet::from_limits(&document).map_err(|e| BundleError::Data {
+        path: e.path,
+        reason: e.reason,
+    })
 }
 
 /// Everything one decision needs, immutable once built.

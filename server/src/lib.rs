@@ -21,6 +21,7 @@ pub mod http;
 pub mod input;
 pub mod intern;
 pub mod killswitch;
+pub mod limits;
 #[cfg(test)]
 mod layering;
 pub mod metrics;

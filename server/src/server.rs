@@ -27,6 +27,7 @@ use crate::control::SwitchRecords;
 use crate::control::records::RecordKind;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
 use crate::http;
+use crate::limits::UsageLimits;
 use crate::metrics::{self, Metrics};
 use crate::ops;
 use crate::platform_limits::PlatformLimits;
@@ -230,6 +231,15 @@ pub async fn serve(
         },
         auditor.clone(),
     ));
+    let usage_limits = Arc::new(UsageLimits::new(
+        config.usage_limits.clone(),
+        config.session_path.clone(),
+    ));
+    match usage_limits.load(store.db()) {
+        Ok(0) => {}
+        Ok(keys) => info!(keys, "limit counters restored"),
+        Err(e) => warn!(error = %e, "limit counters could not be restored; usage starts again"),
+    }
     let decisions = DecisionApi::new(
         generations.clone(),
         control.kill_switches(),
@@ -242,7 +252,8 @@ pub async fn serve(
         stats.clone(),
         metrics.clone(),
     )
-    .with_approvals(approvals.clone());
+    .with_approvals(approvals.clone())
+    .with_usage_limits(usage_limits.clone(), changes.clone());
     let decision =
         DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
     let approval_service =
@@ -366,6 +377,11 @@ pub async fn serve(
 
     let expiry = tokio::spawn(expire_switches(changes.clone(), stop_rx.clone()));
     let approval_sweep = tokio::spawn(sweep_approvals(approvals.clone(), stop_rx.clone()));
+    let limit_snapshots = tokio::spawn(save_limit_counters(
+        usage_limits.clone(),
+        store.db().clone(),
+        stop_rx.clone(),
+    ));
 
     // Not ready while the kill-switch state is unknown: every check would be
     // denied, so load balancers should send traffic elsewhere.
@@ -429,6 +445,14 @@ pub async fn serve(
     };
     expiry.abort();
     approval_sweep.abort();
+    limit_snapshots.abort();
+    // A clean stop forgets no usage.
+    let (limits, db) = (usage_limits.clone(), store.db().clone());
+    match tokio::task::spawn_blocking(move || limits.save(&db)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!(error = %e, "limit counters could not be saved at shutdown"),
+        Err(e) => warn!(error = %e, "limit counters could not be saved at shutdown"),
+    }
     if let Some(sync) = cluster_sync {
         sync.abort();
     }
@@ -453,6 +477,42 @@ async fn expire_switches(changes: Arc<Changes>, mut stop: tokio::sync::watch::Re
         }
         if let Err(e) = changes.expire_due().await {
             warn!(error = %e, "cannot record kill switch expiries");
+        }
+    }
+}
+
+/// Writes changed limit counters every `limits.counter_snapshot_interval`
+/// (the most a crash forgets), and drops idle keys now and then.
+async fn save_limit_counters(
+    limits: Arc<UsageLimits>,
+    db: sled::Db,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+    let mut tick = tokio::time::interval(limits.config().snapshot_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut evicted_at = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let evict = evicted_at.elapsed() >= EVICT_EVERY;
+        if evict {
+            evicted_at = std::time::Instant::now();
+        }
+        let (limits, db) = (limits.clone(), db.clone());
+        let saved = tokio::task::spawn_blocking(move || {
+            if evict {
+                limits.evict_idle(crate::killswitch::unix_ms(std::time::SystemTime::now()));
+            }
+            limits.save(&db)
+        })
+        .await;
+        match saved {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot save limit counters"),
+            Err(e) => warn!(error = %e, "cannot save limit counters"),
         }
     }
 }

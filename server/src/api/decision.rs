@@ -14,9 +14,11 @@ use crate::approval::{Approvals, Refused, Verified};
 use crate::audit::record::{self, ApprovalIds, DecisionFacts};
 use crate::audit::{AuditError, Auditor, Durability};
 use crate::auth::Caller;
+use crate::changes::{Applied, Change, Changes};
 use crate::decision::{Decision, Stage, Verdict, decide};
 use crate::generation::{Generation, Generations};
-use crate::killswitch::KillSwitches;
+use crate::killswitch::{KillSwitches, unix_ms};
+use crate::limits::{Admission, Budget, OnExceed, Refusal, Reservation, Trip, UsageLimits};
 use crate::metrics::{Api, Metrics};
 use crate::platform_limits::PlatformLimits;
 use crate::request::{CheckRequest, InvalidRequest, Limits, validate};
@@ -36,6 +38,16 @@ pub struct DecisionApi {
     /// `None`: checks get no access requests, and carried approvals are
     /// refused.
     approvals: Option<Arc<Approvals>>,
+    /// `None`: the bundle's limits and tripwires are not enforced (tests
+    /// and benches that build the API alone).
+    usage: Option<Usage>,
+}
+
+/// Budgets and tripwires, and where a tripwire's switch is engaged.
+#[derive(Debug, Clone)]
+struct Usage {
+    limits: Arc<UsageLimits>,
+    changes: Arc<Changes>,
 }
 
 impl DecisionApi {
@@ -57,7 +69,15 @@ impl DecisionApi {
             stats,
             metrics,
             approvals: None,
+            usage: None,
         }
+    }
+
+    /// Enforces the bundle's limits, and engages tripwires' switches
+    /// through `changes` (so they are replicated and audited like any).
+    pub fn with_usage_limits(mut self, limits: Arc<UsageLimits>, changes: Arc<Changes>) -> Self {
+        self.usage = Some(Usage { limits, changes });
+        self
     }
 
     /// Serves the approval workflow on the decision path.
@@ -70,23 +90,17 @@ impl DecisionApi {
     /// and its audit record (none when auditing is off). The kill switches
     /// are read here, per check (and per batch item), so that an engage
     /// acknowledged a moment ago applies to this check.
-    fn answer(
-        &self,
-        request: &CheckRequest,
-        generation: &Generation,
-        caller: &str,
-    ) -> (pb::CheckResponse, Option<String>) {
+    fn answer(&self, request: &CheckRequest, generation: &Generation, caller: &str) -> Answered {
         let started = Instant::now();
         let now = SystemTime::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
         let switches = self.switches.current();
-        let decision = decide(request, generation, &switches, now);
-        let access_request = self.access_request(request, &decision, &decision_id, now);
-        let extra = Extra {
-            access_request,
-            ..Extra::default()
-        };
-        self.finish(
+        let mut decision = decide(request, generation, &switches, now);
+        let mut extra = Extra::default();
+        self.admit(request, generation, &mut decision, &mut extra, now, false);
+        extra.access_request = self.access_request(request, &decision, &decision_id, now);
+        let trips = self.observe(request, generation, &decision, now);
+        let (response, record) = self.finish(
             request,
             decision,
             extra,
@@ -94,7 +108,111 @@ impl DecisionApi {
             generation,
             caller,
             (started, now),
+        );
+        Answered {
+            response,
+            record,
+            trips,
+        }
+    }
+
+    /// After the policy: a check it allowed is reserved in every limit
+    /// that applies, or refused by the first it would exceed (and reserved
+    /// in none). `approved`: the check carries a verified approval, which
+    /// lets `require_approval` limits count it rather than refuse it.
+    fn admit(
+        &self,
+        request: &CheckRequest,
+        generation: &Generation,
+        decision: &mut Decision,
+        extra: &mut Extra,
+        now: SystemTime,
+        approved: bool,
+    ) -> Option<Reservation> {
+        let usage = self.usage.as_ref()?;
+        let rules = &generation.policy.limits;
+        let decided = decision.stage == Stage::Policy
+            && (decision.verdict == Verdict::Allow
+                || (approved && decision.verdict == Verdict::RequireApproval));
+        if rules.limits.is_empty() || !decided {
+            return None;
+        }
+        match usage.limits.admit(rules, request, unix_ms(now), approved) {
+            Admission::Admitted {
+                reservation,
+                budgets,
+            } => {
+                extra.budgets = budgets;
+                Some(reservation)
+            }
+            Admission::Refused(refusal) => {
+                refuse(decision, &refusal);
+                extra.limit = Some(refusal);
+                None
+            }
+        }
+    }
+
+    /// Counts a decided check for the tripwires; the ones it trips. Checks
+    /// a kill switch or stale data decided are not the agent's doing, and
+    /// are not counted.
+    fn observe(
+        &self,
+        request: &CheckRequest,
+        generation: &Generation,
+        decision: &Decision,
+        now: SystemTime,
+    ) -> Vec<Trip> {
+        let Some(usage) = &self.usage else {
+            return Vec::new();
+        };
+        let rules = &generation.policy.limits;
+        if rules.tripwires.is_empty() || decision.stage != Stage::Policy {
+            return Vec::new();
+        }
+        usage.limits.observe(
+            rules,
+            request,
+            decision.verdict.as_str(),
+            &decision.reasons,
+            unix_ms(now),
+            &self.switches.current(),
         )
+    }
+
+    /// Engages the switches of tripped tripwires, before the check that
+    /// tripped them is answered: the agent's next check meets the switch.
+    /// A switch that cannot be engaged leaves the tripwire armed.
+    async fn trip(&self, trips: Vec<Trip>) {
+        let Some(usage) = &self.usage else {
+            return;
+        };
+        for trip in trips {
+            let engaged = usage
+                .changes
+                .submit(
+                    crate::limits::TRIPWIRE_ACTOR,
+                    Change::EngageSwitch(trip.engage_spec()),
+                )
+                .await;
+            match engaged {
+                Ok(Applied::Switch(change)) => {
+                    warn!(
+                        rule = trip.rule,
+                        switch = change.switch.id,
+                        count = trip.count,
+                        scope = ?change.switch.scope,
+                        "tripwire fired: kill switch engaged"
+                    );
+                    usage.limits.fired(&trip, Some(&change.switch.id));
+                }
+                Ok(_) => usage.limits.fired(&trip, None),
+                Err(e) => {
+                    warn!(rule = trip.rule, error = %e, "tripwire fired but its kill switch could not be engaged; it stays armed");
+                    usage.limits.fired(&trip, None);
+                }
+            }
+        }
     }
 
     /// `answer` for a check that carries an approval: verified first (so
@@ -107,7 +225,7 @@ impl DecisionApi {
         presented: &pb::ApprovalRef,
         generation: &Generation,
         caller: &str,
-    ) -> (pb::CheckResponse, Option<String>) {
+    ) -> Answered {
         let started = Instant::now();
         let now = SystemTime::now();
         let decision_id = uuid::Uuid::now_v7().to_string();
@@ -134,41 +252,54 @@ impl DecisionApi {
         let mut decision = decide(evaluated, generation, &switches, now);
         let mut extra = Extra::default();
         if decision.stage == Stage::Policy {
-            let outcome = match verified {
-                Err(refused) => Err(refused),
-                Ok(v) => {
-                    self.use_approval(v, &decision, request, generation, &decision_id)
-                        .await
-                }
+            // Limits first: a check a limit refuses does not use its approval.
+            let reservation = match &verified {
+                Ok(_) => self.admit(request, generation, &mut decision, &mut extra, now, true),
+                Err(_) => None,
             };
-            match outcome {
-                Ok((v, uses_left)) => {
-                    let mut reasons = vec![format!("approved:{}", v.approval_id)];
-                    if decision.verdict == Verdict::Allow {
-                        reasons.extend(std::mem::take(&mut decision.reasons));
+            if extra.limit.is_none() {
+                let outcome = match verified {
+                    Err(refused) => Err(refused),
+                    Ok(v) => {
+                        self.use_approval(v, &decision, request, generation, &decision_id)
+                            .await
                     }
-                    decision.verdict = Verdict::Allow;
-                    decision.reasons = reasons;
-                    extra.used = Some((v, uses_left));
+                };
+                if outcome.is_err()
+                    && let (Some(usage), Some(reservation)) = (&self.usage, reservation)
+                {
+                    usage.limits.rollback(reservation);
                 }
-                Err(refused) => {
-                    if refused.next_action == "request" {
-                        extra.access_request =
-                            self.access_request(request, &decision, &decision_id, now);
+                match outcome {
+                    Ok((v, uses_left)) => {
+                        let mut reasons = vec![format!("approved:{}", v.approval_id)];
+                        if decision.verdict == Verdict::Allow {
+                            reasons.extend(std::mem::take(&mut decision.reasons));
+                        }
+                        decision.verdict = Verdict::Allow;
+                        decision.reasons = reasons;
+                        extra.used = Some((v, uses_left));
                     }
-                    decision.verdict = Verdict::Deny;
-                    decision.reasons = refused.reasons();
-                    extra.refused = Some(refused);
+                    Err(refused) => {
+                        if refused.next_action == "request" {
+                            extra.access_request =
+                                self.access_request(request, &decision, &decision_id, now);
+                        }
+                        decision.verdict = Verdict::Deny;
+                        decision.reasons = refused.reasons();
+                        extra.refused = Some(refused);
+                    }
                 }
-            }
-            if let Some(approvals) = &self.approvals {
-                approvals.metrics().used(match &extra.refused {
-                    None => "allowed",
-                    Some(refused) => refused.reason,
-                });
+                if let Some(approvals) = &self.approvals {
+                    approvals.metrics().used(match &extra.refused {
+                        None => "allowed",
+                        Some(refused) => refused.reason,
+                    });
+                }
             }
         }
-        self.finish(
+        let trips = self.observe(request, generation, &decision, now);
+        let (response, record) = self.finish(
             request,
             decision,
             extra,
@@ -176,7 +307,12 @@ impl DecisionApi {
             generation,
             caller,
             (started, now),
-        )
+        );
+        Answered {
+            response,
+            record,
+            trips,
+        }
     }
 
     /// How to ask for approval of a REQUIRE_APPROVAL, when a person can
@@ -319,6 +455,28 @@ impl DecisionApi {
             response.next_action = refused.next_action.to_owned();
             response.retry_after_seconds = refused.retry_after;
         }
+        if let Some(limit) = extra.limit {
+            let retry_ms = limit
+                .retry_after
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            response.next_action = if response.access_request.is_some() {
+                "request"
+            } else if retry_ms > 0 {
+                "retry"
+            } else {
+                "none"
+            }
+            .to_owned();
+            response.retry_after_seconds =
+                u32::try_from(retry_ms.div_ceil(1000)).unwrap_or(u32::MAX);
+            response.limit = Some(pb::LimitRefusal {
+                rule: limit.rule,
+                used: limit.used,
+                max: limit.max,
+                retry_after_ms: retry_ms,
+            });
+        }
+        response.budgets = extra.budgets.into_iter().map(budget_to_proto).collect();
         (response, record)
     }
 
@@ -371,6 +529,7 @@ fn unaudited(response: pb::CheckResponse, error: &AuditError) -> pb::CheckRespon
         policy_revision: String::new(),
         approval: None,
         access_request: None,
+        budgets: Vec::new(),
         ..response
     }
 }
@@ -410,6 +569,43 @@ struct Extra {
     access_request: Option<pb::AccessRequest>,
     used: Option<(Verified, u32)>,
     refused: Option<Refused>,
+    limit: Option<Refusal>,
+    budgets: Vec<Budget>,
+}
+
+/// One decided check: its answer, its audit record (none when auditing is
+/// off), and the tripwires it tripped.
+struct Answered {
+    response: pb::CheckResponse,
+    record: Option<String>,
+    trips: Vec<Trip>,
+}
+
+/// Turns a check the policy allowed into a limit's refusal: DENY, or
+/// REQUIRE_APPROVAL (with the rule's approvers, when it names them).
+fn refuse(decision: &mut Decision, refusal: &Refusal) {
+    let ask = refusal.reason.starts_with("limit_exceeded:");
+    match &refusal.on_exceed {
+        OnExceed::RequireApproval(requirement) if ask => {
+            decision.verdict = Verdict::RequireApproval;
+            decision.approval = requirement.clone();
+        }
+        _ => {
+            decision.verdict = Verdict::Deny;
+            decision.approval = None;
+        }
+    }
+    decision.reasons = vec![refusal.reason.clone()];
+}
+
+fn budget_to_proto(budget: Budget) -> pb::Budget {
+    pb::Budget {
+        rule: budget.rule,
+        used: budget.used,
+        max: budget.max,
+        remaining: (budget.max - budget.used).max(0.0),
+        window_seconds: budget.window.as_secs(),
+    }
 }
 
 impl DecisionApi {
@@ -482,13 +678,21 @@ impl DecisionApi {
         for item in items {
             let stop = match validate(item, &self.limits) {
                 Ok(valid) => {
-                    let answer = match &item.approval {
+                    let Answered {
+                        response,
+                        record,
+                        trips,
+                    } = match &item.approval {
                         None => self.answer(&valid, &generation, &label),
                         Some(presented) => {
                             self.answer_approved(&valid, presented, &generation, &label)
                                 .await
                         }
                     };
+                    if !trips.is_empty() {
+                        self.trip(trips).await;
+                    }
+                    let answer = (response, record);
                     if items.len() == 1 {
                         // Before the audit wait, so that everything logged
                         // from here on carries the decision id.

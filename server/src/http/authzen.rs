@@ -491,6 +491,20 @@ pub fn decision(response: &pb::CheckResponse) -> Json {
             json!({"id": approval.id, "approved_until": approval.approved_until, "uses_left": approval.uses_left}),
         );
     }
+    if let Some(limit) = &response.limit {
+        context.insert(
+            "limit".into(),
+            json!({"rule": limit.rule, "used": limit.used, "max": limit.max, "retry_after_ms": limit.retry_after_ms}),
+        );
+    }
+    if !response.budgets.is_empty() {
+        let budgets: Vec<Json> = response
+            .budgets
+            .iter()
+            .map(|b| json!({"rule": b.rule, "used": b.used, "max": b.max, "remaining": b.remaining, "window_seconds": b.window_seconds}))
+            .collect();
+        context.insert("budgets".into(), json!(budgets));
+    }
     if !response.next_action.is_empty() {
         if let Some(reason) = response.reasons.first() {
             context.insert("reason".into(), json!(reason));
