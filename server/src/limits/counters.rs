@@ -3,7 +3,7 @@
 //! other, with a cap on how many keys are held.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -106,9 +106,7 @@ impl Counters {
     }
 
     pub fn shard_of(&self, key: &str) -> usize {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        (hasher.finish() as usize) % SHARDS
+        (self.hasher.hash_one(key) as usize) % SHARDS
     }
 
     /// Locks shard `index`. A poisoned lock held counters only, which stay
