@@ -53,9 +53,9 @@ fn people() -> People {
             groups.iter().any(|g| g == "engineering") && !groups.iter().any(|g| g == "security")
         })
         .map(|(id, _)| id.clone())
-        .take(3)
+        .take(13)
         .collect::<Vec<_>>();
-    assert_eq!(readers.len(), 3, "the demo has engineers outside security");
+    assert_eq!(readers.len(), 13, "the demo has engineers outside security");
     let subjects = &demo.entitlements["subjects"];
     let outsider = users
         .iter()
@@ -382,19 +382,27 @@ async fn counters_survive_a_crash_once_saved_and_a_clean_stop_always() {
     };
     let rules = json!({ "rules": [limit("saved", &["agent", "principal"], 20.0)] });
     let (mut warden, mut client, _admin) = start(builder(), rules).await;
-    let (crashed, stopped) = (read(&people.readers[0]), read(&people.readers[1]));
-    for _ in 0..7 {
-        assert!(allowed(&check(&mut client, crashed.clone()).await));
+    // Twelve keys through a crash and two restarts: counters are stored by
+    // shard, so each key is likely to be saved in another shard by each
+    // server, and an older copy must never come back.
+    let crashed: Vec<CheckRequest> = people.readers[..12].iter().map(|p| read(p)).collect();
+    let stopped = read(&people.readers[12]);
+    for request in &crashed {
+        for _ in 0..7 {
+            assert!(allowed(&check(&mut client, request.clone()).await));
+        }
     }
-    // Setup, not an assertion: past two snapshot intervals, so that a
-    // snapshot holding all 7 has surely been written.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Setup, not an assertion: five snapshot intervals, so that a
+    // snapshot holding all of them has surely been written.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     warden.kill9();
     drop((client, warden));
 
     let mut warden = builder().start().await;
     let mut client = warden.client().await;
-    assert_eq!(allowed_until_refused(&mut client, &crashed).await, 13);
+    for request in &crashed {
+        assert_eq!(allowed_until_refused(&mut client, request).await, 13);
+    }
     for _ in 0..5 {
         assert!(allowed(&check(&mut client, stopped.clone()).await));
     }
@@ -405,7 +413,9 @@ async fn counters_survive_a_crash_once_saved_and_a_clean_stop_always() {
     let warden = builder().start().await;
     let mut client = warden.client().await;
     assert_eq!(allowed_until_refused(&mut client, &stopped).await, 15);
-    assert_exceeded(&check(&mut client, crashed).await, "saved");
+    for request in crashed {
+        assert_exceeded(&check(&mut client, request).await, "saved");
+    }
 }
 
 #[tokio::test]
@@ -673,9 +683,9 @@ async fn a_tripwire_contains_the_agent_durably_and_rearms_on_release() {
         json!("tripwire:entitlement-denials")
     );
 
-    // Setup, not an assertion: past two snapshot intervals, so that the
+    // Setup, not an assertion: five snapshot intervals, so that the
     // counters saved are the ones that know the wire fired.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     warden.kill9();
     drop((client, admin, warden));
     let warden = builder().start().await;
