@@ -205,6 +205,12 @@ impl DecisionApi {
                         "tripwire fired: kill switch engaged"
                     );
                     usage.limits.fired(&trip, Some(&change.switch.id));
+                    let limits = usage.limits.clone();
+                    match tokio::task::spawn_blocking(move || limits.persist()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => warn!(error = %e, "tripwire fired but its state could not be saved"),
+                        Err(e) => warn!(error = %e, "tripwire fired but its state could not be saved"),
+                    }
                 }
                 Ok(_) => usage.limits.fired(&trip, None),
                 Err(e) => {

@@ -3,7 +3,8 @@
 //! other, with a cap on how many keys are held.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -86,7 +87,9 @@ pub struct Shard {
 #[derive(Debug)]
 pub struct Counters {
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::hash::RandomState,
+    /// Fixed keys: a key's shard is the same after a restart, so each
+    /// stored shard holds exactly the keys of one live shard.
+    hasher: BuildHasherDefault<DefaultHasher>,
     keys: AtomicUsize,
     max_keys: usize,
 }
@@ -99,7 +102,7 @@ impl Counters {
     pub fn new(max_keys: usize) -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
-            hasher: std::hash::RandomState::new(),
+            hasher: BuildHasherDefault::default(),
             keys: AtomicUsize::new(0),
             max_keys,
         }
@@ -191,6 +194,13 @@ impl Counters {
         }
         self.keys.fetch_sub(removed, Ordering::Relaxed);
         removed
+    }
+
+    /// Marks every shard changed, so the next save writes them all.
+    pub fn touch_all(&self) {
+        for index in 0..SHARDS {
+            self.lock(index).dirty = true;
+        }
     }
 
     /// Inserts restored entries (persisted, or from before a restart),

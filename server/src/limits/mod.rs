@@ -42,6 +42,8 @@ pub struct UsageLimits {
     remote: publish::Remote,
     /// When `make_room` last scanned the table.
     evicted_at_ms: AtomicU64,
+    /// Where `persist` saves (the server's store); none in tests.
+    store: Option<sled::Db>,
 }
 
 /// The budget a `expose: true` rule reports to an allowed check.
@@ -141,6 +143,22 @@ impl UsageLimits {
             metrics: LimitMetrics::default(),
             remote: publish::Remote::default(),
             evicted_at_ms: AtomicU64::new(0),
+            store: None,
+        }
+    }
+
+    /// Saves into `db` when `persist` is called.
+    pub fn with_store(mut self, db: sled::Db) -> Self {
+        self.store = Some(db);
+        self
+    }
+
+    /// Saves the changed counters now (after a tripwire fired: a crash
+    /// must not bring back its count without the switch it fired).
+    pub fn persist(&self) -> Result<usize, persist::PersistError> {
+        match &self.store {
+            Some(db) => self.save(db),
+            None => Ok(0),
         }
     }
 

@@ -77,6 +77,8 @@ impl UsageLimits {
     pub fn save(&self, db: &sled::Db) -> Result<usize, PersistError> {
         let tree = db.open_tree(TREE).map_err(error)?;
         let mut written = 0;
+        let mut batch = sled::Batch::default();
+        let mut taken = Vec::new();
         for index in 0..self.counters.shard_count() {
             let saved: Vec<Saved> = {
                 let mut shard = self.counters.lock(index);
@@ -91,16 +93,24 @@ impl UsageLimits {
                     .filter(|s| !s.b.is_empty() || s.fired.is_some())
                     .collect()
             };
+            taken.push(index);
             written += saved.len();
             let value = serde_json::to_vec(&saved).map_err(error)?;
-            let key = u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes();
-            if let Err(e) = tree.insert(key, value) {
-                // Try again at the next snapshot.
-                self.counters.lock(index).dirty = true;
-                return Err(error(e));
-            }
+            batch.insert(&u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes(), value);
         }
-        tree.flush().map_err(error)?;
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        // One batch: a crash leaves the previous snapshot or this one,
+        // never a key in two shards.
+        let applied = tree.apply_batch(batch).and_then(|()| tree.flush().map(drop));
+        if let Err(e) = applied {
+            // Written at the next snapshot instead.
+            for index in taken {
+                self.counters.lock(index).dirty = true;
+            }
+            return Err(error(e));
+        }
         Ok(written)
     }
 
@@ -120,6 +130,10 @@ impl UsageLimits {
                 }
             }
         }
-        Ok(self.counters.restore(entries))
+        let restored = self.counters.restore(entries);
+        // Rewritten whole at the next save: what could not be restored (over
+        // the cap, or under another shard) is dropped from the store too.
+        self.counters.touch_all();
+        Ok(restored)
     }
 }
