@@ -873,3 +873,299 @@ mod approvals {
         }
     }
 }
+
+mod limits {
+    //! Limits are global in intent: every replica publishes its usage to
+    //! etcd each `limits.usage_publish_interval` and counts the others'
+    //! last publications, so a budget spent on one replica is spent on all,
+    //! and racing replicas overshoot it by at most rate × interval ×
+    //! replicas (docs/deployment.md, "Limits across replicas").
+
+    use super::*;
+    use serde_json::{Value as Json, json};
+    use warden_client::{CheckBuilder, CheckRequest, CheckResponse};
+    use warden_e2e::{Demo, repo_root};
+
+    const INTERVAL: Duration = Duration::from_millis(250);
+    const MAX: u64 = 300;
+
+    /// The default policy (every file under `policies/warden` but its
+    /// limits) with `limits` as `data.warden.limits`.
+    fn bundle(revision: &str, limits: &Json) -> Vec<u8> {
+        let root = repo_root().join("policies");
+        let mut manifest: Json =
+            serde_json::from_str(&std::fs::read_to_string(root.join(".manifest")).unwrap())
+                .unwrap();
+        manifest["revision"] = json!(revision);
+        let mut files = BTreeMap::new();
+        files.insert(
+            ".manifest".to_owned(),
+            serde_json::to_vec(&manifest).unwrap(),
+        );
+        let mut pending = vec![root.join("warden")];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if name == "warden/limits" {
+                    continue;
+                }
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    files.insert(name, std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        files.insert(
+            "warden/limits/data.json".to_owned(),
+            serde_json::to_vec(limits).unwrap(),
+        );
+        warden_bundle::write_tar_gz(&files).unwrap()
+    }
+
+    /// An expense submission by `agent` that the default policy allows.
+    fn expense(agent: &str) -> CheckRequest {
+        let finance = Demo::load().member_of("finance");
+        CheckBuilder::new(
+            "copilot-studio",
+            agent,
+            &finance,
+            "expenses.submit",
+            "expense",
+        )
+        .resource_id("exp-1")
+        .build()
+    }
+
+    fn admitted(response: &CheckResponse) -> bool {
+        response.decision() == Decision::Allow && response.limit.is_none()
+    }
+
+    /// Refused by the `budget` rule at its max.
+    fn assert_exceeded(response: &CheckResponse) {
+        assert_eq!(response.decision(), Decision::Deny, "{response:?}");
+        assert_eq!(response.reasons, ["limit_exceeded:budget"], "{response:?}");
+        let limit = response.limit.as_ref().expect("a limit refusal");
+        assert_eq!(limit.rule, "budget");
+        assert_eq!(limit.max, MAX as f64);
+        assert!(limit.used >= MAX as f64, "{limit:?}");
+    }
+
+    /// `budget`'s usage as an admitted check reports it (own and heard).
+    fn used(response: &CheckResponse) -> f64 {
+        assert!(admitted(response), "{response:?}");
+        let budget = response
+            .budgets
+            .iter()
+            .find(|b| b.rule == "budget")
+            .expect("`budget` is exposed");
+        budget.used
+    }
+
+    /// Three replicas publishing every 250 ms, serving a bundle whose one
+    /// rule allows 300 checks an hour per agent.
+    async fn cluster(etcd: &Etcd) -> Replicas {
+        let servers = ["r1", "r2", "r3"]
+            .iter()
+            .map(|name| {
+                replica_builder(etcd, name)
+                    .env("WARDEN_LIMITS_USAGE_PUBLISH_INTERVAL", "250ms")
+                    .start_listening()
+            })
+            .collect();
+        let mut replicas = joined(servers).await;
+        let limits = json!({"rules": [{
+            "id": "budget", "per": ["agent"], "window": "1h", "max": MAX, "expose": true,
+        }]});
+        let pushed = replicas.admins[0]
+            .put_bundle(bundle("limits-cluster", &limits), BundleTarget::Active)
+            .await
+            .unwrap();
+        // Waiting on the status spends nothing.
+        for admin in &mut replicas.admins {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while admin.status().await.unwrap().active.unwrap().digest != pushed.digest {
+                assert!(Instant::now() < deadline, "the bundle never arrived");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        replicas
+    }
+
+    /// What one replica made of the checks sent to it in a race.
+    struct Run {
+        admitted: u64,
+        checks: u64,
+        elapsed: Duration,
+    }
+
+    /// Checks on `agent`'s key for `run_for` from `tasks` tasks per replica,
+    /// each sending one check every `pace` (none: back to back).
+    async fn race(
+        replicas: &Replicas,
+        agent: &str,
+        tasks: usize,
+        pace: Option<Duration>,
+        run_for: Duration,
+    ) -> Vec<Run> {
+        let started = Instant::now();
+        let mut calls = Vec::new();
+        for (index, client) in replicas.clients.iter().enumerate() {
+            for _ in 0..tasks {
+                let (mut client, request) = (client.clone(), expense(agent));
+                calls.push(tokio::spawn(async move {
+                    let mut tick = pace.map(tokio::time::interval);
+                    let (mut allowed, mut checks) = (0u64, 0u64);
+                    while started.elapsed() < run_for {
+                        if let Some(tick) = &mut tick {
+                            tick.tick().await;
+                        }
+                        let response = client.check(request.clone()).await.unwrap();
+                        checks += 1;
+                        if admitted(&response) {
+                            allowed += 1;
+                        } else {
+                            assert_exceeded(&response);
+                        }
+                    }
+                    (index, allowed, checks)
+                }));
+            }
+        }
+        let mut runs: Vec<Run> = (0..replicas.clients.len())
+            .map(|_| Run {
+                admitted: 0,
+                checks: 0,
+                elapsed: Duration::ZERO,
+            })
+            .collect();
+        for call in calls {
+            let (index, admitted, checks) = call.await.unwrap();
+            runs[index].admitted += admitted;
+            runs[index].checks += checks;
+        }
+        for run in &mut runs {
+            run.elapsed = started.elapsed();
+        }
+        runs
+    }
+
+    /// The bound, from the fastest replica's measured check rate: each
+    /// replica admits against a view of the others at most one interval
+    /// old, so the cluster admits at most `MAX` plus what every replica
+    /// admitted in an interval the others had not seen yet.
+    fn assert_within_bound(what: &str, runs: &[Run]) -> (u64, f64) {
+        let total: u64 = runs.iter().map(|r| r.admitted).sum();
+        let rate = runs
+            .iter()
+            .map(|r| r.checks as f64 / r.elapsed.as_secs_f64())
+            .fold(0.0, f64::max);
+        let bound = MAX as f64 + rate * INTERVAL.as_secs_f64() * runs.len() as f64;
+        let per_replica: Vec<(u64, u64)> = runs.iter().map(|r| (r.admitted, r.checks)).collect();
+        eprintln!(
+            "{what}: {total} admitted of max {MAX} (overshoot {}), {rate:.0} checks/s per replica, \
+             bound {bound:.0}; (admitted, checks) per replica: {per_replica:?}",
+            total.saturating_sub(MAX)
+        );
+        assert!(
+            total >= MAX,
+            "{what}: the cluster admitted {total}, fewer than max {MAX}: {per_replica:?}"
+        );
+        assert!(
+            total as f64 <= bound,
+            "{what}: the cluster admitted {total}, over the bound max + rate × interval × replicas \
+             = {MAX} + {rate:.0}/s × {INTERVAL:?} × {} = {bound:.0}: {per_replica:?}",
+            runs.len()
+        );
+        (total, bound)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn limits_a_budget_spent_on_one_replica_is_spent_on_all() {
+        let etcd = Etcd::start();
+        let mut replicas = cluster(&etcd).await;
+        let (agent, canary) = ("expense-assistant", "expense-assistant-01");
+
+        for n in 1..=100 {
+            let response = replicas.clients[0].check(expense(agent)).await.unwrap();
+            assert_eq!(used(&response), f64::from(n));
+        }
+        // Published after the 100: once r2 counts the canary's use on r1,
+        // it counts those 100 too (a publication is all of r1's usage).
+        assert_eq!(
+            used(&replicas.clients[0].check(expense(canary)).await.unwrap()),
+            1.0
+        );
+        let started = Instant::now();
+        let mut spent_on_r2 = 0.0;
+        loop {
+            let response = replicas.clients[1].check(expense(canary)).await.unwrap();
+            spent_on_r2 += 1.0;
+            if used(&response) == spent_on_r2 + 1.0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "r2 never heard of r1's usage"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        eprintln!(
+            "r2 counted r1's usage {:?} after it was spent",
+            started.elapsed()
+        );
+
+        let mut allowed = 0u64;
+        loop {
+            let response = replicas.clients[1].check(expense(agent)).await.unwrap();
+            if !admitted(&response) {
+                assert_exceeded(&response);
+                assert_eq!(response.limit.as_ref().map(|l| l.used), Some(MAX as f64));
+                break;
+            }
+            allowed += 1;
+            assert_eq!(used(&response), 100.0 + allowed as f64);
+            assert!(allowed <= MAX, "r2 never refused");
+        }
+        assert_eq!(allowed, MAX - 100);
+        drop(replicas.servers);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn limits_racing_replicas_overshoot_by_at_most_rate_times_interval_times_replicas() {
+        let etcd = Etcd::start();
+        let replicas = cluster(&etcd).await;
+        // Hammered from every replica at once: the budget may be gone
+        // before any publication, so the bound is wide.
+        let runs = race(
+            &replicas,
+            "expense-assistant-01",
+            8,
+            None,
+            Duration::from_millis(1500),
+        )
+        .await;
+        assert_within_bound("hammered", &runs);
+        // Paced so the budget lasts several intervals: the bound is then
+        // below what three replicas counting alone (3 × max) could admit.
+        let runs = race(
+            &replicas,
+            "expense-assistant-02",
+            4,
+            Some(Duration::from_millis(40)),
+            Duration::from_millis(2500),
+        )
+        .await;
+        let (_, bound) = assert_within_bound("paced", &runs);
+        assert!(
+            bound < (3 * MAX) as f64,
+            "paced too fast to tell sharing from none: bound {bound:.0}"
+        );
+        drop(replicas.servers);
+    }
+}

@@ -30,6 +30,7 @@ mod partition;
 mod records;
 mod sync;
 pub(crate) mod tls;
+mod usage;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -116,6 +116,7 @@ const COMPILED_CACHE: usize = 4;
 
 mod bundles;
 mod error;
+mod limit_records;
 mod partition;
 pub mod records;
 mod snapshots;
@@ -124,6 +125,7 @@ mod switches;
 
 pub use error::ControlError;
 pub(crate) use error::invalid;
+pub use limit_records::{LIMIT_USAGE, LimitUsageRecords};
 pub use partition::PARTITION_SWITCH;
 pub use snapshots::compare_versions;
 pub use switch_records::SwitchRecords;
