@@ -1,4 +1,4 @@
-//! The admin plane: bundles, snapshots, kill switches, status.
+//! The admin plane: bundles, snapshots, kill switches, limits, status.
 
 use std::sync::Arc;
 
@@ -21,7 +21,8 @@ type Transport = BoxCloneSyncService<
 
 pub use warden_proto::v1::{
     BundleInfo, BundleTarget, EngageKillSwitchRequest, GetStatusResponse, KillSwitch,
-    KillSwitchMode, KillSwitchScope, KillSwitchState, ListKillSwitchesResponse, SnapshotInfo,
+    KillSwitchMode, KillSwitchScope, KillSwitchState, LimitKeyPart, LimitKeyUsage, LimitRuleInfo,
+    ListKillSwitchesResponse, ListLimitsResponse, SnapshotInfo,
 };
 
 /// A connection to Warden's admin listener.
@@ -222,5 +223,46 @@ impl AdminClient {
             .list_kill_switches(pb::ListKillSwitchesRequest { ended_limit })
             .await?
             .into_inner())
+    }
+
+    /// The limit and tripwire rules in force and the `top` hottest keys (0:
+    /// the server's default), of every rule or of `rule` only.
+    pub async fn list_limits(
+        &mut self,
+        rule: Option<&str>,
+        top: u32,
+    ) -> Result<ListLimitsResponse, ClientError> {
+        Ok(self
+            .inner
+            .list_limits(pb::ListLimitsRequest {
+                rule: rule.unwrap_or_default().to_owned(),
+                top,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Forgets the usage of `rule`'s keys that have every `(dimension,
+    /// value)` of `key` (every key of the rule when empty); returns how
+    /// many keys were reset.
+    pub async fn reset_limit_key(
+        &mut self,
+        rule: &str,
+        key: &[(&str, &str)],
+        reason: &str,
+    ) -> Result<u64, ClientError> {
+        Ok(self
+            .inner
+            .reset_limit_key(pb::ResetLimitKeyRequest {
+                rule: rule.to_owned(),
+                key: key
+                    .iter()
+                    .map(|(dimension, value)| ((*dimension).to_owned(), (*value).to_owned()))
+                    .collect(),
+                reason: reason.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .keys_reset)
     }
 }

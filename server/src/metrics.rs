@@ -207,6 +207,8 @@ pub struct Sources {
     /// Every listener's connections.
     pub listeners: Vec<Arc<ListenerStats>>,
     pub approvals: Arc<crate::approval::Approvals>,
+    /// Limit counters: the keys held are read at scrape.
+    pub usage_limits: Arc<crate::limits::UsageLimits>,
 }
 
 #[derive(Debug)]
@@ -365,6 +367,13 @@ impl Collector for StateCollector {
         )?)?;
         encode_connections(&mut encoder, &self.0.listeners)?;
         encode_approval_tasks(&mut encoder, &self.0.approvals)?;
+        gauge(
+            &mut encoder,
+            "limit_keys",
+            "Limit and tripwire counter keys held by this replica (at most limits.max_keys)",
+            None,
+            self.0.usage_limits.keys() as f64,
+        )?;
         if let Some(cluster) = &self.0.cluster {
             gauge(
                 &mut encoder,
@@ -501,6 +510,22 @@ pub fn registry(metrics: &Arc<Metrics>, sources: Sources) -> Registry {
         "approval_checks",
         "Checks that carried an approval, by outcome (allowed, or the refusal's reason)",
         approvals.uses,
+    );
+    let limits = sources.usage_limits.metrics().clone();
+    registry.register(
+        "limit_refusals",
+        "Checks the policy allowed that a limit refused, by rule",
+        limits.refusals,
+    );
+    registry.register(
+        "tripwires_fired",
+        "Tripwires that engaged their kill switch, by rule",
+        limits.tripwires_fired,
+    );
+    registry.register(
+        "limit_keys_full",
+        "Checks that needed a new counter key while limits.max_keys live keys were held, by rule",
+        limits.keys_full,
     );
     registry.register_collector(Box::new(StateCollector(sources)));
     registry

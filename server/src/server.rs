@@ -269,7 +269,8 @@ pub async fn serve(
         stats.clone(),
         started,
     )
-    .with_approvals(approvals.clone());
+    .with_approvals(approvals.clone())
+    .with_usage_limits(usage_limits.clone());
     // Room for the largest bundle push plus the envelope.
     let admin = AdminServiceServer::new(admin_api)
         .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));
@@ -369,6 +370,7 @@ pub async fn serve(
                     cluster: cluster.clone(),
                     listeners,
                     approvals: approvals.clone(),
+                    usage_limits: usage_limits.clone(),
                 },
             )),
         )),

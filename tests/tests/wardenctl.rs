@@ -1207,3 +1207,231 @@ fn completions_cover_approvals_and_the_audit_chain() {
     let output = offline(&["approvals", "approve", "arq_x", "--valid-for", "soon"]);
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
 }
+
+/// The default policy with `limits` as its `data.warden.limits` (the
+/// default bundle's own demo limits left out).
+fn bundle_with_limits(limits: &serde_json::Value) -> Vec<u8> {
+    let root = warden_e2e::repo_root().join("policies");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(".manifest")).unwrap()).unwrap();
+    manifest["revision"] = serde_json::json!("cli-limits-1");
+    let mut files = std::collections::BTreeMap::new();
+    files.insert(
+        ".manifest".to_owned(),
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    let mut pending = vec![root.join("warden")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if name == "warden/limits" {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files.insert(
+        "warden/limits/data.json".to_owned(),
+        serde_json::to_vec(limits).unwrap(),
+    );
+    warden_bundle::write_tar_gz(&files).unwrap()
+}
+
+#[tokio::test]
+async fn responders_list_and_reset_limit_keys_from_the_command_line() {
+    use serde_json::{Value as Json, json};
+    use warden_client::admin::BundleTarget;
+    use warden_client::{AdminClient, CheckBuilder, ClientOptions, Decision, WardenClient};
+
+    const AGENT: &str = "doc-summarizer";
+    let token = |name: &str| format!("wardenctl-limits-token-{name}-0123456789");
+    let tokens = warden_e2e::token_table(
+        &[
+            ("chat", "platform:internal-chat".to_owned()),
+            ("policy", "policy_admin".to_owned()),
+            ("oncall", "incident_responder".to_owned()),
+            ("auditor", "auditor".to_owned()),
+        ],
+        token,
+    );
+    let warden = Warden::builder()
+        .env("WARDEN_AUTH_TOKENS", tokens)
+        .start()
+        .await;
+    let as_user = |who: &str| ClientOptions {
+        token: Some(token(who)),
+        ..ClientOptions::default()
+    };
+    let ctl = |who: &str, args: &[&str]| {
+        Command::new(&binaries().wardenctl)
+            .arg("--admin-addr")
+            .arg(warden.admin_endpoint())
+            .env_remove("WARDEN_TOKEN_FILE")
+            .env("WARDEN_TOKEN", token(who))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let limits = json!({"rules": [{"id": "reads", "match": {"action": "documents.read"},
+                                   "per": ["agent"], "window": "1h", "max": 3}]});
+    AdminClient::connect(warden.admin_endpoint(), as_user("policy"))
+        .await
+        .unwrap()
+        .put_bundle(bundle_with_limits(&limits), BundleTarget::Active)
+        .await
+        .unwrap();
+
+    // An engineer may read documents through the summarizer.
+    let demo = Demo::load();
+    let reader = demo.member_of("engineering");
+    let mut platform = WardenClient::connect(warden.endpoint(), as_user("chat"))
+        .await
+        .unwrap();
+    let read = CheckBuilder::new(
+        "internal-chat",
+        AGENT,
+        &reader,
+        "documents.read",
+        "document",
+    )
+    .resource_id("doc-1")
+    .build();
+    for _ in 0..2 {
+        let response = platform.check(read.clone()).await.unwrap();
+        assert_eq!(response.decision(), Decision::Allow, "{response:?}");
+    }
+
+    // Scripts see the rule as the bundle wrote it and the key's usage.
+    let listed = json_out(&ctl("oncall", &["limits", "--json"]));
+    assert_eq!(listed["policy_revision"], "cli-limits-1");
+    assert_eq!(
+        listed["rules"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let rule = &listed["rules"][0];
+    assert_eq!(rule["id"], "reads");
+    assert_eq!(rule["kind"], "limit");
+    assert_eq!(rule["match"], json!({"action": "documents.read"}));
+    assert_eq!(rule["per"], json!(["agent"]));
+    assert_eq!(rule["window_seconds"], 3600);
+    assert_eq!(rule["max"], 3.0);
+    assert_eq!(rule["on_exceed"], "deny");
+    assert_eq!(
+        listed["keys"],
+        json!([{"rule": "reads", "key": {"agent": AGENT}, "used": 2.0, "max": 3.0,
+                "tripwire": false, "fired_switch_id": ""}]),
+        "{listed}"
+    );
+    assert_eq!(listed["keys_tracked"], 1);
+    assert_eq!(listed["max_keys"], 1_000_000);
+    // People get tables; auditors may look too.
+    let human = text(&ctl("auditor", &["limits"]).stdout);
+    assert!(
+        human.contains("\nRULE   KIND ")
+            && human.contains("action=documents.read")
+            && human.contains(&format!("agent={AGENT}"))
+            && human.contains("67%"),
+        "{human}"
+    );
+    let status = json_out(&ctl("auditor", &["status", "--json"]));
+    assert_eq!(status["limit_keys"], 1);
+    assert_eq!(status["limits"], "1 rule, 0 tripwires; 1 key of 1000000");
+    let unknown = ctl("oncall", &["limits", "--rule", "writes"]);
+    assert_eq!(unknown.status.code(), Some(3), "{}", text(&unknown.stderr));
+
+    // Only an incident responder may reset; a wrong dimension is named.
+    let reset = |who: &str, extra: &[&str]| {
+        let mut args = vec!["limits", "reset", "reads"];
+        args.extend_from_slice(extra);
+        ctl(who, &args)
+    };
+    let refused = reset("auditor", &["--agent", AGENT, "--reason", "x"]);
+    assert_eq!(refused.status.code(), Some(5), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("PermissionDenied"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let wrong = reset("oncall", &["--session", "s-1", "--reason", "x"]);
+    assert_eq!(wrong.status.code(), Some(3), "{}", text(&wrong.stderr));
+    assert!(
+        text(&wrong.stderr).contains("key.session"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let whole = reset("oncall", &["--reason", "x"]);
+    assert_eq!(whole.status.code(), Some(3), "{}", text(&whole.stderr));
+    let gone = ctl(
+        "oncall",
+        &["limits", "reset", "writes", "--all", "--reason", "x"],
+    );
+    assert_eq!(gone.status.code(), Some(3), "{}", text(&gone.stderr));
+    assert!(
+        text(&gone.stderr).contains("NotFound"),
+        "{}",
+        text(&gone.stderr)
+    );
+
+    let done = json_out(&reset(
+        "oncall",
+        &[
+            "--agent",
+            AGENT,
+            "--reason",
+            "INC-7: replayed reads",
+            "--json",
+        ],
+    ));
+    assert_eq!(
+        done,
+        json!({"rule": "reads", "key": {"agent": AGENT}, "keys_reset": 1})
+    );
+    let listed = json_out(&ctl("oncall", &["limits", "--json"]));
+    assert_eq!(listed["keys"], json!([]), "{listed}");
+    // The whole budget is back: three reads, then the limit.
+    for _ in 0..3 {
+        let response = platform.check(read.clone()).await.unwrap();
+        assert_eq!(response.decision(), Decision::Allow, "{response:?}");
+    }
+    let over = platform.check(read.clone()).await.unwrap();
+    assert_eq!(over.reasons, ["limit_exceeded:reads"], "{over:?}");
+    let (code, metrics) = warden_e2e::http_get(warden.ops_addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("\nwarden_limit_refusals_total{rule=\"reads\"} 1\n")
+            && metrics.contains("\nwarden_limit_keys 1"),
+        "{metrics}"
+    );
+    let human = text(&reset("oncall", &["--all", "--reason", "again"]).stdout);
+    assert_eq!(human, "reset 1 key of rule reads (every key)\n");
+
+    // The chain says who reset what, and why.
+    let records = ctl("auditor", &["audit", "query", "--type", "admin", "--json"]);
+    assert_eq!(records.status.code(), Some(0), "{}", text(&records.stderr));
+    let resets: Vec<Json> = text(&records.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Json>(line).unwrap()["record"].clone())
+        .filter(|r| r["event"] == "limits.key_reset")
+        .collect();
+    assert_eq!(resets.len(), 2, "{resets:?}");
+    assert_eq!(
+        resets[0]["details"],
+        json!({"rule": "reads", "key": {"agent": AGENT}, "keys_reset": 1,
+               "reason": "INC-7: replayed reads"})
+    );
+    assert!(
+        resets[0]["caller"].as_str().unwrap().starts_with("oncall "),
+        "{resets:?}"
+    );
+    assert_eq!(resets[1]["details"]["key"], json!({}));
+}

@@ -9,8 +9,9 @@ use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
 use warden_proto::v1::admin_service_server::AdminService;
 
-use super::killswitch;
 use super::status::{invalid_field, status};
+use super::{killswitch, limits};
+use crate::audit::record::admin_record;
 use crate::audit::{Auditor, Durability};
 use crate::auth::Caller;
 use crate::changes::{Applied, Change, Changes, Replication, SwitchChange};
@@ -18,6 +19,7 @@ use crate::cluster::{ClearedShadow, Link};
 use crate::control::{Control, ControlError, Target, blocking};
 use crate::generation::LoadedPolicy;
 use crate::killswitch::{Switch, unix_ms};
+use crate::limits::UsageLimits;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::stats::Stats;
 use crate::store::BundleRecord;
@@ -33,6 +35,8 @@ pub struct AdminApi {
     /// Where every change goes.
     changes: Arc<Changes>,
     approvals: Option<Arc<crate::approval::Approvals>>,
+    /// This replica's limit counters, for listing and resetting keys.
+    usage_limits: Option<Arc<UsageLimits>>,
 }
 
 impl AdminApi {
@@ -50,12 +54,19 @@ impl AdminApi {
             started,
             changes,
             approvals: None,
+            usage_limits: None,
         }
     }
 
     /// Reports the approval workflow in status.
     pub fn with_approvals(mut self, approvals: Arc<crate::approval::Approvals>) -> Self {
         self.approvals = Some(approvals);
+        self
+    }
+
+    /// Lists and resets limit keys, and reports them in status.
+    pub fn with_usage_limits(mut self, usage_limits: Arc<UsageLimits>) -> Self {
+        self.usage_limits = Some(usage_limits);
         self
     }
 
@@ -313,6 +324,15 @@ impl AdminService for AdminApi {
                 } => mode.as_str().to_owned(),
                 _ => String::new(),
             },
+            limit_keys: self.usage_limits.as_ref().map_or(0, |u| u.keys() as u64),
+            limits: match &self.usage_limits {
+                Some(usage) => limits::summary(
+                    &current.policy.limits,
+                    usage.keys(),
+                    usage.config().max_keys,
+                ),
+                None => "disabled: not configured".to_owned(),
+            },
         }))
     }
 
@@ -363,6 +383,83 @@ impl AdminService for AdminApi {
             active: list.active.into_iter().map(to_proto).collect(),
             ended: list.ended.into_iter().map(to_proto).collect(),
         }))
+    }
+
+    async fn list_limits(
+        &self,
+        request: Request<pb::ListLimitsRequest>,
+    ) -> Result<Response<pb::ListLimitsResponse>, Status> {
+        let request = request.into_inner();
+        let policy = self.control.generations().current().policy.clone();
+        let rules = policy.limits.clone();
+        let rule = (!request.rule.is_empty()).then_some(request.rule);
+        if let Some(rule) = &rule
+            && !rules.limits.iter().any(|r| &r.id == rule)
+            && !rules.tripwires.iter().any(|r| &r.id == rule)
+        {
+            return Err(Status::not_found(format!(
+                "no rule `{rule}` in the active bundle's data.warden.limits"
+            )));
+        }
+        let top = limits::top(request.top);
+        let (keys, keys_tracked, max_keys) = match self.usage_limits.clone() {
+            None => (Vec::new(), 0, 0),
+            Some(usage) => {
+                let rules = rules.clone();
+                // Reading every shard takes each lock in turn: off the
+                // async threads, like any scan of the whole table.
+                tokio::task::spawn_blocking(move || {
+                    let now = unix_ms(SystemTime::now());
+                    let keys = usage.hottest(&rules, rule.as_deref(), top, now);
+                    (keys, usage.keys(), usage.config().max_keys)
+                })
+                .await
+                .map_err(|e| Status::internal(format!("listing limit keys failed: {e}")))?
+            }
+        };
+        Ok(Response::new(pb::ListLimitsResponse {
+            rules: limits::rules_to_proto(&rules),
+            keys: keys.into_iter().map(limits::key_to_proto).collect(),
+            keys_tracked: keys_tracked as u64,
+            max_keys: max_keys as u64,
+            policy_revision: policy.revision.clone(),
+        }))
+    }
+
+    async fn reset_limit_key(
+        &self,
+        request: Request<pb::ResetLimitKeyRequest>,
+    ) -> Result<Response<pb::ResetLimitKeyResponse>, Status> {
+        let caller = Caller::of(&request).label();
+        let rules = self.control.generations().current().policy.limits.clone();
+        let reset = limits::reset_request(request.into_inner(), &rules)?;
+        let Some(usage) = self.usage_limits.clone() else {
+            return Err(Status::failed_precondition(
+                "this server keeps no limit counters",
+            ));
+        };
+        let (rule, key) = (reset.rule.clone(), reset.key.clone());
+        let keys_reset = tokio::task::spawn_blocking(move || usage.reset(&rule, &key, &rules))
+            .await
+            .map_err(|e| Status::internal(format!("resetting limit keys failed: {e}")))?
+            as u64;
+        // The reset is done and cannot be taken back, so a failure to
+        // record it is logged rather than returned, as for other changes.
+        let record = admin_record(
+            "limits.key_reset",
+            &caller,
+            serde_json::json!({
+                "rule": reset.rule,
+                "key": reset.key_json(),
+                "keys_reset": keys_reset,
+                "reason": reset.reason,
+            }),
+            SystemTime::now(),
+        );
+        if let Err(e) = self.auditor.record_admin(&record).await {
+            tracing::error!(error = %e, "limit keys were reset but the reset could not be audited");
+        }
+        Ok(Response::new(pb::ResetLimitKeyResponse { keys_reset }))
     }
 }
 

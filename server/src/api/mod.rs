@@ -5,6 +5,7 @@ pub mod approval;
 pub mod audit;
 pub mod decision;
 mod killswitch;
+mod limits;
 pub(crate) mod status;
 
 pub use admin::AdminApi;

@@ -106,8 +106,12 @@ pub fn requirement(listener: Listener, path: &str) -> Option<Requirement> {
         (Listener::Admin, "warden.v1.AdminService", "EngageKillSwitch" | "ReleaseKillSwitch") => {
             Requirement::AnyOf(INCIDENT)
         }
-        (Listener::Admin, "warden.v1.AdminService", "ListKillSwitches") => {
+        (Listener::Admin, "warden.v1.AdminService", "ListKillSwitches" | "ListLimits") => {
             Requirement::AnyOf(SWITCH_READ)
+        }
+        // Forgetting usage loosens a budget, as releasing a switch does.
+        (Listener::Admin, "warden.v1.AdminService", "ResetLimitKey") => {
+            Requirement::AnyOf(INCIDENT)
         }
         (Listener::Admin, "warden.v1.AuditService", "Query" | "Tail" | "Export" | "Verify") => {
             Requirement::AnyOf(AUDIT)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::{approvals, audit, bundle, check, connection, exit, kill, snapshot};
+use crate::{approvals, audit, bundle, check, connection, exit, kill, limits, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +48,9 @@ pub enum Command {
     /// deny, revoke (deciding needs the role `approver:<user id>`).
     #[command(subcommand)]
     Approvals(approvals::ApprovalsCommand),
+    /// Budgets and tripwires: the rules in force and the hottest keys with
+    /// their usage against max; `limits reset` forgets a key's usage.
+    Limits(limits::LimitsArgs),
     /// What Warden is serving: bundles, snapshots, counters.
     Status,
     /// Print a shell completion script.

@@ -42,6 +42,7 @@ mod connection;
 mod error;
 mod exit;
 mod kill;
+mod limits;
 mod output;
 mod snapshot;
 mod status;
@@ -90,6 +91,7 @@ async fn main() -> ExitCode {
         Command::Approvals(command) => {
             report(approvals::run(admin_addr, options, command, json).await)
         }
+        Command::Limits(args) => report(limits::run(admin_addr, options, args, json).await),
         Command::Status => report(status::run(admin_addr, options, json).await),
         // Printed above, before any configuration is read.
         Command::Completions { .. } => ExitCode::SUCCESS,

@@ -32,6 +32,8 @@ pub async fn run(addr: &str, options: ClientOptions, json: bool) -> Result<(), C
                 "replica_id": status.replica_id,
                 "pending_kill_switches": status.pending_kill_switches,
                 "partition_mode": status.partition_mode,
+                "limit_keys": status.limit_keys,
+                "limits": status.limits,
             })
         );
         return Ok(());
@@ -65,6 +67,7 @@ pub async fn run(addr: &str, options: ClientOptions, json: bool) -> Result<(), C
             },
         ),
         ("shadow divergences", status.shadow_divergences.to_string()),
+        ("limits", status.limits),
         ("audit durability", status.audit_durability),
         ("audit records", status.audit_records.to_string()),
         ("audit commits", status.audit_commits.to_string()),
