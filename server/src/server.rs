@@ -23,9 +23,9 @@ use crate::auth::{AuthLayer, Listener};
 use crate::changes::Changes;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::control::SwitchRecords;
 use crate::control::records::RecordKind;
 use crate::control::{Control, ControlConfig, ControlError, Seed};
+use crate::control::{LimitUsageRecords, SwitchRecords};
 use crate::http;
 use crate::limits::UsageLimits;
 use crate::metrics::{self, Metrics};
@@ -192,13 +192,29 @@ pub async fn serve(
         message: e.to_string(),
     })?;
     let task_records: Arc<dyn RecordKind> = Arc::new(TaskRecords(task_store.clone()));
+    let usage_limits = Arc::new(
+        UsageLimits::new(config.usage_limits.clone(), config.session_path.clone())
+            .with_store(store.db().clone()),
+    );
+    match usage_limits.load(store.db()) {
+        Ok(0) => {}
+        Ok(keys) => info!(keys, "limit counters restored"),
+        Err(e) => warn!(error = %e, "limit counters could not be restored; usage starts again"),
+    }
     let cluster = match (&config.cluster, &replica) {
         (Some(settings), Some(replica)) => Some(
             Cluster::new(
                 settings,
                 replica.clone(),
                 control.clone(),
-                vec![switch_records.clone(), task_records.clone()],
+                vec![
+                    switch_records.clone(),
+                    task_records.clone(),
+                    Arc::new(LimitUsageRecords::new(
+                        usage_limits.clone(),
+                        replica.clone(),
+                    )),
+                ],
                 auditor.clone(),
                 readiness.clone(),
             )
@@ -231,15 +247,6 @@ pub async fn serve(
         },
         auditor.clone(),
     ));
-    let usage_limits = Arc::new(UsageLimits::new(
-        config.usage_limits.clone(),
-        config.session_path.clone(),
-    ));
-    match usage_limits.load(store.db()) {
-        Ok(0) => {}
-        Ok(keys) => info!(keys, "limit counters restored"),
-        Err(e) => warn!(error = %e, "limit counters could not be restored; usage starts again"),
-    }
     let decisions = DecisionApi::new(
         generations.clone(),
         control.kill_switches(),
@@ -284,6 +291,10 @@ pub async fn serve(
         }
         None => None,
     };
+    // Limits are global in intent: the others count this replica's usage.
+    let usage_publisher = cluster
+        .as_ref()
+        .map(|cluster| cluster.spawn_usage_publisher(usage_limits.clone(), stop_rx.clone()));
     let transport = Arc::new(config.transport.clone());
     let listening = |name: &'static str, tls: Option<Arc<transport::TlsSetup>>| Listening {
         stats: ListenerStats::new(name, transport.admission()),
@@ -457,6 +468,9 @@ pub async fn serve(
     }
     if let Some(sync) = cluster_sync {
         sync.abort();
+    }
+    if let Some(publisher) = usage_publisher {
+        publisher.abort();
     }
     // Every record of a check that was answered is written before exit.
     let writer = auditor.clone();
