@@ -150,7 +150,7 @@ fn check(platform: &str) -> CheckRequest {
 }
 
 const DECISION_RPCS: [&str; 2] = ["Check", "BatchCheck"];
-const ADMIN_RPCS: [&str; 14] = [
+const ADMIN_RPCS: [&str; 16] = [
     "PutBundle",
     "ListBundles",
     "ActivateBundle",
@@ -161,6 +161,8 @@ const ADMIN_RPCS: [&str; 14] = [
     "EngageKillSwitch",
     "ReleaseKillSwitch",
     "ListKillSwitches",
+    "ListLimits",
+    "ResetLimitKey",
     "Query",
     "Tail",
     "Export",
@@ -231,6 +233,18 @@ async fn call(rpc: &str, transport: Transport) -> Code {
             .list_kill_switches(pb::ListKillSwitchesRequest::default())
             .await
             .map(drop),
+        "ListLimits" => admin
+            .list_limits(pb::ListLimitsRequest::default())
+            .await
+            .map(drop),
+        "ResetLimitKey" => admin
+            .reset_limit_key(pb::ResetLimitKeyRequest {
+                rule: "no-such-rule".into(),
+                reason: "role matrix".into(),
+                ..Default::default()
+            })
+            .await
+            .map(drop),
         "Query" => audit
             .query(pb::AuditQueryRequest::default())
             .await
@@ -267,11 +281,22 @@ fn expected(role: &str, rpc: &str) -> Option<Code> {
         ),
         "incident_responder" => matches!(
             rpc,
-            "GetStatus" | "EngageKillSwitch" | "ReleaseKillSwitch" | "ListKillSwitches"
+            "GetStatus"
+                | "EngageKillSwitch"
+                | "ReleaseKillSwitch"
+                | "ListKillSwitches"
+                | "ListLimits"
+                | "ResetLimitKey"
         ),
         "auditor" => matches!(
             rpc,
-            "GetStatus" | "ListKillSwitches" | "Query" | "Tail" | "Export" | "Verify"
+            "GetStatus"
+                | "ListKillSwitches"
+                | "ListLimits"
+                | "Query"
+                | "Tail"
+                | "Export"
+                | "Verify"
         ),
         "none" => return Some(Code::Unauthenticated),
         _ => unreachable!(),
@@ -309,7 +334,7 @@ async fn every_role_against_every_rpc() {
             }
         }
     }
-    assert_eq!(cells, 5 * 16);
+    assert_eq!(cells, 5 * 18);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
     // A listener serves only its own services, whatever the role.
