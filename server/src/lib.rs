@@ -21,9 +21,9 @@ pub mod http;
 pub mod input;
 pub mod intern;
 pub mod killswitch;
-pub mod limits;
 #[cfg(test)]
 mod layering;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod platform_limits;

@@ -208,8 +208,12 @@ impl DecisionApi {
                     let limits = usage.limits.clone();
                     match tokio::task::spawn_blocking(move || limits.persist()).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => warn!(error = %e, "tripwire fired but its state could not be saved"),
-                        Err(e) => warn!(error = %e, "tripwire fired but its state could not be saved"),
+                        Ok(Err(e)) => {
+                            warn!(error = %e, "tripwire fired but its state could not be saved")
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "tripwire fired but its state could not be saved")
+                        }
                     }
                 }
                 Ok(_) => usage.limits.fired(&trip, None),

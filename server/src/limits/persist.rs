@@ -96,14 +96,19 @@ impl UsageLimits {
             taken.push(index);
             written += saved.len();
             let value = serde_json::to_vec(&saved).map_err(error)?;
-            batch.insert(&u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes(), value);
+            batch.insert(
+                &u32::try_from(index).unwrap_or(u32::MAX).to_be_bytes(),
+                value,
+            );
         }
         if taken.is_empty() {
             return Ok(0);
         }
         // One batch: a crash leaves the previous snapshot or this one,
         // never a key in two shards.
-        let applied = tree.apply_batch(batch).and_then(|()| tree.flush().map(drop));
+        let applied = tree
+            .apply_batch(batch)
+            .and_then(|()| tree.flush().map(drop));
         if let Err(e) = applied {
             // Written at the next snapshot instead.
             for index in taken {
