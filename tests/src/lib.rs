@@ -20,6 +20,44 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// The default policy bundle with `limits` as its `data.warden.limits`
+/// (the default bundle's own demo limits left out), under `revision`.
+pub fn bundle_with_limits(revision: &str, limits: &serde_json::Value) -> Vec<u8> {
+    let root = repo_root().join("policies");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join(".manifest")).unwrap()).unwrap();
+    manifest["revision"] = serde_json::json!(revision);
+    let mut files = std::collections::BTreeMap::new();
+    files.insert(
+        ".manifest".to_owned(),
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    let mut pending = vec![root.join("warden")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if name == "warden/limits" {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(name, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files.insert(
+        "warden/limits/data.json".to_owned(),
+        serde_json::to_vec(limits).unwrap(),
+    );
+    warden_bundle::write_tar_gz(&files).unwrap()
+}
+
 /// `[auth] tokens` as TOML (an inline array): for each `(name, role)`, the
 /// token `token(name)` with that one role.
 pub fn token_table(entries: &[(&str, String)], token: impl Fn(&str) -> String) -> String {

@@ -7,7 +7,6 @@
 //! Every window here is an hour or more, so nothing slides during a test:
 //! the edges are the counts, never the clock.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value as Json, json};
@@ -18,8 +17,8 @@ use warden_client::{
     AdminClient, ApproverClient, CheckBuilder, CheckRequest, CheckResponse, ClientError,
     ClientOptions, Decision, WardenClient,
 };
+use warden_e2e::Demo;
 use warden_e2e::process::{Warden, WardenBuilder};
-use warden_e2e::{Demo, repo_root};
 
 const PLATFORM: &str = "internal-chat";
 /// Granted `documents.read` and `documents.search`.
@@ -76,39 +75,7 @@ fn people() -> People {
 /// The default policy (every file under `policies/warden` but its limits)
 /// with `limits` as `data.warden.limits`.
 fn bundle(revision: &str, limits: Json) -> Vec<u8> {
-    let root = repo_root().join("policies");
-    let mut manifest: Json =
-        serde_json::from_str(&std::fs::read_to_string(root.join(".manifest")).unwrap()).unwrap();
-    manifest["revision"] = json!(revision);
-    let mut files = BTreeMap::new();
-    files.insert(
-        ".manifest".to_owned(),
-        serde_json::to_vec(&manifest).unwrap(),
-    );
-    let mut pending = vec![root.join("warden")];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path
-                .strip_prefix(&root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if name == "warden/limits" {
-                continue;
-            }
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files.insert(
-        "warden/limits/data.json".to_owned(),
-        serde_json::to_vec(&limits).unwrap(),
-    );
-    warden_bundle::write_tar_gz(&files).unwrap()
+    warden_e2e::bundle_with_limits(revision, &limits)
 }
 
 async fn push(admin: &mut AdminClient, revision: &str, limits: Json) {

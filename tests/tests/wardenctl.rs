@@ -1208,42 +1208,8 @@ fn completions_cover_approvals_and_the_audit_chain() {
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
 }
 
-/// The default policy with `limits` as its `data.warden.limits` (the
-/// default bundle's own demo limits left out).
 fn bundle_with_limits(limits: &serde_json::Value) -> Vec<u8> {
-    let root = warden_e2e::repo_root().join("policies");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join(".manifest")).unwrap()).unwrap();
-    manifest["revision"] = serde_json::json!("cli-limits-1");
-    let mut files = std::collections::BTreeMap::new();
-    files.insert(
-        ".manifest".to_owned(),
-        serde_json::to_vec(&manifest).unwrap(),
-    );
-    let mut pending = vec![root.join("warden")];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path
-                .strip_prefix(&root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            if name == "warden/limits" {
-                continue;
-            }
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                files.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files.insert(
-        "warden/limits/data.json".to_owned(),
-        serde_json::to_vec(limits).unwrap(),
-    );
-    warden_bundle::write_tar_gz(&files).unwrap()
+    warden_e2e::bundle_with_limits("cli-limits-1", limits)
 }
 
 #[tokio::test]
