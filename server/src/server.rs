@@ -390,11 +390,7 @@ pub async fn serve(
 
     let expiry = tokio::spawn(expire_switches(changes.clone(), stop_rx.clone()));
     let approval_sweep = tokio::spawn(sweep_approvals(approvals.clone(), stop_rx.clone()));
-    let limit_snapshots = tokio::spawn(save_limit_counters(
-        usage_limits.clone(),
-        store.db().clone(),
-        stop_rx.clone(),
-    ));
+    let limit_snapshots = tokio::spawn(save_limit_counters(usage_limits.clone(), stop_rx.clone()));
 
     // Not ready while the kill-switch state is unknown: every check would be
     // denied, so load balancers should send traffic elsewhere.
@@ -460,8 +456,8 @@ pub async fn serve(
     approval_sweep.abort();
     limit_snapshots.abort();
     // A clean stop forgets no usage.
-    let (limits, db) = (usage_limits.clone(), store.db().clone());
-    match tokio::task::spawn_blocking(move || limits.save(&db)).await {
+    let limits = usage_limits.clone();
+    match tokio::task::spawn_blocking(move || limits.persist()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => warn!(error = %e, "limit counters could not be saved at shutdown"),
         Err(e) => warn!(error = %e, "limit counters could not be saved at shutdown"),
@@ -501,7 +497,6 @@ async fn expire_switches(changes: Arc<Changes>, mut stop: tokio::sync::watch::Re
 /// (the most a crash forgets), and drops idle keys now and then.
 async fn save_limit_counters(
     limits: Arc<UsageLimits>,
-    db: sled::Db,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -517,12 +512,12 @@ async fn save_limit_counters(
         if evict {
             evicted_at = std::time::Instant::now();
         }
-        let (limits, db) = (limits.clone(), db.clone());
+        let limits = limits.clone();
         let saved = tokio::task::spawn_blocking(move || {
             if evict {
                 limits.evict_idle(crate::killswitch::unix_ms(std::time::SystemTime::now()));
             }
-            limits.save(&db)
+            limits.persist()
         })
         .await;
         match saved {

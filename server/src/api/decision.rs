@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::changes::{Applied, Change, Changes};
 use crate::decision::{Decision, Stage, Verdict, decide};
 use crate::generation::{Generation, Generations};
-use crate::killswitch::{KillSwitches, unix_ms};
+use crate::killswitch::{KillSwitches, SwitchIndex, unix_ms};
 use crate::limits::{Admission, Budget, OnExceed, Refusal, Reservation, Trip, UsageLimits};
 use crate::metrics::{Api, Metrics};
 use crate::platform_limits::PlatformLimits;
@@ -99,7 +99,7 @@ impl DecisionApi {
         let mut extra = Extra::default();
         self.admit(request, generation, &mut decision, &mut extra, now, false);
         extra.access_request = self.access_request(request, &decision, &decision_id, now);
-        let trips = self.observe(request, generation, &decision, now);
+        let trips = self.observe(request, generation, &decision, &switches, now);
         let (response, record) = self.finish(
             request,
             decision,
@@ -161,6 +161,7 @@ impl DecisionApi {
         request: &CheckRequest,
         generation: &Generation,
         decision: &Decision,
+        switches: &SwitchIndex,
         now: SystemTime,
     ) -> Vec<Trip> {
         let Some(usage) = &self.usage else {
@@ -176,7 +177,7 @@ impl DecisionApi {
             decision.verdict.as_str(),
             &decision.reasons,
             unix_ms(now),
-            &self.switches.current(),
+            switches,
         )
     }
 
@@ -308,7 +309,7 @@ impl DecisionApi {
                 }
             }
         }
-        let trips = self.observe(request, generation, &decision, now);
+        let trips = self.observe(request, generation, &decision, &switches, now);
         let (response, record) = self.finish(
             request,
             decision,
