@@ -39,6 +39,7 @@ impl CheckBuilder {
                     attributes: None,
                 }),
                 delegation_chain: Vec::new(),
+                audience: Vec::new(),
                 action: Some(Action {
                     name: action.into(),
                     attributes: None,
@@ -82,6 +83,13 @@ impl CheckBuilder {
     /// Appends an actor to the delegation chain (outermost first).
     pub fn delegated_by(mut self, actor: impl Into<String>) -> Self {
         self.request.delegation_chain.push(actor.into());
+        self
+    }
+
+    /// Adds who will see what the action produces: `user:ID`, `group:ID`,
+    /// `public` or `external:DOMAIN`.
+    pub fn audience(mut self, entry: impl Into<String>) -> Self {
+        self.request.audience.push(entry.into());
         self
     }
 

@@ -34,6 +34,7 @@ fn check_request() -> pb::CheckRequest {
             attributes: attributes(serde_json::json!({"mfa": true})),
         }),
         delegation_chain: vec!["client:chat-ui".into(), "agent:planner".into()],
+        audience: Vec::new(),
         action: Some(pb::Action {
             name: "expenses.submit".into(),
             attributes: attributes(serde_json::json!({"amount": 129.5, "currency": "EUR"})),

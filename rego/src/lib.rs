@@ -6,15 +6,20 @@
 //! it (the `with` keyword, some partial-object forms), the policy runs on
 //! regorus's interpreter instead; `Policy::mode` says which, and why.
 
+pub mod audience;
+pub mod host;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use regorus::languages::rego::compiler::Compiler;
-use regorus::rvm::vm::VmError;
+use regorus::rvm::vm::{ExecutionMode, ExecutionState, SuspendReason, VmError};
 use regorus::rvm::{Program, RegoVM};
 use regorus::unstable::{Expr, Rule, RuleHead};
 use regorus::utils::limits::ExecutionTimerConfig;
 use regorus::{Engine, Value};
+
+pub use host::Host;
 
 /// One Rego source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +74,7 @@ pub struct Parsed {
 /// Parses `modules`; errors name the module.
 pub fn parse(modules: &[Module]) -> Result<Parsed, RegoError> {
     let mut engine = Engine::new();
+    register_extensions(&mut engine, Arc::new(Host::default()))?;
     for module in modules {
         engine.set_rego_v0(module.rego_v0);
         engine
@@ -127,7 +133,11 @@ impl Parsed {
             .engine
             .compile_with_entrypoint(&rule)
             .map_err(|e| compile_error(e.to_string()))?;
-        let inner = match Compiler::compile_from_policy(&compiled, &[entrypoint]) {
+        let inner = match Compiler::compile_from_policy_with_host_await(
+            &compiled,
+            &[entrypoint],
+            host::BUILTINS,
+        ) {
             Ok(program) => Inner::Rvm(program),
             // The interpreter accepted the policy (above); only the bytecode
             // compiler could not, so the interpreter runs it.
@@ -141,6 +151,28 @@ impl Parsed {
             inner,
         })
     }
+}
+
+/// Makes Warden's builtins callable on the interpreter (and known to its
+/// checks, which the RVM compiler relies on too).
+fn register_extensions(engine: &mut Engine, host: Arc<Host>) -> Result<(), RegoError> {
+    for &(name, args) in host::BUILTINS {
+        let host = host.clone();
+        let nargs = u8::try_from(args).map_err(|e| RegoError::Data(e.to_string()))?;
+        engine
+            .add_extension(
+                name.to_owned(),
+                nargs,
+                Box::new(move |args: Vec<Value>| {
+                    host.call(name, &args).map_err(|e| anyhow::anyhow!(e))
+                }),
+            )
+            .map_err(|e| RegoError::Parse {
+                path: String::new(),
+                message: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 fn test_rule_name(rule: &Rule) -> Option<String> {
@@ -198,8 +230,14 @@ impl Policy {
     }
 
     /// An evaluator over `data` (the whole data document). Each evaluator is
-    /// used by one thread at a time; make one per worker.
-    pub fn evaluator(&self, data: &Value, limits: Limits) -> Result<Evaluator, RegoError> {
+    /// used by one thread at a time; make one per worker, all sharing the
+    /// `host` made for this data.
+    pub fn evaluator(
+        &self,
+        data: &Value,
+        limits: Limits,
+        host: Arc<Host>,
+    ) -> Result<Evaluator, RegoError> {
         let timer = limits.timeout.map(|limit| ExecutionTimerConfig {
             limit,
             check_interval: std::num::NonZeroU32::MIN.saturating_add(TIMER_CHECK_INTERVAL - 1),
@@ -212,7 +250,11 @@ impl Policy {
                 vm.set_execution_timer_config(timer);
                 vm.set_data(data.clone())
                     .map_err(|e| RegoError::Data(e.to_string()))?;
-                Ok(Evaluator::Rvm(Box::new(vm)))
+                Ok(Evaluator::Rvm {
+                    vm: Box::new(vm),
+                    host,
+                    awaits: program.has_host_await(),
+                })
             }
             Inner::Interpreter { engine, .. } => {
                 let mut engine = engine.as_ref().clone();
@@ -229,13 +271,72 @@ impl Policy {
             }
         }
     }
+
+    /// Whether evaluations may call host builtins (so their host is worth
+    /// warming). The interpreter is not asked: it builds on first use.
+    pub fn calls_host(&self) -> bool {
+        matches!(&self.inner, Inner::Rvm(program) if program.has_host_await())
+    }
 }
 
 /// Evaluates the entrypoint for one input at a time.
 #[derive(Debug)]
 pub enum Evaluator {
-    Rvm(Box<RegoVM>),
-    Interpreter { engine: Box<Engine>, rule: String },
+    Rvm {
+        vm: Box<RegoVM>,
+        host: Arc<Host>,
+        /// The program calls host builtins.
+        awaits: bool,
+    },
+    Interpreter {
+        engine: Box<Engine>,
+        rule: String,
+    },
+}
+
+fn vm_error(error: VmError) -> EvalError {
+    match error {
+        VmError::TimeLimitExceeded { .. } => EvalError::Timeout,
+        other => EvalError::Failed(other.to_string()),
+    }
+}
+
+/// Runs the entrypoint so that it may stop at host builtins, answering each.
+fn run_with_host(vm: &mut RegoVM, host: &Host) -> Result<Value, EvalError> {
+    vm.set_execution_mode(ExecutionMode::Suspendable);
+    let result = (|| {
+        let mut value = vm.execute_entry_point_by_index(0).map_err(vm_error)?;
+        loop {
+            let (name, argument) = match vm.execution_state() {
+                ExecutionState::Suspended {
+                    reason:
+                        SuspendReason::HostAwait {
+                            argument,
+                            identifier,
+                            ..
+                        },
+                    ..
+                } => (identifier.clone(), argument.clone()),
+                ExecutionState::Suspended { reason, .. } => {
+                    return Err(EvalError::Failed(format!(
+                        "the policy stopped unexpectedly: {reason:?}"
+                    )));
+                }
+                _ => return Ok(value),
+            };
+            let Value::String(name) = name else {
+                return Err(EvalError::Failed("a host call without a name".into()));
+            };
+            let args: Vec<Value> = match argument {
+                Value::Array(items) => items.iter().cloned().collect(),
+                other => vec![other],
+            };
+            let answer = host.call(&name, &args).map_err(EvalError::Failed)?;
+            value = vm.resume(Some(answer)).map_err(vm_error)?;
+        }
+    })();
+    vm.set_execution_mode(ExecutionMode::RunToCompletion);
+    result
 }
 
 impl Evaluator {
@@ -244,12 +345,22 @@ impl Evaluator {
     /// After an error the evaluator may hold partial state: drop it.
     pub fn eval(&mut self, input: Value) -> Result<Value, EvalError> {
         match self {
-            Evaluator::Rvm(vm) => {
+            Evaluator::Rvm { vm, host, awaits } => {
+                // Only a check that can reach a host builtin pays for the
+                // suspendable run; the default policy calls one only for an
+                // audience, and any other call is caught and run again.
+                let hinted = *awaits && input["audience"] != Value::Undefined;
                 vm.set_input(input);
-                vm.execute_entry_point_by_index(0).map_err(|e| match e {
-                    VmError::TimeLimitExceeded { .. } => EvalError::Timeout,
-                    other => EvalError::Failed(other.to_string()),
-                })
+                if hinted {
+                    return run_with_host(vm, host);
+                }
+                match vm.execute_entry_point_by_index(0) {
+                    Ok(value) => Ok(value),
+                    Err(VmError::HostAwaitResponseMissing { .. }) if *awaits => {
+                        run_with_host(vm, host)
+                    }
+                    Err(e) => Err(vm_error(e)),
+                }
             }
             Evaluator::Interpreter { engine, rule } => {
                 engine.set_input(input);

@@ -118,6 +118,7 @@ pub struct RawLimits {
     pub max_id_bytes: u64,
     pub max_batch_items: u64,
     pub max_delegation_chain: u64,
+    pub max_audience: u64,
     pub max_attribute_depth: u64,
     pub max_bundle_files: u64,
     pub max_bundle_bytes: u64,
@@ -183,6 +184,7 @@ impl Default for RawLimits {
             max_id_bytes: request.max_id_bytes as u64,
             max_batch_items: request.max_batch_items as u64,
             max_delegation_chain: request.max_delegation_chain as u64,
+            max_audience: request.max_audience as u64,
             max_attribute_depth: request.max_attribute_depth as u64,
             max_bundle_files: archive.max_files as u64,
             max_bundle_bytes: archive.max_total_bytes,
@@ -455,6 +457,7 @@ impl TryFrom<RawConfig> for Config {
                     "limits.max_attribute_depth",
                     raw.limits.max_attribute_depth,
                 )?,
+                max_audience: positive("limits.max_audience", raw.limits.max_audience)?,
             },
             archive: ArchiveLimits {
                 max_files: positive("limits.max_bundle_files", raw.limits.max_bundle_files)?,

@@ -56,6 +56,51 @@ pub struct Decision {
     pub kill_switch: Option<SwitchMatch>,
     /// REQUIRE_APPROVAL: who may approve, when the policy said.
     pub approval: Option<Requirement>,
+    /// DENY for the audience: who in it lacks access, as the policy said.
+    pub audience: Option<AudienceGap>,
+}
+
+/// The policy's `audience` member: who in a check's audience may not read
+/// what it discloses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceGap {
+    pub members: u32,
+    pub lacking_count: u32,
+    /// `user:ID`, at most `AUDIENCE_SAMPLE`.
+    pub lacking: Vec<String>,
+}
+
+/// Most lacking members a response and an audit record name.
+pub const AUDIENCE_SAMPLE: usize = 10;
+
+impl AudienceGap {
+    /// Reads the member; a malformed one is the policy's error.
+    fn parse(value: &Json) -> Result<Self, String> {
+        let count = |name: &str| {
+            value
+                .get(name)
+                .and_then(Json::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("`audience.{name}` is not a count"))
+        };
+        let lacking = match value.get("lacking") {
+            Some(Json::Array(items)) => items
+                .iter()
+                .take(AUDIENCE_SAMPLE)
+                .map(|item| {
+                    item.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| "`audience.lacking` holds a value that is not a string".to_owned())
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err("`audience.lacking` is not a list".into()),
+        };
+        Ok(Self {
+            members: count("members")?,
+            lacking_count: count("lacking_count")?,
+            lacking,
+        })
+    }
 }
 
 /// The kill switch that decided a check.
@@ -84,6 +129,7 @@ impl Decision {
             shadow: None,
             kill_switch: None,
             approval: None,
+            audience: None,
         }
     }
 }
@@ -110,6 +156,7 @@ pub fn decide(
                     scope: switch.scope.clone(),
                 }),
                 approval: None,
+                audience: None,
             };
         }
         Some(Hit::Unavailable(_)) => {
@@ -167,6 +214,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
                 shadow: None,
                 kill_switch: None,
                 approval: None,
+                audience: None,
             };
         }
         Json::Bool(false) => return deny("denied_by_policy"),
@@ -215,6 +263,13 @@ pub fn interpret(value: Option<&Json>) -> Decision {
             Err(why) => return deny(&format!("invalid_decision: {why}")),
         },
     };
+    let audience = match object.get("audience") {
+        None => None,
+        Some(value) => match AudienceGap::parse(value) {
+            Ok(gap) => Some(gap),
+            Err(why) => return deny(&format!("invalid_decision: {why}")),
+        },
+    };
     let verdict = match (allow, require_approval) {
         (Some(false), _) => Verdict::Deny,
         (_, Some(true)) => Verdict::RequireApproval,
@@ -228,6 +283,7 @@ pub fn interpret(value: Option<&Json>) -> Decision {
         shadow: None,
         kill_switch: None,
         approval: approval.filter(|_| verdict == Verdict::RequireApproval),
+        audience: audience.filter(|_| verdict == Verdict::Deny),
     };
     if verdict == Verdict::Deny && decision.reasons.is_empty() {
         decision.reasons.push("denied_by_policy".into());

@@ -4,6 +4,10 @@
 //! the Wasm engine, which take bytes, and `to_rego` for the native engine,
 //! which takes values directly and so skips a JSON round trip per check.
 //! A property test holds them equal.
+//!
+//! Besides what the caller sent, the document carries `delegation`, the
+//! delegation chain parsed into `{kind, id}` links, so policies need not
+//! split strings.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -50,6 +54,28 @@ pub fn to_json(request: &CheckRequest) -> Json {
                     .map(Json::String)
                     .collect(),
             ),
+        );
+        input.insert(
+            "delegation".into(),
+            Json::Array(
+                request
+                    .delegation_chain
+                    .iter()
+                    .map(|entry| {
+                        let (kind, id) = crate::request::split_actor(entry);
+                        let mut link = Map::new();
+                        link.insert("id".into(), Json::String(id.to_owned()));
+                        link.insert("kind".into(), Json::String(kind.to_owned()));
+                        Json::Object(link)
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    if !request.audience.is_empty() {
+        input.insert(
+            "audience".into(),
+            Json::Array(request.audience.iter().cloned().map(Json::String).collect()),
         );
     }
     input.insert(
@@ -99,12 +125,15 @@ struct Keys {
     agent: Value,
     principal: Value,
     delegation_chain: Value,
+    delegation: Value,
+    audience: Value,
     action: Value,
     resource: Value,
     context: Value,
     request_id: Value,
     id: Value,
     kind: Value,
+    link_kind: Value,
     name: Value,
     attributes: Value,
 }
@@ -114,12 +143,15 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     agent: Value::from("agent"),
     principal: Value::from("principal"),
     delegation_chain: Value::from("delegation_chain"),
+    delegation: Value::from("delegation"),
+    audience: Value::from("audience"),
     action: Value::from("action"),
     resource: Value::from("resource"),
     context: Value::from("context"),
     request_id: Value::from("request_id"),
     id: Value::from("id"),
     kind: Value::from("type"),
+    link_kind: Value::from("kind"),
     name: Value::from("name"),
     attributes: Value::from("attributes"),
 });
@@ -157,6 +189,25 @@ pub fn to_rego(request: &CheckRequest) -> Value {
                     .map(|a| string(a))
                     .collect::<Vec<_>>(),
             ),
+        );
+        input.insert(
+            k.delegation.clone(),
+            Value::from(
+                request
+                    .delegation_chain
+                    .iter()
+                    .map(|entry| {
+                        let (kind, id) = crate::request::split_actor(entry);
+                        rego_object([(&k.id, Some(string(id))), (&k.link_kind, Some(string(kind)))])
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        );
+    }
+    if !request.audience.is_empty() {
+        input.insert(
+            k.audience.clone(),
+            Value::from(request.audience.iter().map(|a| string(a)).collect::<Vec<_>>()),
         );
     }
     input.insert(

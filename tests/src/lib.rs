@@ -1,6 +1,7 @@
 //! Test support: the real `warden` binary started on loopback ports, and
 //! real OPA loaded as an oracle.
 
+pub mod audience;
 pub mod cluster;
 pub mod etcd;
 pub mod pki;
@@ -22,6 +23,29 @@ pub fn repo_root() -> PathBuf {
 
 /// The default policy bundle with `limits` as its `data.warden.limits`
 /// (the default bundle's own demo limits left out), under `revision`.
+/// A copy of the default policy without its demo limits, as
+/// `scripts/loadgen` serves it: under load (or a long differential run) the
+/// tripwire would contain the generated agents, and every verdict but DENY
+/// would soon be gone.
+pub fn policy_without_limits(into: &std::path::Path) -> PathBuf {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let policy = into.join("policies");
+    copy(&repo_root().join("policies"), &policy);
+    std::fs::remove_dir_all(policy.join("warden/limits")).unwrap();
+    policy
+}
+
 pub fn bundle_with_limits(revision: &str, limits: &serde_json::Value) -> Vec<u8> {
     let root = repo_root().join("policies");
     let mut manifest: serde_json::Value =

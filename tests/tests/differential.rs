@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 use warden::bundle::{ArchiveLimits, Bundle};
+use warden_bench::oracle::Opa;
 use warden::decision::{Verdict, interpret};
 use warden::engine::EngineOptions;
 use warden::generation::{Generation, LoadedPolicy, MaxAge};
 use warden::request::{Limits, validate};
 use warden::snapshot::{Snapshot, SnapshotKind};
-use warden_bench::oracle::Opa;
 use warden_bench::workload::{Spec, Workload};
 use warden_client::{Decision, batch_check_result};
 use warden_e2e::process::Warden;
@@ -53,12 +53,10 @@ impl Setup {
         .unwrap()
     }
 
-    /// OPA with the same modules and the same data document.
+    /// OPA with the same modules (Warden's builtin replaced by its naive
+    /// Rego definition) and the same data document.
     fn opa(&self) -> Opa {
-        let opa = Opa::new();
-        for module in &self.bundle.modules {
-            opa.add_policy(&module.path, &module.source);
-        }
+        let opa = warden_e2e::audience::opa_with(&self.bundle);
         opa.add_data("", &serde_json::to_value(&self.bundle.data).unwrap());
         opa.add_data(
             "identity",
@@ -75,6 +73,67 @@ impl Setup {
 fn workload_requests() -> Vec<warden_proto::v1::CheckRequest> {
     // The demo snapshots are this workload's organisation.
     Workload::generate(Spec::DEMO).requests(REQUESTS, 2026)
+}
+
+const DISCLOSING_REQUESTS: usize = 2_400;
+
+/// Workload requests that disclose to audiences through delegation chains.
+fn disclosing_requests() -> Vec<warden_proto::v1::CheckRequest> {
+    let workload = Workload::generate(Spec::DEMO);
+    let requests = workload.requests(DISCLOSING_REQUESTS, 4242);
+    warden_e2e::audience::disclosing(requests, &workload.identity, 4242)
+}
+
+impl Coverage {
+    /// Every disclosure and delegation reason, and allowed disclosures too.
+    fn assert_disclosure(&self) {
+        for reason in [
+            "audience_missing",
+            "audience_unknown",
+            "audience_external",
+            "audience_not_entitled",
+            "sensitive_action",
+        ] {
+            assert!(
+                self.reasons.get(reason).copied().unwrap_or(0) >= 10,
+                "too few `{reason}` decisions: {self:?}"
+            );
+        }
+        for prefix in ["delegate_unknown:", "delegate_not_granted:"] {
+            assert!(
+                self.reasons.keys().any(|r| r.starts_with(prefix)),
+                "no `{prefix}` decisions: {self:?}"
+            );
+        }
+        for verdict in ["allow", "deny", "require_approval"] {
+            assert!(
+                self.verdicts.get(verdict).copied().unwrap_or(0) >= 20,
+                "too few {verdict} decisions: {self:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn native_engine_equals_opa_on_audiences_and_chains() {
+    let setup = Setup::demo();
+    let generation = setup.generation();
+    let opa = setup.opa();
+    let mut coverage = Coverage::default();
+    let mut named = 0;
+    for (i, request) in disclosing_requests().iter().enumerate() {
+        let request = validate(request, &Limits::default()).unwrap();
+        let input = warden::input::to_json(&request);
+        let ours = generation.policy().evaluate(&request).unwrap();
+        let theirs = opa.eval("warden.authz.decision", &input).unwrap();
+        assert_eq!(ours, theirs, "request {i} differs\ninput: {input}");
+        let decision = interpret(ours.as_ref());
+        named += usize::from(decision.audience.is_some_and(|gap| !gap.lacking.is_empty()));
+        coverage.add(decision.verdict, &decision.reasons);
+    }
+    println!("{coverage:?}");
+    coverage.assert_disclosure();
+    assert!(named >= 10, "only {named} decisions named who lacks access");
 }
 
 /// Counts outcomes and reasons, so a run that never exercises a path fails
@@ -137,9 +196,18 @@ fn native_engine_equals_opa_on_generated_requests() {
 async fn server_decisions_equal_opa_on_generated_requests() {
     let setup = Setup::demo();
     let opa = setup.opa();
-    let warden = Warden::start().await;
+    // Thousands of generated denials would trip the demo tripwire.
+    let dir = tempfile::tempdir().unwrap();
+    let warden = Warden::builder()
+        .env(
+            "WARDEN_POLICY_BUNDLE",
+            warden_e2e::policy_without_limits(dir.path()).display().to_string(),
+        )
+        .start()
+        .await;
     let mut client = warden.client().await;
-    let requests = workload_requests();
+    let mut requests = workload_requests();
+    requests.extend(disclosing_requests());
     let mut coverage = Coverage::default();
     for (chunk_index, chunk) in requests.chunks(250).enumerate() {
         let results = client.batch_check(chunk.to_vec()).await.unwrap();
@@ -164,6 +232,9 @@ async fn server_decisions_equal_opa_on_generated_requests() {
                 (expected.verdict, &expected.reasons),
                 "request {i} differs\ninput: {input}"
             );
+            let gap = response.audience.as_ref().map(|g| (g.members, g.lacking_count, g.lacking.clone()));
+            let expected_gap = expected.audience.as_ref().map(|g| (g.members, g.lacking_count, g.lacking.clone()));
+            assert_eq!(gap, expected_gap, "request {i}: audience differs\ninput: {input}");
             coverage.add(verdict, &response.reasons);
         }
     }
@@ -188,10 +259,7 @@ fn policy_unit_tests_pass_in_opa_and_in_warden() {
         );
     }
 
-    let opa = Opa::new();
-    for module in &setup.bundle.modules {
-        opa.add_policy(&module.path, &module.source);
-    }
+    let opa = warden_e2e::audience::opa_with(&setup.bundle);
     opa.add_data("", &serde_json::to_value(&setup.bundle.data).unwrap());
     for outcome in &ours {
         let value = opa.query(&outcome.name).unwrap();

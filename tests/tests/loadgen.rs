@@ -3,12 +3,10 @@
 //! same run. Figures are not judged here (that is what the benchmark is
 //! for); only that what it reports is the traffic it sent.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value as Json;
 use warden_e2e::process::{Warden, binaries};
-use warden_e2e::repo_root;
 
 fn loadgen(warden: &Warden, shape: &[&str]) -> Json {
     let exe = binaries().warden.with_file_name("e2e-loadgen");
@@ -55,35 +53,13 @@ fn count(report: &Json, path: &[&str]) -> u64 {
         .unwrap_or_else(|| panic!("no count at {path:?} in {report}"))
 }
 
-/// A copy of the default policy without its demo limits, as
-/// `scripts/loadgen` serves it: under load the tripwire would contain the
-/// generated agents, and every verdict but DENY would soon be gone.
-fn policy_without_limits(into: &Path) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let path = entry.unwrap().path();
-            let target = to.join(path.file_name().unwrap());
-            if path.is_dir() {
-                copy(&path, &target);
-            } else {
-                std::fs::copy(&path, &target).unwrap();
-            }
-        }
-    }
-    let policy = into.join("policies");
-    copy(&repo_root().join("policies"), &policy);
-    std::fs::remove_dir_all(policy.join("warden/limits")).unwrap();
-    policy
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_and_open_loop_runs_report_the_traffic_they_sent() {
     let dir = tempfile::tempdir().unwrap();
     let warden = Warden::builder()
         .env(
             "WARDEN_POLICY_BUNDLE",
-            policy_without_limits(dir.path()).display().to_string(),
+            warden_e2e::policy_without_limits(dir.path()).display().to_string(),
         )
         .start()
         .await;

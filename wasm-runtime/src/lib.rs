@@ -320,7 +320,7 @@ fn init() -> Result<State, String> {
     // Warm-up: first evaluations initialise regorus's lazily built tables;
     // doing it now keeps them out of the memory evaluations reuse.
     let empty = Value::new_object();
-    if let Ok(mut evaluator) = policy.evaluator(&empty, limits()) {
+    if let Ok(mut evaluator) = policy.evaluator(&empty, limits(), Default::default()) {
         let _ = evaluator.eval(Value::new_object());
     }
     if let Ok(sample) = serde_json::from_slice::<Value>(br#"{"a":[1,2.5,"x",null,true]}"#) {
@@ -628,7 +628,10 @@ fn evaluate(entrypoint: i32, data: &Value, input: Value) -> Value {
     }
     let mut evaluator = state
         .policy
-        .evaluator(data, limits())
+        // A host per evaluation: the host resets the heap after each one, so
+        // nothing built during an evaluation (the audience index) may
+        // outlive it.
+        .evaluator(data, limits(), Default::default())
         .unwrap_or_else(|e| abort(&e.to_string()));
     evaluator
         .eval(input)

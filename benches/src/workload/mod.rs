@@ -321,6 +321,7 @@ impl Workload {
                 id: principal,
                 attributes: None,
             }),
+            audience: Vec::new(),
             delegation_chain: if rng.chance(0.3) {
                 vec!["client:chat-ui".into()]
             } else {

@@ -5,15 +5,26 @@
 #   - one of the agent's own grants covers the action;
 #   - the principal it acts for is entitled to the action on the resource,
 #     directly or through a group (data.entitlements).
-# So an agent never gets more than the person it acts for. Actions listed as
-# sensitive in data.warden.config.sensitive_actions need a person's approval
-# even then; who may approve is the first of data.warden.config.approval_rules
-# whose actions match (the decision's `approval` member).
+# So an agent never gets more than the person it acts for. Disclosing actions
+# also need every member of their audience to be entitled (disclosure.rego),
+# and every agent in the delegation chain to be granted (delegation.rego).
+# Actions listed as sensitive in data.warden.config.sensitive_actions need a
+# person's approval even then; who may approve is the first of
+# data.warden.config.approval_rules whose actions match (the decision's
+# `approval` member).
+#
+# This module must sort first among the package's files: regorus's
+# interpreter, which runs the unit tests, misreads this else chain when
+# another module of the package is loaded before it.
 package warden.authz
 
 # The decision Warden reads. Reasons are sorted so that every engine and OPA
-# itself agree on the exact value.
-decision := {"allow": false, "require_approval": false, "reasons": sort(deny_reasons)} if {
+# itself agree on the exact value. A denial for the audience also names who
+# lacks access (disclosure.rego).
+decision := {"allow": false, "require_approval": false, "reasons": sort(deny_reasons), "audience": audience_report} if {
+	count(deny_reasons) > 0
+	audience_report
+} else := {"allow": false, "require_approval": false, "reasons": sort(deny_reasons)} if {
 	count(deny_reasons) > 0
 } else := {"allow": true, "require_approval": true, "reasons": ["sensitive_action"], "approval": approval} if {
 	sensitive

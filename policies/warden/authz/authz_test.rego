@@ -6,14 +6,19 @@ identity := {
 	"users": {
 		"alice": {"groups": ["finance"], "attributes": {}},
 		"bob": {"groups": [], "attributes": {}},
+		"carol": {"groups": ["finance", "all-staff"], "attributes": {}},
+		"dan": {"groups": ["all-staff"], "attributes": {}},
 	},
 	"agents": {"reporter": {
 		"owner": "alice",
 		"platform": "copilot",
 		"grants": ["documents.*", "permissions.grant", "reports.share"],
 		"attributes": {},
-	}},
-	"groups": {"finance": {"attributes": {}}},
+	},
+	"reader": {"owner": "alice", "platform": "copilot", "grants": ["documents.read"], "attributes": {}},
+	"elsewhere": {"owner": "alice", "platform": "other", "grants": ["*"], "attributes": {}},
+	},
+	"groups": {"finance": {"attributes": {}}, "all-staff": {"attributes": {}}},
 }
 
 entitlements := {"subjects": {
@@ -89,7 +94,7 @@ test_sensitive_action_requires_approval if {
 }
 
 test_sensitive_suffix_pattern if {
-	d := check(request({"action": {"name": "reports.share"}, "resource": {"type": "report", "id": "q3"}}))
+	d := check(request({"action": {"name": "reports.share"}, "resource": {"type": "report", "id": "q3"}, "audience": ["user:alice"]}))
 	d.require_approval
 	d.approval == {"approvers": [], "self": true, "max_ttl": "1h", "uses": 1, "template": "principal_confirmation"}
 }
@@ -155,4 +160,74 @@ test_action_patterns if {
 	not matches("*.delete", "delete")
 	not matches("a.b", "a.bc")
 	matches("a", "a")
+}
+
+share(overrides) := check(request(object.union(
+	{"action": {"name": "documents.share"}, "resource": {"type": "document", "id": "budget"}},
+	overrides,
+)))
+
+test_disclosure_needs_an_audience if {
+	share({}).reasons == ["audience_missing"]
+}
+
+test_disclosure_to_entitled_people_goes_ahead if {
+	share({"audience": ["user:alice"]}).require_approval
+	share({"audience": ["group:finance", "user:carol"]}).require_approval
+}
+
+test_disclosure_to_someone_without_access if {
+	d := share({"audience": ["user:bob", "group:finance"]})
+	d.reasons == ["audience_not_entitled"]
+	d.audience == {"members": 3, "lacking_count": 1, "lacking": ["user:bob"]}
+}
+
+test_disclosure_to_a_group_names_who_lacks_access if {
+	d := share({"audience": ["group:all-staff"]})
+	not d.allow
+	d.audience == {"members": 2, "lacking_count": 1, "lacking": ["user:dan"]}
+}
+
+test_disclosure_counts_the_resource_grants_too if {
+	# budget is readable by finance (every document) and alice (her own).
+	d := share({"audience": ["user:alice", "user:bob", "user:dan"]})
+	d.audience == {"members": 3, "lacking_count": 2, "lacking": ["user:bob", "user:dan"]}
+}
+
+test_unknown_audience if {
+	share({"audience": ["user:ghost"]}).reasons == ["audience_unknown"]
+	share({"audience": ["group:nobody"]}).reasons == ["audience_unknown"]
+}
+
+test_external_audience if {
+	share({"audience": ["public"]}).reasons == ["audience_external"]
+	share({"audience": ["external:partner.example"]}).reasons == ["audience_external"]
+	public := {"type": "document", "id": "budget", "attributes": {"classification": "public"}}
+	share({"audience": ["public", "user:alice"], "resource": public}).require_approval
+}
+
+test_non_disclosing_actions_ignore_the_audience if {
+	check(request({"audience": ["user:bob"]})).allow
+}
+
+test_disclosure_needs_the_principal_too if {
+	d := share({"audience": ["user:alice"], "principal": {"type": "user", "id": "bob"}})
+	d.reasons == ["principal_not_entitled"]
+}
+
+delegated(links) := check(request({"delegation": links}))
+
+test_delegate_must_be_known_on_the_platform if {
+	delegated([{"kind": "agent", "id": "ghost"}]).reasons == ["delegate_unknown:ghost"]
+	delegated([{"kind": "agent", "id": "elsewhere"}]).reasons == ["delegate_unknown:elsewhere"]
+}
+
+test_delegate_must_be_granted if {
+	delegated([{"kind": "agent", "id": "reader"}]).allow
+	d := check(request({"action": {"name": "documents.write"}, "resource": {"type": "document", "id": "budget"}, "delegation": [{"kind": "agent", "id": "reader"}]}))
+	d.reasons == ["delegate_not_granted:reader"]
+}
+
+test_other_delegates_are_recorded_only if {
+	delegated([{"kind": "client", "id": "chat-ui"}, {"kind": "user", "id": "ghost"}]).allow
 }

@@ -541,6 +541,7 @@ fn unaudited(response: pb::CheckResponse, error: &AuditError) -> pb::CheckRespon
         approval: None,
         access_request: None,
         budgets: Vec::new(),
+        audience: None,
         ..response
     }
 }
@@ -569,6 +570,11 @@ fn response(
         kill_switch: decision.kill_switch.map(|hit| pb::KillSwitchMatch {
             id: hit.id,
             scope: Some(scope_to_proto(hit.scope)),
+        }),
+        audience: decision.audience.map(|gap| pb::AudienceGap {
+            members: gap.members,
+            lacking_count: gap.lacking_count,
+            lacking: gap.lacking,
         }),
         ..Default::default()
     }

@@ -109,6 +109,7 @@ mod tests {
                 attributes: object(&principal, "attributes")?,
             }),
             delegation_chain: chain,
+            audience: Vec::new(),
             action: Some(pb::Action {
                 name: text(&action, "name")?,
                 attributes: object(&action, "attributes")?,

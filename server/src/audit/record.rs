@@ -120,6 +120,16 @@ pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Stri
     if let Some(ids) = &facts.approval {
         record.string("approval_id", ids.approval_id);
     }
+    if let Some(gap) = &decision.audience {
+        record.value(
+            "audience",
+            &json!({
+                "members": gap.members,
+                "lacking_count": gap.lacking_count,
+                "lacking": gap.lacking,
+            }),
+        );
+    }
     record.string("caller", facts.caller);
     record.string("decision", decision.verdict.as_str());
     record.string("decision_id", facts.decision_id);
@@ -219,6 +229,7 @@ mod tests {
                 attributes: Default::default(),
             },
             delegation_chain: vec!["x".into()],
+            audience: Vec::new(),
             action: Action {
                 name: "docs.read".into(),
                 attributes: json!({"card": "4111"})
@@ -251,6 +262,7 @@ mod tests {
             shadow: None,
             kill_switch: None,
             approval: None,
+            audience: None,
         };
         let full = Decision {
             verdict: Verdict::Deny,
@@ -267,6 +279,11 @@ mod tests {
                 scope: Default::default(),
             }),
             approval: None,
+            audience: Some(crate::decision::AudienceGap {
+                members: 3,
+                lacking_count: 2,
+                lacking: vec!["user:a".into(), "user:b".into()],
+            }),
         };
         let redaction = Redaction {
             drop: vec![vec!["context".into(), "prompt".into()]],

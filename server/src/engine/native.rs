@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 use regorus::Value;
 use serde_json::Value as Json;
-use warden_rego::{Evaluator, Limits, Mode, Policy};
+use warden_rego::{Evaluator, Host, Limits, Mode, Policy};
 
 use super::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EvalError, EvalLimits};
 use crate::bundle::{Bundle, BundleError};
@@ -55,8 +55,17 @@ impl CompiledPolicy for NativePolicy {
 
     fn bind(&self, data: &Value) -> Result<Arc<dyn BoundPolicy>, BindError> {
         let workers = std::thread::available_parallelism().map_or(4, usize::from);
+        let host = Arc::new(Host::default());
+        // A policy that calls Warden's builtins gets their index with the
+        // generation, not on its first check with an audience.
+        if self.policy.calls_host() {
+            let started = std::time::Instant::now();
+            host.warm(data);
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "audience index built");
+        }
         let bound = NativeBound {
             policy: self.policy.clone(),
+            host,
             data: data.clone(),
             limits: Limits {
                 timeout: Some(self.limits.timeout),
@@ -78,6 +87,7 @@ impl CompiledPolicy for NativePolicy {
 /// builds one) from a lock-free queue and pushes it back when done.
 struct NativeBound {
     policy: Arc<Policy>,
+    host: Arc<Host>,
     data: Value,
     limits: Limits,
     idle: ArrayQueue<Evaluator>,
@@ -94,7 +104,7 @@ impl std::fmt::Debug for NativeBound {
 impl NativeBound {
     fn evaluator(&self) -> Result<Evaluator, BindError> {
         self.policy
-            .evaluator(&self.data, self.limits)
+            .evaluator(&self.data, self.limits, self.host.clone())
             .map_err(|e| BindError(e.to_string()))
     }
 }

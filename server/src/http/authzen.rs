@@ -304,8 +304,32 @@ fn check_request(
         }
     };
 
+    // Who will see the result travels as `context.audience`, a list of the
+    // same entries as `CheckRequest.audience`.
+    let audience = match context.remove("audience") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(entries)) => entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| match entry {
+                Json::String(entry) => Ok(entry),
+                other => Err(bad(
+                    format!("{context_path}.audience[{i}]"),
+                    format!("is a {}; expected a string", kind(&other)),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err(bad(
+                format!("{context_path}.audience"),
+                format!("is a {}; expected a list of strings", kind(&other)),
+            ));
+        }
+    };
+
     Ok(pb::CheckRequest {
         approval,
+        audience,
         platform,
         agent: Some(agent),
         principal: Some(pb::Principal {
@@ -495,6 +519,12 @@ pub fn decision(response: &pb::CheckResponse) -> Json {
         context.insert(
             "limit".into(),
             json!({"rule": limit.rule, "used": limit.used, "max": limit.max, "retry_after_ms": limit.retry_after_ms}),
+        );
+    }
+    if let Some(gap) = &response.audience {
+        context.insert(
+            "audience".into(),
+            json!({"members": gap.members, "lacking_count": gap.lacking_count, "lacking": gap.lacking}),
         );
     }
     if !response.budgets.is_empty() {

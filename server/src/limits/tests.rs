@@ -22,6 +22,7 @@ fn request(agent: &str, action: &str, context: serde_json::Value) -> CheckReques
             attributes: Default::default(),
         },
         delegation_chain: Vec::new(),
+        audience: Vec::new(),
         action: Action {
             name: action.into(),
             attributes: attributes(context.get("action").cloned().unwrap_or(json!({}))),

@@ -33,6 +33,8 @@ pub struct Limits {
     pub max_attribute_depth: usize,
     /// Most items in one `BatchCheck`.
     pub max_batch_items: usize,
+    /// Most entries in `audience` (a group is one entry).
+    pub max_audience: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +45,7 @@ impl Default for Limits {
             max_delegation_chain: 16,
             max_attribute_depth: 16,
             max_batch_items: 256,
+            max_audience: 64,
         }
     }
 }
@@ -85,7 +88,11 @@ pub struct CheckRequest {
     pub platform: String,
     pub agent: Agent,
     pub principal: Principal,
+    /// Each entry `kind:id` (validated).
     pub delegation_chain: Vec<String>,
+    /// Who will see what the action produces: `user:ID`, `group:ID`,
+    /// `public`, `external:DOMAIN` (validated).
+    pub audience: Vec<String>,
     pub action: Action,
     pub resource: Resource,
     pub context: Attributes,
@@ -95,6 +102,13 @@ pub struct CheckRequest {
     /// wire, set only once Warden has verified the approval the check
     /// carried.
     pub approval: Option<serde_json::Value>,
+}
+
+/// A delegation chain entry's kind and id (`agent:planner` → `agent`,
+/// `planner`). Validation guarantees the colon; an entry without one would
+/// be all id.
+pub fn split_actor(entry: &str) -> (&str, &str) {
+    entry.split_once(':').unwrap_or(("", entry))
 }
 
 #[cfg(test)]

@@ -241,6 +241,7 @@ mod tests {
                 attributes: attributes(json!({"mfa": true})),
             },
             delegation_chain: Vec::new(),
+            audience: Vec::new(),
             action: Action {
                 name: "payments.send".into(),
                 attributes: attributes(json!({"amount_usd": 12.5, "note": "12"})),

@@ -69,6 +69,21 @@ fn principal_type() -> impl Strategy<Value = String> {
     prop_oneof![Just(String::new()), "[a-z][a-z0-9_-]{0,15}"]
 }
 
+/// A delegation chain entry: `kind:id`.
+fn actor() -> impl Strategy<Value = String> {
+    (principal_type(), id()).prop_map(|(kind, id)| format!("{kind}:{id}"))
+}
+
+/// An audience entry.
+fn audience_entry() -> impl Strategy<Value = String> {
+    prop_oneof![
+        id().prop_map(|id| format!("user:{id}")),
+        id().prop_map(|id| format!("group:{id}")),
+        id().prop_map(|id| format!("external:{id}")),
+        Just("public".to_owned()),
+    ]
+}
+
 fn optional_id() -> impl Strategy<Value = String> {
     prop_oneof![Just(String::new()), id()]
 }
@@ -81,7 +96,8 @@ prop_compose! {
         principal_type in principal_type(),
         principal_id in id(),
         principal_attributes in attributes(),
-        delegation_chain in prop::collection::vec(id(), 0..4),
+        delegation_chain in prop::collection::vec(actor(), 0..4),
+        audience in prop::collection::vec(audience_entry(), 0..4),
         action in action_name(),
         action_attributes in attributes(),
         resource_type in id(),
@@ -99,6 +115,7 @@ prop_compose! {
                 attributes: principal_attributes.map(to_struct),
             }),
             delegation_chain,
+            audience,
             action: Some(pb::Action { name: action, attributes: action_attributes.map(to_struct) }),
             resource: Some(pb::Resource {
                 r#type: resource_type,
@@ -128,6 +145,10 @@ fn request_from_input(input: &Json) -> pb::CheckRequest {
             attributes: object(&input["principal"]["attributes"]),
         }),
         delegation_chain: input["delegation_chain"]
+            .as_array()
+            .map(|items| items.iter().map(text).collect())
+            .unwrap_or_default(),
+        audience: input["audience"]
             .as_array()
             .map(|items| items.iter().map(text).collect())
             .unwrap_or_default(),
@@ -271,6 +292,7 @@ fn base() -> pb::CheckRequest {
             attributes: None,
         }),
         delegation_chain: Vec::new(),
+        audience: Vec::new(),
         action: Some(pb::Action {
             name: "documents.read".into(),
             attributes: None,
@@ -399,6 +421,7 @@ fn small_limits() -> impl Strategy<Value = Limits> {
         max_delegation_chain: chain,
         max_attribute_depth: depth,
         max_batch_items: 256,
+        max_audience: chain,
     })
 }
 
@@ -479,6 +502,7 @@ prop_compose! {
         agent in prop::option::of((any_text(), any_struct())),
         principal in prop::option::of((any_text(), any_text(), any_struct())),
         delegation_chain in prop::collection::vec(any_text(), 0..18),
+        audience in prop::collection::vec(any_text(), 0..6),
         action in prop::option::of((any_text(), any_struct())),
         resource in prop::option::of((any_text(), any_text(), any_struct())),
         context in any_struct(),
@@ -489,6 +513,7 @@ prop_compose! {
             agent: agent.map(|(id, attributes)| pb::Agent { id, attributes }),
             principal: principal.map(|(r#type, id, attributes)| pb::Principal { r#type, id, attributes }),
             delegation_chain,
+            audience,
             action: action.map(|(name, attributes)| pb::Action { name, attributes }),
             resource: resource.map(|(r#type, id, attributes)| pb::Resource { r#type, id, attributes }),
             context,
@@ -580,11 +605,13 @@ fn needs(request: &pb::CheckRequest, valid: &super::CheckRequest) -> Limits {
             .into_iter()
             .flatten()
             .chain(&valid.delegation_chain)
+            .chain(&valid.audience)
             .map(String::len)
             .max()
             .unwrap_or(0),
         max_request_bytes: request.encoded_len(),
         max_delegation_chain: valid.delegation_chain.len(),
+        max_audience: valid.audience.len(),
         max_attribute_depth: attributes
             .into_iter()
             .flat_map(|a| a.values())

@@ -76,7 +76,24 @@ pub fn validate(
         .delegation_chain
         .iter()
         .enumerate()
-        .map(|(i, actor)| required_id(&format!("delegation_chain[{i}]"), actor, limits))
+        .map(|(i, actor)| chain_entry(&format!("delegation_chain[{i}]"), actor, limits))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    if request.audience.len() > limits.max_audience {
+        return Err(InvalidRequest::new(
+            "audience",
+            format!(
+                "has {} entries, more than the limit of {}",
+                request.audience.len(),
+                limits.max_audience
+            ),
+        ));
+    }
+    let audience = request
+        .audience
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| audience_entry(&format!("audience[{i}]"), entry, limits))
         .collect::<Result<Vec<_>, _>>()?;
 
     let action = request
@@ -103,6 +120,7 @@ pub fn validate(
         agent,
         principal,
         delegation_chain,
+        audience,
         action,
         resource,
         context: attributes(request.context.as_ref(), "context", depth)?,
@@ -189,10 +207,7 @@ fn optional_kind(
     let Some(value) = optional_id(field, value, limits)? else {
         return Ok(None);
     };
-    let mut chars = value.chars();
-    let well_formed = chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if !well_formed {
+    if !kind_well_formed(&value) {
         return Err(InvalidRequest::new(
             field,
             format!(
@@ -201,6 +216,45 @@ fn optional_kind(
         ));
     }
     Ok(Some(value))
+}
+
+/// A delegation chain entry is `kind:id` (`agent:planner`,
+/// `client:chat-ui`): the policy judges `agent:` links, so an entry whose
+/// kind cannot be read is refused rather than guessed at.
+fn chain_entry(field: &str, value: &str, limits: &Limits) -> Result<String, InvalidRequest> {
+    let value = required_id(field, value, limits)?;
+    let well_formed = value.split_once(':').is_some_and(|(kind, id)| {
+        kind_well_formed(kind) && !id.is_empty()
+    });
+    if !well_formed {
+        return Err(InvalidRequest::new(
+            field,
+            format!("`{value}` is not `kind:id`, such as `agent:planner` or `client:chat-ui`"),
+        ));
+    }
+    Ok(value)
+}
+
+/// An audience entry: `user:ID`, `group:ID`, `public` or `external:DOMAIN`.
+fn audience_entry(field: &str, value: &str, limits: &Limits) -> Result<String, InvalidRequest> {
+    let value = required_id(field, value, limits)?;
+    let well_formed = value == "public"
+        || ["user:", "group:", "external:"]
+            .iter()
+            .any(|prefix| value.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty()));
+    if !well_formed {
+        return Err(InvalidRequest::new(
+            field,
+            format!("`{value}` is not `user:ID`, `group:ID`, `public` or `external:DOMAIN`"),
+        ));
+    }
+    Ok(value)
+}
+
+fn kind_well_formed(kind: &str) -> bool {
+    let mut chars = kind.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
 /// Action names are dotted (`documents.read`): non-empty segments of letters,

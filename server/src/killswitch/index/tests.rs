@@ -26,6 +26,7 @@ fn check(platform: &str, agent: &str, principal: &str, action: &str, kind: &str)
             attributes: Default::default(),
         },
         delegation_chain: Vec::new(),
+        audience: Vec::new(),
         action: Action {
             name: action.into(),
             attributes: Default::default(),
