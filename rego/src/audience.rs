@@ -100,7 +100,10 @@ impl Gaps {
     pub fn to_value(&self) -> Value {
         let mut object = std::collections::BTreeMap::new();
         object.insert(Value::from("members"), Value::from(self.members));
-        object.insert(Value::from("lacking_count"), Value::from(self.lacking_count));
+        object.insert(
+            Value::from("lacking_count"),
+            Value::from(self.lacking_count),
+        );
         object.insert(
             Value::from("lacking"),
             Value::from(

@@ -88,9 +88,9 @@ impl AudienceGap {
                 .iter()
                 .take(AUDIENCE_SAMPLE)
                 .map(|item| {
-                    item.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| "`audience.lacking` holds a value that is not a string".to_owned())
+                    item.as_str().map(str::to_owned).ok_or_else(|| {
+                        "`audience.lacking` holds a value that is not a string".to_owned()
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             _ => return Err("`audience.lacking` is not a list".into()),

@@ -198,7 +198,10 @@ pub fn to_rego(request: &CheckRequest) -> Value {
                     .iter()
                     .map(|entry| {
                         let (kind, id) = crate::request::split_actor(entry);
-                        rego_object([(&k.id, Some(string(id))), (&k.link_kind, Some(string(kind)))])
+                        rego_object([
+                            (&k.id, Some(string(id))),
+                            (&k.link_kind, Some(string(kind))),
+                        ])
                     })
                     .collect::<Vec<_>>(),
             ),
@@ -207,7 +210,13 @@ pub fn to_rego(request: &CheckRequest) -> Value {
     if !request.audience.is_empty() {
         input.insert(
             k.audience.clone(),
-            Value::from(request.audience.iter().map(|a| string(a)).collect::<Vec<_>>()),
+            Value::from(
+                request
+                    .audience
+                    .iter()
+                    .map(|a| string(a))
+                    .collect::<Vec<_>>(),
+            ),
         );
     }
     input.insert(

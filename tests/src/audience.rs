@@ -27,7 +27,11 @@ pub fn opa_with(bundle: &Bundle) -> Opa {
         }
     }
     assert!(
-        swapped || !bundle.modules.iter().any(|m| m.source.contains("warden.audience_gaps")),
+        swapped
+            || !bundle
+                .modules
+                .iter()
+                .any(|m| m.source.contains("warden.audience_gaps")),
         "a module calls warden.audience_gaps but is not {FAST}"
     );
     opa
@@ -49,7 +53,11 @@ fn keys(document: &Json, section: &str) -> Vec<String> {
 /// `reports.share`, `messages.post`) to an audience of known and unknown
 /// users and groups, `public` and external domains, and many pass through
 /// a chain of known, foreign, unknown and ungranted agents.
-pub fn disclosing(requests: Vec<pb::CheckRequest>, identity: &Json, seed: u64) -> Vec<pb::CheckRequest> {
+pub fn disclosing(
+    requests: Vec<pb::CheckRequest>,
+    identity: &Json,
+    seed: u64,
+) -> Vec<pb::CheckRequest> {
     let users = keys(identity, "users");
     let groups = keys(identity, "groups");
     let agents = keys(identity, "agents");

@@ -612,6 +612,7 @@ async fn kill_switches_revocation_expiry_and_self_confirmation() {
         "account",
     )
     .resource_id("acct-1")
+    .audience(format!("user:{}", s.principal))
     .build();
     let answer = s.check(share.clone()).await;
     if answer.decision() == pb::Decision::RequireApproval {

@@ -238,6 +238,9 @@ fn rust_request(check: &Json) -> CheckRequest {
     )
     .resource_id(field("resource_id"))
     .request_id(field("request_id"));
+    for entry in check["audience"].as_array().into_iter().flatten() {
+        builder = builder.audience(entry.as_str().unwrap_or_default());
+    }
     if let Some(context) = check["context"].as_object() {
         for (key, value) in context {
             builder = builder.context(key, value.clone());
@@ -311,9 +314,25 @@ fn demo_cases() -> Vec<(Json, &'static str, Vec<&'static str>)> {
                 json!({"resource_id": "gl-2026"}),
             ),
             "DENY",
-            vec!["agent_not_granted"],
+            // `ledger.post` matches the disclosing `*.post` too.
+            vec!["agent_not_granted", "audience_missing"],
         ),
         (expense("ghost", &finance), "DENY", vec!["agent_unknown"]),
+        // A share the agent and the person may make, but not in public.
+        (
+            with(
+                check(
+                    "agentforce",
+                    "sales-assistant",
+                    "ama.bianchi",
+                    "documents.share",
+                    "document",
+                ),
+                json!({"resource_id": "doc-1", "audience": ["public"]}),
+            ),
+            "DENY",
+            vec!["audience_external"],
+        ),
         (
             with(
                 check(

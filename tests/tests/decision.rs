@@ -113,7 +113,8 @@ async fn denies_with_one_reason_per_broken_rule() {
             )
             .resource_id("gl-2026")
             .build(),
-            &["agent_not_granted"],
+            // `ledger.post` matches the disclosing `*.post` too.
+            &["agent_not_granted", "audience_missing"],
         ),
         // The agent may submit expenses, but this person may not.
         (
@@ -328,7 +329,7 @@ async fn every_validation_rule_names_its_field() {
         ),
         (
             "delegation_chain[1]",
-            Box::new(|r| r.delegation_chain = vec!["a".into(), String::new()]),
+            Box::new(|r| r.delegation_chain = vec!["client:a".into(), String::new()]),
         ),
         ("request_id", {
             let long = long.clone();

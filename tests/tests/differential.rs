@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 use warden::bundle::{ArchiveLimits, Bundle};
-use warden_bench::oracle::Opa;
 use warden::decision::{Verdict, interpret};
 use warden::engine::EngineOptions;
 use warden::generation::{Generation, LoadedPolicy, MaxAge};
 use warden::request::{Limits, validate};
 use warden::snapshot::{Snapshot, SnapshotKind};
+use warden_bench::oracle::Opa;
 use warden_bench::workload::{Spec, Workload};
 use warden_client::{Decision, batch_check_result};
 use warden_e2e::process::Warden;
@@ -201,7 +201,9 @@ async fn server_decisions_equal_opa_on_generated_requests() {
     let warden = Warden::builder()
         .env(
             "WARDEN_POLICY_BUNDLE",
-            warden_e2e::policy_without_limits(dir.path()).display().to_string(),
+            warden_e2e::policy_without_limits(dir.path())
+                .display()
+                .to_string(),
         )
         .start()
         .await;
@@ -232,9 +234,18 @@ async fn server_decisions_equal_opa_on_generated_requests() {
                 (expected.verdict, &expected.reasons),
                 "request {i} differs\ninput: {input}"
             );
-            let gap = response.audience.as_ref().map(|g| (g.members, g.lacking_count, g.lacking.clone()));
-            let expected_gap = expected.audience.as_ref().map(|g| (g.members, g.lacking_count, g.lacking.clone()));
-            assert_eq!(gap, expected_gap, "request {i}: audience differs\ninput: {input}");
+            let gap = response
+                .audience
+                .as_ref()
+                .map(|g| (g.members, g.lacking_count, g.lacking.clone()));
+            let expected_gap = expected
+                .audience
+                .as_ref()
+                .map(|g| (g.members, g.lacking_count, g.lacking.clone()));
+            assert_eq!(
+                gap, expected_gap,
+                "request {i}: audience differs\ninput: {input}"
+            );
             coverage.add(verdict, &response.reasons);
         }
     }

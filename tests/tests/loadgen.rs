@@ -59,7 +59,9 @@ async fn closed_and_open_loop_runs_report_the_traffic_they_sent() {
     let warden = Warden::builder()
         .env(
             "WARDEN_POLICY_BUNDLE",
-            warden_e2e::policy_without_limits(dir.path()).display().to_string(),
+            warden_e2e::policy_without_limits(dir.path())
+                .display()
+                .to_string(),
         )
         .start()
         .await;

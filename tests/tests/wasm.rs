@@ -42,10 +42,7 @@ fn generation(bundle: &Bundle, engine: EngineKind) -> Generation {
 
 /// OPA with the bundle's modules and the generation's whole data document.
 fn opa(bundle: &Bundle, generation: &Generation) -> Opa {
-    let opa = Opa::new();
-    for module in &bundle.modules {
-        opa.add_policy(&module.path, &module.source);
-    }
+    let opa = warden_e2e::audience::opa_with(bundle);
     opa.add_data("", &serde_json::to_value(&bundle.data).unwrap());
     opa.add_data(
         "identity",
@@ -101,6 +98,20 @@ fn default_policy_agrees_across_wasm_native_and_opa() {
         .map(|r| interpret(wasm.policy().evaluate(r).unwrap().as_ref()).verdict)
         .collect();
     assert_eq!(verdicts.len(), 3);
+}
+
+/// `warden.audience_gaps` runs inside the module `warden build` emits too,
+/// and agrees with native and with OPA's naive definition.
+#[test]
+fn audiences_and_chains_agree_across_wasm_native_and_opa() {
+    let bundle = load(&repo_root().join("policies"));
+    let workload = Workload::generate(Spec::DEMO);
+    let requests: Vec<CheckRequest> =
+        warden_e2e::audience::disclosing(workload.requests(400, 91), &workload.identity, 91)
+            .iter()
+            .map(|r| validate(r, &Limits::default()).unwrap())
+            .collect();
+    assert_eq!(agree(&bundle, &requests), 400);
 }
 
 /// Varied inputs for the feature policies, carried in `input.context`.

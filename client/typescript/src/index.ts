@@ -152,8 +152,10 @@ export interface Check {
   resourceId?: string;
   /** `user` when left out. */
   principalType?: string;
-  /** The actors between the principal and this agent, outermost first. */
+  /** The actors between the principal and this agent, outermost first, each `kind:id`. */
   delegationChain?: string[];
+  /** Who will see the result: `user:ID`, `group:ID`, `public` or `external:DOMAIN`. */
+  audience?: string[];
   agentAttributes?: JsonObject;
   principalAttributes?: JsonObject;
   actionAttributes?: JsonObject;
@@ -187,6 +189,8 @@ export interface CheckResult {
    */
   nextAction: string;
   retryAfterSeconds: number;
+  /** A disclosure refused for its audience: who lacks access (at most 10 named). */
+  audience?: { members: number; lackingCount: number; lacking: string[] };
 }
 
 /** Options of `watchApprovalTask()`. */
@@ -462,6 +466,7 @@ function toRequest(check: Check): CheckRequest {
       attributes: toStruct(check.principalAttributes),
     },
     delegation_chain: check.delegationChain ?? [],
+    audience: check.audience ?? [],
     action: { name: check.action, attributes: toStruct(check.actionAttributes) },
     resource: {
       type: check.resource,
@@ -566,6 +571,13 @@ function toResult(response: CheckResponse__Output): CheckResult {
     retryAfterSeconds: response.retry_after_seconds,
   };
   if (response.kill_switch) result.killSwitchId = response.kill_switch.id;
+  if (response.audience) {
+    result.audience = {
+      members: response.audience.members,
+      lackingCount: response.audience.lacking_count,
+      lacking: response.audience.lacking,
+    };
+  }
   if (response.access_request) result.accessRequest = toAccessRequest(response.access_request);
   if (response.approval) {
     result.approval = {

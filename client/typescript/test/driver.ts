@@ -42,6 +42,7 @@ interface WireCheck {
   resource_id?: string;
   principal_type?: string;
   delegation_chain?: string[];
+  audience?: string[];
   agent_attributes?: JsonObject;
   principal_attributes?: JsonObject;
   action_attributes?: JsonObject;
@@ -106,6 +107,7 @@ function toCheck(wire: WireCheck): Check {
   if (wire.resource_id !== undefined) check.resourceId = wire.resource_id;
   if (wire.principal_type !== undefined) check.principalType = wire.principal_type;
   if (wire.delegation_chain !== undefined) check.delegationChain = wire.delegation_chain;
+  if (wire.audience !== undefined) check.audience = wire.audience;
   if (wire.agent_attributes !== undefined) check.agentAttributes = wire.agent_attributes;
   if (wire.principal_attributes !== undefined)
     check.principalAttributes = wire.principal_attributes;

@@ -30,6 +30,8 @@ pub fn bound(request: &CheckRequest, excluded_context: &[String]) -> Json {
     };
     input.remove("request_id");
     input.remove("approval");
+    // Derived from `delegation_chain`, which is bound already.
+    input.remove("delegation");
     if let Some(Json::Object(context)) = input.get_mut("context") {
         context.retain(|key, _| !excluded_context.iter().any(|e| e == key));
     }

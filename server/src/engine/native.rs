@@ -61,7 +61,10 @@ impl CompiledPolicy for NativePolicy {
         if self.policy.calls_host() {
             let started = std::time::Instant::now();
             host.warm(data);
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "audience index built");
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "audience index built"
+            );
         }
         let bound = NativeBound {
             policy: self.policy.clone(),

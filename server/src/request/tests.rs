@@ -71,7 +71,7 @@ fn principal_type() -> impl Strategy<Value = String> {
 
 /// A delegation chain entry: `kind:id`.
 fn actor() -> impl Strategy<Value = String> {
-    (principal_type(), id()).prop_map(|(kind, id)| format!("{kind}:{id}"))
+    ("[a-z][a-z0-9_-]{0,15}", id()).prop_map(|(kind, id)| format!("{kind}:{id}"))
 }
 
 /// An audience entry.
@@ -188,11 +188,13 @@ fn with_empty_attributes(mut request: pb::CheckRequest) -> pb::CheckRequest {
     request
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 10] = [
     "platform",
     "agent",
     "principal",
     "delegation_chain",
+    "delegation",
+    "audience",
     "action",
     "resource",
     "context",
@@ -217,6 +219,13 @@ proptest! {
         let object = input.as_object().cloned().unwrap_or_default();
         prop_assert!(object.keys().all(|k| KEYS.contains(&k.as_str())));
         prop_assert_eq!(object.contains_key("delegation_chain"), !request.delegation_chain.is_empty());
+        prop_assert_eq!(object.contains_key("delegation"), !request.delegation_chain.is_empty());
+        prop_assert_eq!(object.contains_key("audience"), !request.audience.is_empty());
+        // The parsed chain is the chain, link for link.
+        for (i, entry) in request.delegation_chain.iter().enumerate() {
+            let link = &input["delegation"][i];
+            prop_assert_eq!(format!("{}:{}", link["kind"].as_str().unwrap_or_default(), link["id"].as_str().unwrap_or_default()), entry.clone());
+        }
         prop_assert_eq!(object.contains_key("request_id"), !request.request_id.is_empty());
         prop_assert_eq!(input["principal"].get("type").is_some(), !request.principal.as_ref().is_none_or(|p| p.r#type.is_empty()));
         prop_assert_eq!(input["resource"].get("id").is_some(), !request.resource.as_ref().is_none_or(|r| r.id.is_empty()));
@@ -322,6 +331,7 @@ fn the_design_example_maps_exactly() {
             "agent":     {"id": "a", "attributes": {}},
             "principal": {"type": "user", "id": "u", "attributes": {}},
             "delegation_chain": ["client:chat-ui"],
+            "delegation": [{"kind": "client", "id": "chat-ui"}],
             "action":    {"name": "documents.read", "attributes": {}},
             "resource":  {"type": "document", "id": "d", "attributes": {}},
             "context":   {},
@@ -400,6 +410,9 @@ fn well_formed_id(field: &str, bytes: usize, seed: u64) -> String {
         let c = match field {
             "principal.type" if out.is_empty() => char::from(b'a' + (pick % 26) as u8),
             "principal.type" => char::from(b"abcz09_-"[pick % 8]),
+            // `kind:id`: one letter of kind, then the id.
+            "delegation_chain[0]" if out.is_empty() => 'a',
+            "delegation_chain[0]" if out.len() == 1 => ':',
             "action.name" if out.is_empty() || out.ends_with('.') || room == 1 => {
                 char::from(b"aZ09_-"[pick % 6])
             }
@@ -666,6 +679,8 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let (name, _) = ID_FIELDS[field];
+        // The shortest chain entry is `k:i`.
+        prop_assume!(name != "delegation_chain[0]" || limit >= 3);
         let limits = Limits { max_id_bytes: limit, ..Limits::default() };
         let at = with_id(name, well_formed_id(name, limit, seed));
         let valid = validate(&at, &limits);
@@ -949,7 +964,9 @@ proptest! {
         let field = below(Limits { max_id_bytes: needs.max_id_bytes - 1, ..needs.clone() });
         prop_assert!(
             field.as_deref().is_some_and(|f| ID_FIELDS.iter().any(|(name, _)| {
-                f == *name || (name.starts_with("delegation_chain") && f.starts_with("delegation_chain["))
+                f == *name
+                || (name.starts_with("delegation_chain") && f.starts_with("delegation_chain["))
+                || f.starts_with("audience[")
             })),
             "{:?}", field
         );
@@ -1121,4 +1138,43 @@ fn fuzz_seeds_are_current() {
         "agent.id"
     );
     assert_eq!(valid("check_nan.bin").unwrap_err().field, "context.n");
+}
+
+proptest! {
+    /// An audience is refused when it has more entries than the limit
+    /// (naming `audience`), else at its first entry that is not `user:ID`,
+    /// `group:ID`, `public` or `external:DOMAIN` with a valid id (naming
+    /// `audience[i]`); otherwise it reaches the input as sent.
+    #[test]
+    fn audience_entries_are_checked_and_counted(
+        entries in prop::collection::vec(prop_oneof![audience_entry(), any_text()], 0..8),
+        limit in 0usize..8,
+    ) {
+        let mut request = base();
+        request.audience = entries.clone();
+        let limits = Limits { max_audience: limit, ..Limits::default() };
+        let result = validate(&request, &limits);
+        let well_formed = |entry: &str| {
+            let shaped = entry == "public"
+                || ["user:", "group:", "external:"].iter().any(|p| entry.len() > p.len() && entry.starts_with(p));
+            shaped
+                && entry.len() <= 256
+                && !entry.chars().any(char::is_control)
+                && super::first_invisible(entry).is_none()
+        };
+        if entries.len() > limit {
+            prop_assert_eq!(result.err().map(|e| e.field), Some("audience".to_owned()));
+        } else if let Some(bad) = entries.iter().position(|e| !well_formed(e)) {
+            prop_assert_eq!(result.err().map(|e| e.field), Some(format!("audience[{bad}]")));
+        } else {
+            let valid = result.unwrap_or_else(|e| unreachable!("{e}"));
+            let input = to_json(&valid);
+            prop_assert_eq!(&valid.audience, &entries);
+            if entries.is_empty() {
+                prop_assert!(input.get("audience").is_none());
+            } else {
+                prop_assert_eq!(&input["audience"], &serde_json::json!(entries));
+            }
+        }
+    }
 }

@@ -223,9 +223,9 @@ fn optional_kind(
 /// kind cannot be read is refused rather than guessed at.
 fn chain_entry(field: &str, value: &str, limits: &Limits) -> Result<String, InvalidRequest> {
     let value = required_id(field, value, limits)?;
-    let well_formed = value.split_once(':').is_some_and(|(kind, id)| {
-        kind_well_formed(kind) && !id.is_empty()
-    });
+    let well_formed = value
+        .split_once(':')
+        .is_some_and(|(kind, id)| kind_well_formed(kind) && !id.is_empty());
     if !well_formed {
         return Err(InvalidRequest::new(
             field,
@@ -239,9 +239,11 @@ fn chain_entry(field: &str, value: &str, limits: &Limits) -> Result<String, Inva
 fn audience_entry(field: &str, value: &str, limits: &Limits) -> Result<String, InvalidRequest> {
     let value = required_id(field, value, limits)?;
     let well_formed = value == "public"
-        || ["user:", "group:", "external:"]
-            .iter()
-            .any(|prefix| value.strip_prefix(prefix).is_some_and(|rest| !rest.is_empty()));
+        || ["user:", "group:", "external:"].iter().any(|prefix| {
+            value
+                .strip_prefix(prefix)
+                .is_some_and(|rest| !rest.is_empty())
+        });
     if !well_formed {
         return Err(InvalidRequest::new(
             field,

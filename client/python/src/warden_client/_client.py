@@ -243,6 +243,9 @@ class Check:
     request_id: str = ""
     approval: ApprovalRef | None = None
     """An approval given for exactly this check (see :class:`ApprovalTask`)."""
+    audience: Sequence[str] = ()
+    """Who will see the result: ``user:ID``, ``group:ID``, ``public`` or
+    ``external:DOMAIN``."""
 
     def to_proto(self) -> decision_pb2.CheckRequest:
         return decision_pb2.CheckRequest(
@@ -256,6 +259,7 @@ class Check:
                 attributes=_struct(self.principal_attributes),
             ),
             delegation_chain=list(self.delegation_chain),
+            audience=list(self.audience),
             action=decision_pb2.Action(
                 name=self.action, attributes=_struct(self.action_attributes)
             ),
@@ -268,6 +272,16 @@ class Check:
             request_id=self.request_id,
             approval=self.approval.to_proto() if self.approval is not None else None,
         )
+
+
+@dataclass(frozen=True)
+class AudienceGap:
+    """Who in a check's audience may not read what it discloses."""
+
+    members: int
+    lacking_count: int
+    lacking: tuple[str, ...]
+    """The first of them (at most 10), as ``user:ID``."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +304,8 @@ class CheckResult:
     """When the check carried an approval that was refused: ``request`` (ask
     for a new approval), ``retry`` (after ``retry_after_seconds``) or ``none``."""
     retry_after_seconds: int = 0
+    audience: AudienceGap | None = None
+    """A disclosure refused for its audience: who lacks access."""
 
     @property
     def allowed(self) -> bool:
@@ -320,6 +336,15 @@ class CheckResult:
             ),
             next_action=response.next_action,
             retry_after_seconds=response.retry_after_seconds,
+            audience=(
+                AudienceGap(
+                    members=response.audience.members,
+                    lacking_count=response.audience.lacking_count,
+                    lacking=tuple(response.audience.lacking),
+                )
+                if response.HasField("audience")
+                else None
+            ),
         )
 
 
@@ -412,6 +437,7 @@ class Warden:
         context: Mapping[str, Any] | None = None,
         request_id: str = "",
         approval: ApprovalRef | None = None,
+        audience: Sequence[str] = (),
     ) -> CheckResult:
         """Decides one action; the arguments are those of :class:`Check`.
 
@@ -435,6 +461,7 @@ class Warden:
                 context=context,
                 request_id=request_id,
                 approval=approval,
+                audience=audience,
             )
         )
 

@@ -30,6 +30,10 @@ pub struct CheckArgs {
     /// Actor between the principal and the agent; repeat, outermost first.
     #[arg(long = "delegated-by")]
     delegated_by: Vec<String>,
+    /// Who will see the result: `user:ID`, `group:ID`, `public` or
+    /// `external:DOMAIN`; repeat for several.
+    #[arg(long)]
+    audience: Vec<String>,
     /// Context as a JSON object.
     #[arg(long, value_parser = parse_object)]
     context: Option<Map<String, Json>>,
@@ -80,6 +84,9 @@ pub async fn run(addr: &str, options: ClientOptions, args: CheckArgs, json: bool
     }
     for actor in &args.delegated_by {
         builder = builder.delegated_by(actor);
+    }
+    for entry in &args.audience {
+        builder = builder.audience(entry);
     }
     for (key, value) in args.context.into_iter().flatten() {
         builder = builder.context(key, value);
@@ -146,6 +153,11 @@ fn print_response(response: &CheckResponse, as_json: bool) {
             })),
             "next_action": response.next_action,
             "retry_after_seconds": response.retry_after_seconds,
+            "audience": response.audience.as_ref().map(|g| json!({
+                "members": g.members,
+                "lacking_count": g.lacking_count,
+                "lacking": g.lacking,
+            })),
         });
         outln!("{document}");
         return;
@@ -157,6 +169,19 @@ fn print_response(response: &CheckResponse, as_json: bool) {
     outln!("  decision_id: {}", response.decision_id);
     if !response.policy_revision.is_empty() {
         outln!("  policy_revision: {}", response.policy_revision);
+    }
+    if let Some(gap) = &response.audience {
+        outln!(
+            "  audience: {} of {} may not read it: {}{}",
+            gap.lacking_count,
+            gap.members,
+            gap.lacking.join(", "),
+            if (gap.lacking_count as usize) > gap.lacking.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
     }
     if let Some(access) = &response.access_request {
         let approvers = access
