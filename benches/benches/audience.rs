@@ -76,10 +76,6 @@ fn benches(c: &mut Criterion) {
     let (generation, bind) = generation(&identity, &workload.entitlements);
     let limits = Limits::default();
 
-    let index = AudienceIndex::build(
-        &generation.identity.document,
-        &generation.entitlements.document,
-    );
     let started = Instant::now();
     let index = black_box(AudienceIndex::build(
         &generation.identity.document,

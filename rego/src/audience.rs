@@ -67,6 +67,9 @@ enum Holder {
 
 type Grants = Vec<(Holder, Vec<Rc<str>>)>;
 
+/// Readers of every resource of a type, per (type, action).
+type EveryReaders = HashMap<(Rc<str>, Rc<str>), Arc<Bits>>;
+
 /// Grants on one resource type: on every resource (`*`) and per resource id.
 #[derive(Debug, Default)]
 struct TypeGrants {
@@ -83,8 +86,7 @@ pub struct AudienceIndex {
     groups: HashMap<Rc<str>, usize>,
     members: Vec<Members>,
     grants: HashMap<Rc<str>, TypeGrants>,
-    /// Readers of every resource of a type, per (type, action).
-    every_readers: Mutex<HashMap<(Rc<str>, Rc<str>), Arc<Bits>>>,
+    every_readers: Mutex<EveryReaders>,
 }
 
 /// The answer for one audience: how many distinct members it has, how many

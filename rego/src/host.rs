@@ -95,7 +95,7 @@ impl Host {
                 };
                 // An undefined argument makes the call undefined, as in
                 // Rego; the interpreter passes it rather than skipping.
-                if args.iter().any(|arg| *arg == Value::Undefined) {
+                if args.contains(&Value::Undefined) {
                     return Ok(Value::Undefined);
                 }
                 if !matches!(audience, Value::Array(_) | Value::Set(_)) {

@@ -250,6 +250,13 @@ impl Policy {
                 vm.set_execution_timer_config(timer);
                 vm.set_data(data.clone())
                     .map_err(|e| RegoError::Data(e.to_string()))?;
+                // Run to completion, a host call cannot be answered: the VM
+                // reads it as a failed body, so the rule would be undefined
+                // rather than an error. Programs that make host calls always
+                // run suspendable.
+                if program.has_host_await() {
+                    vm.set_execution_mode(ExecutionMode::Suspendable);
+                }
                 Ok(Evaluator::Rvm {
                     vm: Box::new(vm),
                     host,
@@ -303,40 +310,35 @@ fn vm_error(error: VmError) -> EvalError {
 
 /// Runs the entrypoint so that it may stop at host builtins, answering each.
 fn run_with_host(vm: &mut RegoVM, host: &Host) -> Result<Value, EvalError> {
-    vm.set_execution_mode(ExecutionMode::Suspendable);
-    let result = (|| {
-        let mut value = vm.execute_entry_point_by_index(0).map_err(vm_error)?;
-        loop {
-            let (name, argument) = match vm.execution_state() {
-                ExecutionState::Suspended {
-                    reason:
-                        SuspendReason::HostAwait {
-                            argument,
-                            identifier,
-                            ..
-                        },
-                    ..
-                } => (identifier.clone(), argument.clone()),
-                ExecutionState::Suspended { reason, .. } => {
-                    return Err(EvalError::Failed(format!(
-                        "the policy stopped unexpectedly: {reason:?}"
-                    )));
-                }
-                _ => return Ok(value),
-            };
-            let Value::String(name) = name else {
-                return Err(EvalError::Failed("a host call without a name".into()));
-            };
-            let args: Vec<Value> = match argument {
-                Value::Array(items) => items.iter().cloned().collect(),
-                other => vec![other],
-            };
-            let answer = host.call(&name, &args).map_err(EvalError::Failed)?;
-            value = vm.resume(Some(answer)).map_err(vm_error)?;
-        }
-    })();
-    vm.set_execution_mode(ExecutionMode::RunToCompletion);
-    result
+    let mut value = vm.execute_entry_point_by_index(0).map_err(vm_error)?;
+    loop {
+        let (name, argument) = match vm.execution_state() {
+            ExecutionState::Suspended {
+                reason:
+                    SuspendReason::HostAwait {
+                        argument,
+                        identifier,
+                        ..
+                    },
+                ..
+            } => (identifier.clone(), argument.clone()),
+            ExecutionState::Suspended { reason, .. } => {
+                return Err(EvalError::Failed(format!(
+                    "the policy stopped unexpectedly: {reason:?}"
+                )));
+            }
+            _ => return Ok(value),
+        };
+        let Value::String(name) = name else {
+            return Err(EvalError::Failed("a host call without a name".into()));
+        };
+        let args: Vec<Value> = match argument {
+            Value::Array(items) => items.iter().cloned().collect(),
+            other => vec![other],
+        };
+        let answer = host.call(&name, &args).map_err(EvalError::Failed)?;
+        value = vm.resume(Some(answer)).map_err(vm_error)?;
+    }
 }
 
 impl Evaluator {
@@ -346,21 +348,11 @@ impl Evaluator {
     pub fn eval(&mut self, input: Value) -> Result<Value, EvalError> {
         match self {
             Evaluator::Rvm { vm, host, awaits } => {
-                // Only a check that can reach a host builtin pays for the
-                // suspendable run; the default policy calls one only for an
-                // audience, and any other call is caught and run again.
-                let hinted = *awaits && input["audience"] != Value::Undefined;
                 vm.set_input(input);
-                if hinted {
+                if *awaits {
                     return run_with_host(vm, host);
                 }
-                match vm.execute_entry_point_by_index(0) {
-                    Ok(value) => Ok(value),
-                    Err(VmError::HostAwaitResponseMissing { .. }) if *awaits => {
-                        run_with_host(vm, host)
-                    }
-                    Err(e) => Err(vm_error(e)),
-                }
+                vm.execute_entry_point_by_index(0).map_err(vm_error)
             }
             Evaluator::Interpreter { engine, rule } => {
                 engine.set_input(input);

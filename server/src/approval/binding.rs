@@ -150,6 +150,26 @@ mod tests {
         ))
     }
 
+    /// An approval to show something to some people is not one to show it
+    /// to others; the parsed chain adds nothing the chain did not bind.
+    #[test]
+    fn the_audience_binds() {
+        let to_one = {
+            let mut r = request(serde_json::json!({}), serde_json::json!({}));
+            r.audience = vec!["user:u".into()];
+            r
+        };
+        let mut to_all = to_one.clone();
+        to_all.audience = vec!["group:all-staff".into()];
+        let mut to_none = to_one.clone();
+        to_none.audience.clear();
+        assert_ne!(h(&to_one), h(&to_all));
+        assert_ne!(h(&to_one), h(&to_none));
+        let bound = bound(&to_one, &[]);
+        assert!(bound.get("delegation").is_none(), "{bound}");
+        assert_eq!(bound["delegation_chain"], serde_json::json!(["client:ui"]));
+    }
+
     #[test]
     fn volatile_members_do_not_bind() {
         let a = request(
