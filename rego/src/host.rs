@@ -20,6 +20,84 @@ pub const AUDIENCE_GAPS: &str = "warden.audience_gaps";
 /// Every host builtin and its number of arguments.
 pub const BUILTINS: &[(&str, usize)] = &[(AUDIENCE_GAPS, 5)];
 
+/// The input member every host call must take first (see `check_calls`).
+pub const GATE: &str = "audience";
+
+/// Refuses a module that calls a host builtin with anything but
+/// `input.audience` as the first argument.
+///
+/// Only checks whose input has an audience run suspendable, the mode in
+/// which the host can answer (it costs about twice as much); elsewhere an
+/// unanswered call reads as undefined. Tying every call to
+/// `input.audience` makes that exact: without it the call is undefined in
+/// Rego anyway, so no policy can be answered "undefined" where it would
+/// have had a value.
+pub fn check_calls(source: &str) -> Result<(), String> {
+    let code = code_only(source);
+    for (at, _) in code.match_indices(AUDIENCE_GAPS) {
+        let rest = code[at + AUDIENCE_GAPS.len()..].trim_start();
+        let Some(args) = rest.strip_prefix('(') else {
+            return Err(format!(
+                "`{AUDIENCE_GAPS}` may only be called, with `input.{GATE}` as its first argument"
+            ));
+        };
+        let args = args.trim_start();
+        let gated = args
+            .strip_prefix("input.")
+            .and_then(|a| a.strip_prefix(GATE))
+            .is_some_and(|a| a.trim_start().starts_with([',', ')']));
+        if !gated {
+            return Err(format!(
+                "`{AUDIENCE_GAPS}` must take `input.{GATE}` as its first argument, so that checks without an audience never need the host"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `source` with comments and string literals blanked out, so that only
+/// code is searched: a name in a comment is no call, and a `#` in a string
+/// is no comment.
+fn code_only(source: &str) -> String {
+    enum State {
+        Code,
+        Quoted { escaped: bool },
+        Raw,
+        Comment,
+    }
+    let mut state = State::Code;
+    source
+        .chars()
+        .map(|c| {
+            let (keep, next) = match state {
+                State::Code => match c {
+                    '"' => (false, State::Quoted { escaped: false }),
+                    '`' => (false, State::Raw),
+                    '#' => (false, State::Comment),
+                    _ => (true, State::Code),
+                },
+                State::Quoted { escaped: true } => (false, State::Quoted { escaped: false }),
+                State::Quoted { escaped: false } => match c {
+                    '\\' => (false, State::Quoted { escaped: true }),
+                    '"' => (false, State::Code),
+                    _ => (false, State::Quoted { escaped: false }),
+                },
+                State::Raw => (false, if c == '`' { State::Code } else { State::Raw }),
+                State::Comment => (
+                    c == '\n',
+                    if c == '\n' {
+                        State::Code
+                    } else {
+                        State::Comment
+                    },
+                ),
+            };
+            state = next;
+            if keep { c } else { ' ' }
+        })
+        .collect()
+}
+
 /// The index for the documents it was built from. Holding the documents
 /// keeps their allocations alive, so comparing pointers is sound.
 #[derive(Debug)]

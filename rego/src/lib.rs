@@ -76,6 +76,10 @@ pub fn parse(modules: &[Module]) -> Result<Parsed, RegoError> {
     let mut engine = Engine::new();
     register_extensions(&mut engine, Arc::new(Host::default()))?;
     for module in modules {
+        host::check_calls(&module.source).map_err(|message| RegoError::Parse {
+            path: module.path.clone(),
+            message,
+        })?;
         engine.set_rego_v0(module.rego_v0);
         engine
             .add_policy(module.path.clone(), module.source.clone())
@@ -250,13 +254,6 @@ impl Policy {
                 vm.set_execution_timer_config(timer);
                 vm.set_data(data.clone())
                     .map_err(|e| RegoError::Data(e.to_string()))?;
-                // Run to completion, a host call cannot be answered: the VM
-                // reads it as a failed body, so the rule would be undefined
-                // rather than an error. Programs that make host calls always
-                // run suspendable.
-                if program.has_host_await() {
-                    vm.set_execution_mode(ExecutionMode::Suspendable);
-                }
                 Ok(Evaluator::Rvm {
                     vm: Box::new(vm),
                     host,
@@ -348,9 +345,18 @@ impl Evaluator {
     pub fn eval(&mut self, input: Value) -> Result<Value, EvalError> {
         match self {
             Evaluator::Rvm { vm, host, awaits } => {
+                // Suspendable runs cost about twice as much, so only a check
+                // that can reach a host call gets one. Every host call takes
+                // `input.audience` first (`host::check_calls`), so without
+                // it the call is undefined either way: run to completion,
+                // an unanswered call fails its body, which is the same.
+                let calls = *awaits && input[host::GATE] != Value::Undefined;
                 vm.set_input(input);
-                if *awaits {
-                    return run_with_host(vm, host);
+                if calls {
+                    vm.set_execution_mode(ExecutionMode::Suspendable);
+                    let result = run_with_host(vm, host);
+                    vm.set_execution_mode(ExecutionMode::RunToCompletion);
+                    return result;
                 }
                 vm.execute_entry_point_by_index(0).map_err(vm_error)
             }

@@ -2,6 +2,8 @@
 //! the call and the host answers; the interpreter calls an extension. The
 //! index is built once per data document, not once per check.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 use std::sync::Arc;
 
 use regorus::Value;
@@ -86,27 +88,57 @@ fn checks_that_never_call_the_host_run_to_completion() {
     assert_eq!(host.builds(), 0);
 }
 
-/// A host call is answered whatever the input holds: running to completion
-/// would read the call as undefined, which could allow where it should deny.
+/// Without an audience the call is undefined, as Rego makes a call with an
+/// undefined argument; run to completion, the unanswered call reads the same.
 #[test]
-fn a_host_call_is_answered_whatever_the_input() {
-    let source = POLICY.replace("input.audience", "input.who");
-    let policy = warden_rego::parse(&[Module {
+fn without_an_audience_the_call_is_undefined() {
+    let policy = parsed().compile("data.t.gaps").unwrap();
+    let host = Arc::new(Host::default());
+    let mut evaluator = policy.evaluator(&data(), limits(), host.clone()).unwrap();
+    let bare = Value::from(serde_json::json!({"resource": {"type": "document"}}));
+    assert_eq!(evaluator.eval(bare.clone()).unwrap(), Value::Undefined);
+    // And the evaluator still answers the next check that has one.
+    assert_eq!(evaluator.eval(input()).unwrap(), expected());
+
+    let mut engine = parsed().into_engine();
+    engine.add_data(data()).unwrap();
+    engine.set_input(bare);
+    assert_eq!(
+        engine.eval_rule("data.t.gaps".into()).unwrap(),
+        Value::Undefined
+    );
+}
+
+/// Only `input.audience` may come first: another argument could be defined
+/// without an audience, where only suspendable runs can answer.
+#[test]
+fn calls_not_gated_on_the_audience_are_refused() {
+    for call in [
+        "warden.audience_gaps(input.who, input.resource, \"r\", data.identity, data.entitlements)",
+        "warden.audience_gaps(input.audience[0], input.resource, \"r\", data.identity, data.entitlements)",
+        "warden.audience_gaps ( [\"user:x\"], input.resource, \"r\", data.identity, data.entitlements)",
+    ] {
+        let source = format!("package t\n\nx := {call}\n");
+        let error = warden_rego::parse(&[Module {
+            path: "t.rego".into(),
+            source,
+            rego_v0: false,
+        }])
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("input.audience"),
+            "{call}: {error}"
+        );
+    }
+    // In a comment or a string it is no call.
+    let source =
+        "package t\n\n# warden.audience_gaps(input.who)\nx := \"warden.audience_gaps(1)\"\n";
+    warden_rego::parse(&[Module {
         path: "t.rego".into(),
-        source,
+        source: source.into(),
         rego_v0: false,
     }])
-    .unwrap()
-    .compile("data.t.gaps")
     .unwrap();
-    let data = data();
-    let host = Arc::new(Host::default());
-    let mut evaluator = policy.evaluator(&data, limits(), host).unwrap();
-    let input = Value::from(serde_json::json!({
-        "who": ["group:eng", "user:cy"],
-        "resource": {"type": "document", "id": "d1"},
-    }));
-    assert_eq!(evaluator.eval(input).unwrap(), expected());
 }
 
 #[test]
