@@ -22,7 +22,7 @@ package warden.authz
 # itself agree on the exact value. A denial for the audience also names who
 # lacks access (disclosure.rego).
 decision := {"allow": false, "require_approval": false, "reasons": sort(deny_reasons), "audience": audience_report} if {
-	count(deny_reasons) > 0
+	deny_reasons.audience_not_entitled
 	audience_report
 } else := {"allow": false, "require_approval": false, "reasons": sort(deny_reasons)} if {
 	count(deny_reasons) > 0

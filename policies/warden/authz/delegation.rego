@@ -10,12 +10,18 @@ delegate_ids contains link.id if {
 	link.kind == "agent"
 }
 
-deny_reasons contains concat(":", ["delegate_unknown", id]) if {
+# One entry into deny_reasons, taken only by checks that carry a chain.
+deny_reasons contains reason if {
+	input.delegation
+	some reason in delegation_reasons
+}
+
+delegation_reasons contains concat(":", ["delegate_unknown", id]) if {
 	some id in delegate_ids
 	not delegate_known(id)
 }
 
-deny_reasons contains concat(":", ["delegate_not_granted", id]) if {
+delegation_reasons contains concat(":", ["delegate_not_granted", id]) if {
 	some id in delegate_ids
 	delegate_known(id)
 	not delegate_granted(id)

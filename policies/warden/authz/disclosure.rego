@@ -13,14 +13,17 @@ disclosing if {
 
 audience_size := count(object.get(input, "audience", []))
 
-# Platforms must say who will see it.
-deny_reasons contains "audience_missing" if {
+# One entry into deny_reasons for all of disclosure, so that a check that
+# discloses nothing pays for one rule call, not one per reason.
+deny_reasons contains reason if {
 	disclosing
-	audience_size == 0
+	some reason in audience_reasons
 }
 
-deny_reasons contains "audience_unknown" if {
-	disclosing
+# Platforms must say who will see it.
+audience_reasons contains "audience_missing" if audience_size == 0
+
+audience_reasons contains "audience_unknown" if {
 	some entry in input.audience
 	audience_unknown(entry)
 }
@@ -37,8 +40,7 @@ audience_unknown(entry) if {
 
 # Nobody outside the organisation has entitlements, so only a resource
 # marked public may reach them.
-deny_reasons contains "audience_external" if {
-	disclosing
+audience_reasons contains "audience_external" if {
 	some entry in input.audience
 	audience_outside(entry)
 	not resource_public
@@ -52,8 +54,7 @@ resource_public if input.resource.attributes.classification == "public"
 
 # Denies unless the gaps were computed and are empty: a failed computation
 # must not read as "nobody lacks access".
-deny_reasons contains "audience_not_entitled" if {
-	disclosing
+audience_reasons contains "audience_not_entitled" if {
 	audience_size > 0
 	not audience_entitled
 }
