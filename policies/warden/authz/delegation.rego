@@ -5,25 +5,15 @@
 # (`client:…`, `user:…`) are recorded, not judged.
 package warden.authz
 
-delegate_ids contains link.id if {
+deny_reasons contains reason if {
 	some link in input.delegation
 	link.kind == "agent"
+	reason := delegate_refusal(link.id)
 }
 
-# One entry into deny_reasons, taken only by checks that carry a chain.
-deny_reasons contains reason if {
-	input.delegation
-	some reason in delegation_reasons
-}
-
-delegation_reasons contains concat(":", ["delegate_unknown", id]) if {
-	some id in delegate_ids
+delegate_refusal(id) := concat(":", ["delegate_unknown", id]) if {
 	not delegate_known(id)
-}
-
-delegation_reasons contains concat(":", ["delegate_not_granted", id]) if {
-	some id in delegate_ids
-	delegate_known(id)
+} else := concat(":", ["delegate_not_granted", id]) if {
 	not delegate_granted(id)
 }
 
