@@ -74,6 +74,13 @@ impl WardenBuilder {
     }
 
     /// Uses `dir` as the data directory instead of a fresh temporary one.
+    /// Serves a copy of the default policy without its demo limits, made
+    /// in `dir` (see `crate::policy_without_limits`).
+    pub fn without_demo_limits(self, dir: &std::path::Path) -> Self {
+        let policy = crate::policy_without_limits(dir);
+        self.env("WARDEN_POLICY_BUNDLE", policy.display().to_string())
+    }
+
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self

@@ -199,12 +199,7 @@ async fn server_decisions_equal_opa_on_generated_requests() {
     // Thousands of generated denials would trip the demo tripwire.
     let dir = tempfile::tempdir().unwrap();
     let warden = Warden::builder()
-        .env(
-            "WARDEN_POLICY_BUNDLE",
-            warden_e2e::policy_without_limits(dir.path())
-                .display()
-                .to_string(),
-        )
+        .without_demo_limits(dir.path())
         .start()
         .await;
     let mut client = warden.client().await;

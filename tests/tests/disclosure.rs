@@ -70,12 +70,7 @@ async fn server(staff: usize) -> (Warden, tempfile::TempDir) {
         .arg(write("identity.json", identity(staff)))
         .arg("--entitlements")
         .arg(write("entitlements.json", entitlements()))
-        .env(
-            "WARDEN_POLICY_BUNDLE",
-            warden_e2e::policy_without_limits(dir.path())
-                .display()
-                .to_string(),
-        )
+        .without_demo_limits(dir.path())
         .start()
         .await;
     (warden, dir)

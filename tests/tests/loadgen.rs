@@ -57,12 +57,7 @@ fn count(report: &Json, path: &[&str]) -> u64 {
 async fn closed_and_open_loop_runs_report_the_traffic_they_sent() {
     let dir = tempfile::tempdir().unwrap();
     let warden = Warden::builder()
-        .env(
-            "WARDEN_POLICY_BUNDLE",
-            warden_e2e::policy_without_limits(dir.path())
-                .display()
-                .to_string(),
-        )
+        .without_demo_limits(dir.path())
         .start()
         .await;
 
