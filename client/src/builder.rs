@@ -2,7 +2,10 @@
 
 use serde_json::{Map, Value as Json};
 use warden_proto::convert::to_struct;
-use warden_proto::v1::{Action, Agent, ApprovalRef, CheckRequest, Principal, Resource};
+use warden_proto::v1::{
+    Action, Agent, ApprovalRef, CheckRequest, Principal, Resource, SearchActionsRequest,
+    SearchResourcesRequest, SearchSubjectsRequest,
+};
 
 /// Builds a `CheckRequest`. The principal is a user unless
 /// `principal_type` says otherwise.
@@ -144,5 +147,58 @@ impl CheckBuilder {
         }
         request.context = attributes(self.context);
         request
+    }
+
+    /// Which of `candidates` (action names; empty to have Warden propose
+    /// them) this check's agent may take on its resource for its
+    /// principal. The builder's action is ignored.
+    pub fn search_actions(self, candidates: Vec<String>) -> SearchActionsRequest {
+        let request = self.build();
+        SearchActionsRequest {
+            platform: request.platform,
+            agent: request.agent,
+            principal: request.principal,
+            delegation_chain: request.delegation_chain,
+            resource: request.resource,
+            context: request.context,
+            request_id: request.request_id,
+            candidates,
+            page: None,
+        }
+    }
+
+    /// Which resources of the builder's resource type the agent may take
+    /// its action on for its principal. The resource id is ignored.
+    pub fn search_resources(self) -> SearchResourcesRequest {
+        let request = self.build();
+        SearchResourcesRequest {
+            platform: request.platform,
+            agent: request.agent,
+            principal: request.principal,
+            delegation_chain: request.delegation_chain,
+            action: request.action,
+            resource_type: request.resource.map(|r| r.r#type).unwrap_or_default(),
+            context: request.context,
+            request_id: request.request_id,
+            page: None,
+        }
+    }
+
+    /// Which principals (of the builder's principal type) the agent may
+    /// act for, taking its action on its resource. The principal id is
+    /// ignored.
+    pub fn search_subjects(self) -> SearchSubjectsRequest {
+        let request = self.build();
+        SearchSubjectsRequest {
+            platform: request.platform,
+            agent: request.agent,
+            subject_type: request.principal.map(|p| p.r#type).unwrap_or_default(),
+            delegation_chain: request.delegation_chain,
+            action: request.action,
+            resource: request.resource,
+            context: request.context,
+            request_id: request.request_id,
+            page: None,
+        }
     }
 }

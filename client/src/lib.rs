@@ -62,10 +62,12 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use warden_proto::v1::approval_service_client::ApprovalServiceClient;
 use warden_proto::v1::decision_service_client::DecisionServiceClient;
 pub use warden_proto::v1::{
-    AccessRequest, ApprovalRef, ApprovalRequirement, ApprovalTask, ApprovalTaskState, ApprovalUse,
-    BatchCheckRequest, BatchCheckResponse, BatchCheckResult, CancelApprovalTaskRequest,
-    CheckRequest, CheckResponse, Decision, GetApprovalTaskRequest, RequestApprovalRequest,
-    batch_check_result,
+    AccessRequest, ActionResult, ApprovalRef, ApprovalRequirement, ApprovalTask, ApprovalTaskState,
+    ApprovalUse, BatchCheckRequest, BatchCheckResponse, BatchCheckResult,
+    CancelApprovalTaskRequest, CheckRequest, CheckResponse, Decision, GetApprovalTaskRequest,
+    PageRequest, PageResponse, RequestApprovalRequest, ResourceResult, SearchActionsRequest,
+    SearchActionsResponse, SearchResourcesRequest, SearchResourcesResponse, SearchSubjectsRequest,
+    SearchSubjectsResponse, SubjectResult, batch_check_result,
 };
 
 /// Why a call failed.
@@ -304,6 +306,52 @@ impl WardenClient {
             answered => answered,
         };
         Ok(answered?.into_inner().results)
+    }
+
+    /// One page of an action search: with `candidates` (the platform's
+    /// tools), each one's outcome, in order; without, the actions Warden
+    /// finds allowed (or requiring approval).
+    pub async fn search_actions(
+        &mut self,
+        request: SearchActionsRequest,
+    ) -> Result<SearchActionsResponse, ClientError> {
+        Ok(self.inner.search_actions(request).await?.into_inner())
+    }
+
+    /// Every page of an action search, followed to its end: the tool
+    /// filter. For `n` candidates, `n` outcomes in their order.
+    pub async fn search_actions_all(
+        &mut self,
+        mut request: SearchActionsRequest,
+    ) -> Result<Vec<ActionResult>, ClientError> {
+        let mut results = Vec::new();
+        loop {
+            let page = self.search_actions(request.clone()).await?;
+            results.extend(page.results);
+            match page.page.map(|p| p.next_token).filter(|t| !t.is_empty()) {
+                None => return Ok(results),
+                Some(token) => {
+                    let limit = request.page.as_ref().map_or(0, |p| p.limit);
+                    request.page = Some(PageRequest { token, limit });
+                }
+            }
+        }
+    }
+
+    /// One page of a resource search.
+    pub async fn search_resources(
+        &mut self,
+        request: SearchResourcesRequest,
+    ) -> Result<SearchResourcesResponse, ClientError> {
+        Ok(self.inner.search_resources(request).await?.into_inner())
+    }
+
+    /// One page of a subject search.
+    pub async fn search_subjects(
+        &mut self,
+        request: SearchSubjectsRequest,
+    ) -> Result<SearchSubjectsResponse, ClientError> {
+        Ok(self.inner.search_subjects(request).await?.into_inner())
     }
 
     /// Asks a person to approve a REQUIRE_APPROVAL decision: `request` is

@@ -119,6 +119,8 @@ pub struct RawLimits {
     pub max_batch_items: u64,
     pub max_delegation_chain: u64,
     pub max_audience: u64,
+    /// Candidates one search call evaluates at most.
+    pub max_search_evaluations: u64,
     pub max_attribute_depth: u64,
     pub max_bundle_files: u64,
     pub max_bundle_bytes: u64,
@@ -185,6 +187,7 @@ impl Default for RawLimits {
             max_batch_items: request.max_batch_items as u64,
             max_delegation_chain: request.max_delegation_chain as u64,
             max_audience: request.max_audience as u64,
+            max_search_evaluations: request.max_search_evaluations as u64,
             max_attribute_depth: request.max_attribute_depth as u64,
             max_bundle_files: archive.max_files as u64,
             max_bundle_bytes: archive.max_total_bytes,
@@ -458,6 +461,10 @@ impl TryFrom<RawConfig> for Config {
                     raw.limits.max_attribute_depth,
                 )?,
                 max_audience: positive("limits.max_audience", raw.limits.max_audience)?,
+                max_search_evaluations: positive(
+                    "limits.max_search_evaluations",
+                    raw.limits.max_search_evaluations,
+                )?,
             },
             archive: ArchiveLimits {
                 max_files: positive("limits.max_bundle_files", raw.limits.max_bundle_files)?,

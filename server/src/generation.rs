@@ -5,8 +5,8 @@
 //! check ever sees a new bundle with old snapshots or the reverse.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use regorus::Value;
@@ -18,6 +18,8 @@ use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EngineOp
 use crate::input::json_to_rego;
 use crate::killswitch::Switch;
 use crate::limits::RuleSet;
+use crate::search::Target;
+use crate::search::generators::{self, Generators};
 pub use crate::snapshot::MaxAge;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::wasm::{BuildError, build_module};
@@ -33,6 +35,8 @@ pub struct LoadedPolicy {
     data: Value,
     /// `data.warden.limits`, validated.
     pub limits: Arc<RuleSet>,
+    /// `data.warden.search.*`, the bundle's search candidate generators.
+    pub generators: Arc<Generators>,
 }
 
 impl LoadedPolicy {
@@ -42,6 +46,7 @@ impl LoadedPolicy {
     pub fn compile(bundle: &Bundle, options: &EngineOptions) -> Result<Self, BundleError> {
         // Checked first: a bad rule is refused before any compiling.
         let limits = Arc::new(limit_rules(&bundle.data)?);
+        let generators = Arc::new(Generators::compile(bundle, options.eval)?);
         let kind = match bundle.manifest.metadata.get("engine") {
             Some(name) => name
                 .as_str()
@@ -100,6 +105,7 @@ impl LoadedPolicy {
             // Shared with the bundle, not copied.
             data: bundle.data.clone(),
             limits,
+            generators,
         })
     }
 
@@ -141,6 +147,11 @@ pub struct Generation {
     /// `data.killswitch`: the engaged kill switches, for policies to read.
     pub kill_switches: Value,
     bound: Arc<dyn BoundPolicy>,
+    /// The data document the policy is bound to.
+    data: Value,
+    /// `data` with the search index, built by the first search that runs a
+    /// generator on this generation.
+    search_data: OnceLock<Value>,
     /// A bundle evaluated beside the active one, whose answers are only
     /// compared, never returned.
     shadow: Option<(Arc<LoadedPolicy>, Arc<dyn BoundPolicy>)>,
@@ -186,6 +197,8 @@ impl Generation {
             max_age,
             kill_switches,
             bound,
+            data,
+            search_data: OnceLock::new(),
             shadow: None,
         })
     }
@@ -230,6 +243,30 @@ impl Generation {
 
     pub fn policy(&self) -> &dyn BoundPolicy {
         self.bound.as_ref()
+    }
+
+    /// The bundle's generator's candidates for a search with `input`;
+    /// `None` when the bundle declares none for `target`.
+    pub fn generated(
+        &self,
+        target: Target,
+        input: &serde_json::Value,
+    ) -> Option<Result<Vec<String>, String>> {
+        let generators = &self.policy.generators;
+        if !generators.declares(target) {
+            return None;
+        }
+        let data = self.search_data.get_or_init(|| {
+            let started = std::time::Instant::now();
+            let data = generators::with_index(&self.data);
+            tracing::debug!(
+                generation = self.id,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "search index built"
+            );
+            data
+        });
+        generators.candidates(target, data, json_to_rego(input))
     }
 
     /// Snapshot versions by kind, as responses report them.

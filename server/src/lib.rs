@@ -30,6 +30,7 @@ pub mod platform_limits;
 pub mod readiness;
 pub mod regotest;
 pub mod request;
+pub mod search;
 pub mod server;
 pub mod settings;
 pub mod snapshot;

@@ -67,6 +67,8 @@ pub enum Api {
     GrpcBatchCheck,
     AuthzenEvaluation,
     AuthzenEvaluations,
+    GrpcSearch,
+    AuthzenSearch,
 }
 
 impl Api {
@@ -76,6 +78,8 @@ impl Api {
             Api::GrpcBatchCheck => "grpc_batch_check",
             Api::AuthzenEvaluation => "authzen_evaluation",
             Api::AuthzenEvaluations => "authzen_evaluations",
+            Api::GrpcSearch => "grpc_search",
+            Api::AuthzenSearch => "authzen_search",
         }
     }
 }

@@ -260,7 +260,8 @@ pub async fn serve(
         metrics.clone(),
     )
     .with_approvals(approvals.clone())
-    .with_usage_limits(usage_limits.clone(), changes.clone());
+    .with_usage_limits(usage_limits.clone(), changes.clone())
+    .with_search_budget(config.transport.check_timeout);
     let decision =
         DecisionServiceServer::new(decisions.clone()).max_decoding_message_size(max_message);
     let approval_service =

@@ -473,6 +473,309 @@ async fn invalid_requests_surface_invalid_argument_and_the_field() {
     }
 }
 
+/// A platform's tool catalogue, as the support desk would offer it for an
+/// account: for `access-admin` acting for an it-ops member, reads and
+/// changes are allowed, deletes need an approval, disclosures (a search has
+/// no audience) and the actions of other teams are denied.
+const TOOLS: [&str; 40] = [
+    "accounts.read",
+    "accounts.list",
+    "accounts.search",
+    "accounts.create",
+    "accounts.update",
+    "accounts.rename",
+    "accounts.lock",
+    "accounts.unlock",
+    "accounts.disable",
+    "accounts.enable",
+    "accounts.reset_password",
+    "accounts.mfa.reset",
+    "accounts.sessions.list",
+    "accounts.sessions.revoke",
+    "accounts.groups.list",
+    "accounts.export",
+    "accounts.delete",
+    "accounts.credentials.delete",
+    "accounts.sessions.delete",
+    "accounts.share",
+    "accounts.notes.post",
+    "accounts.report.send",
+    "permissions.grant",
+    "permissions.revoke",
+    "permissions.list",
+    "iam.roles.assign",
+    "iam.roles.list",
+    "iam.policies.attach",
+    "tickets.read",
+    "tickets.create",
+    "tickets.update",
+    "tickets.comment",
+    "tickets.close",
+    "email.read",
+    "email.send",
+    "documents.read",
+    "calendar.create",
+    "kb.search",
+    "messages.post",
+    "alerts.read",
+];
+
+/// The part of a check a search of the catalogue holds fixed, in the
+/// drivers' JSON; a check of one tool is this with its `action`.
+fn tool_search(principal: &str) -> Json {
+    json!({
+        "platform": "support-desk",
+        "agent": "access-admin",
+        "principal": principal,
+        "resource": "account",
+        "resource_id": "acct-7",
+        "delegation_chain": ["client:helpdesk-ui"],
+        "context": {"purpose": "offboarding", "ticket": {"id": "INC-1042", "priority": 2}},
+    })
+}
+
+/// The check of `action` with a search's fixed part.
+fn tool_check(fixed: &Json, action: &str) -> Json {
+    json!({"check": with(fixed.clone(), json!({"action": action}))})
+}
+
+fn searched(outcome: &Json) -> &Json {
+    assert!(
+        outcome["search"]["results"].is_array(),
+        "expected a search: {outcome}"
+    );
+    &outcome["search"]
+}
+
+/// The names of a search's results.
+fn names(search: &Json) -> Vec<&str> {
+    search["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|found| found["name"].as_str().unwrap_or_default())
+        .collect()
+}
+
+/// Asserts that each of a search's results is what the corresponding check
+/// answered: decision, reasons, and `allowed` only for ALLOW.
+fn assert_as_checked(language: Language, search: &Json, checked: &[Json]) {
+    let results = search["results"].as_array().map_or(&[][..], Vec::as_slice);
+    assert_eq!(results.len(), checked.len(), "{language:?}: {search}");
+    for (found, outcome) in results.iter().zip(checked) {
+        let check = result(outcome);
+        let name = &found["name"];
+        assert_eq!(
+            found["decision"], check["decision"],
+            "{language:?} {name}: searched {found}, checked {check}"
+        );
+        assert_eq!(
+            found["reasons"], check["reasons"],
+            "{language:?} {name}: searched {found}, checked {check}"
+        );
+        assert_eq!(
+            found["allowed"],
+            found["decision"] == "ALLOW",
+            "{language:?}: {found}"
+        );
+        assert_eq!(
+            search["policy_revision"], check["policy_revision"],
+            "{language:?}: one generation"
+        );
+        assert_eq!(
+            search["snapshot_versions"], check["snapshot_versions"],
+            "{language:?}: one generation"
+        );
+    }
+}
+
+/// The tool-filtering call: every tool of the catalogue is answered, in
+/// order, exactly as a check of it is; paged, the pages add up to the same
+/// answer, as `search_actions_all` (which follows the pages) gives it, and
+/// `allowed_actions` keeps its ALLOWs.
+#[tokio::test]
+async fn search_actions_answers_every_candidate_as_check_does() {
+    let fixed = tool_search(&Demo::load().member_of("it-ops"));
+    let search = with(
+        fixed.clone(),
+        json!({"candidates": TOOLS.as_slice(), "request_id": "tools-1"}),
+    );
+    for language in LANGUAGES {
+        // A server per language: the checks' denials for
+        // `principal_not_entitled` count toward the demo tripwire (30 per
+        // agent within 5 minutes), which would switch the agent off.
+        let warden = Warden::start().await;
+        let addr = warden.decision_addr.to_string();
+        let by_seven = with(search.clone(), json!({"limit": 7}));
+        let mut calls = vec![
+            json!({"search_actions": search}),
+            json!({"search_actions_all": by_seven}),
+            json!({"allowed_actions": by_seven}),
+        ];
+        calls.extend(TOOLS.iter().map(|tool| tool_check(&fixed, tool)));
+        let outcomes = language.drive(&json!({"addr": addr, "calls": calls})).await;
+
+        let all = searched(&outcomes[0]);
+        assert_eq!(names(all), TOOLS, "{language:?}: in the order given");
+        assert_eq!(all["count"], TOOLS.len(), "{language:?}: {all}");
+        assert_eq!(all["evaluated"], TOOLS.len(), "{language:?}: {all}");
+        assert_eq!(all["total"], TOOLS.len(), "{language:?}: {all}");
+        assert_eq!(all["next_token"], "", "{language:?}: {all}");
+        assert_eq!(all["done"], true, "{language:?}: {all}");
+        assert!(
+            !all["search_id"].as_str().unwrap_or_default().is_empty(),
+            "{language:?}: {all}"
+        );
+        assert_eq!(all["snapshot_versions"]["identity"], "identity-7-300");
+        assert_as_checked(language, all, &outcomes[3..]);
+        for decision in ["ALLOW", "REQUIRE_APPROVAL", "DENY"] {
+            assert!(
+                all["results"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|found| found["decision"] == decision)),
+                "{language:?}: the catalogue should have a {decision}: {all}"
+            );
+        }
+        let allowed: Vec<&str> = all["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|found| found["decision"] == "ALLOW")
+            .map(|found| found["name"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            outcomes[1]["search_actions_all"], all["results"],
+            "{language:?}: search_actions_all, 7 a page"
+        );
+        assert_eq!(
+            outcomes[2]["allowed_actions"],
+            json!(allowed),
+            "{language:?}: allowed_actions, 7 a page"
+        );
+
+        // 15 a page: three pages, the same answers; the total only on the last.
+        let mut paged: Vec<Json> = Vec::new();
+        let mut token = String::new();
+        let mut first_token = String::new();
+        for page in 0..3 {
+            let mut call = with(search.clone(), json!({"limit": 15}));
+            if !token.is_empty() {
+                call["page_token"] = json!(token);
+            }
+            let outcome = language
+                .drive(&json!({"addr": addr, "calls": [{"search_actions": call}]}))
+                .await;
+            let got = searched(&outcome[0]);
+            let count = got["results"].as_array().map_or(0, Vec::len);
+            assert_eq!(got["count"], count, "{language:?}: {got}");
+            assert_eq!(got["evaluated"], count, "{language:?}: {got}");
+            paged.extend(got["results"].as_array().into_iter().flatten().cloned());
+            token = got["next_token"].as_str().unwrap_or_default().to_owned();
+            if page < 2 {
+                assert_eq!(count, 15, "{language:?} page {page}: {got}");
+                assert!(!token.is_empty(), "{language:?} page {page}: {got}");
+                assert_eq!(got["done"], false, "{language:?}: {got}");
+                assert!(got["total"].is_null(), "{language:?} page {page}: {got}");
+            } else {
+                assert_eq!(count, 10, "{language:?} last page: {got}");
+                assert!(token.is_empty(), "{language:?} last page: {got}");
+                assert_eq!(got["done"], true, "{language:?}: {got}");
+                assert_eq!(got["total"], TOOLS.len(), "{language:?}: {got}");
+            }
+            if page == 0 {
+                first_token.clone_from(&token);
+            }
+        }
+        assert_eq!(
+            json!(paged),
+            all["results"],
+            "{language:?}: the pages add up to the whole answer"
+        );
+
+        // A token belongs to its query: another resource is refused.
+        let other = with(
+            search.clone(),
+            json!({"resource_id": "acct-8", "page_token": first_token, "limit": 15}),
+        );
+        let refused = language
+            .drive(&json!({"addr": addr, "calls": [{"search_actions": other}]}))
+            .await;
+        assert_eq!(
+            error(&refused[0])["code"],
+            "INVALID_ARGUMENT",
+            "{language:?}: {refused:?}"
+        );
+    }
+}
+
+/// Without candidates Warden proposes the actions and returns only those
+/// a check allows or answers REQUIRE_APPROVAL, sorted by name, each as the
+/// check answers it.
+#[tokio::test]
+async fn search_actions_without_candidates_returns_what_checks_allow() {
+    let warden = Warden::start().await;
+    let addr = warden.decision_addr.to_string();
+    let fixed = tool_search(&Demo::load().member_of("it-ops"));
+    let script = json!({
+        "addr": addr,
+        "calls": [
+            {"search_actions": fixed},
+            {"search_actions": with(fixed.clone(), json!({"candidates": TOOLS.as_slice()}))},
+            {"search_actions": with(fixed.clone(), json!({"agent": ""}))},
+        ],
+    });
+    for language in LANGUAGES {
+        let outcomes = language.drive(&script).await;
+        let found = searched(&outcomes[0]);
+        let found_names = names(found);
+        assert!(!found_names.is_empty(), "{language:?}: {found}");
+        assert!(
+            found_names.windows(2).all(|pair| pair[0] < pair[1]),
+            "{language:?}: sorted by name, each once: {found_names:?}"
+        );
+        for result in found["results"].as_array().into_iter().flatten() {
+            assert!(
+                result["decision"] == "ALLOW" || result["decision"] == "REQUIRE_APPROVAL",
+                "{language:?}: only what a check would not deny: {result}"
+            );
+        }
+        assert_eq!(found["count"], found_names.len(), "{language:?}: {found}");
+        assert_eq!(found["total"], found_names.len(), "{language:?}: {found}");
+        assert_eq!(found["next_token"], "", "{language:?}: {found}");
+        assert_eq!(found["done"], true, "{language:?}: {found}");
+
+        let checks: Vec<Json> = found_names
+            .iter()
+            .map(|name| tool_check(&fixed, name))
+            .collect();
+        let checked = language
+            .drive(&json!({"addr": addr, "calls": checks}))
+            .await;
+        assert_as_checked(language, found, &checked);
+
+        // What it found of the catalogue, the catalogue's search answers alike.
+        let catalogue = searched(&outcomes[1]);
+        for result in found["results"].as_array().into_iter().flatten() {
+            if let Some(same) = catalogue["results"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|tool| tool["name"] == result["name"])
+            {
+                assert_eq!(same, result, "{language:?}");
+            }
+        }
+
+        // The fixed part is validated as a check's is.
+        let invalid = error(&outcomes[2]);
+        assert_eq!(
+            invalid["code"], "INVALID_ARGUMENT",
+            "{language:?}: {invalid}"
+        );
+        assert_eq!(invalid["field"], "agent.id", "{language:?}: {invalid}");
+    }
+}
+
 #[tokio::test]
 async fn the_examples_print_the_decision_and_exit_like_wardenctl() {
     let warden = Warden::start().await;

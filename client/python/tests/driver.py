@@ -5,6 +5,8 @@ client/typescript/test/driver.ts::
 
     {"addr": "...", "token": "...", "ca_file": "...",
      "calls": [{"check": {...}}, {"batch": [{...}, ...]},
+               {"search_actions": {...}}, {"search_actions_all": {...}},
+               {"allowed_actions": {...}},
                {"request_approval": {"request": {...}, "access_request": {...},
                                      "justification": "..."}},
                {"get_approval_task": "arq_..."},
@@ -13,7 +15,13 @@ client/typescript/test/driver.ts::
 
 Checks use the proto's field names, which are also :class:`Check`'s; a
 check's ``approval`` is an ``ApprovalRef`` and ``access_request`` an
-``AccessRequest``, as the proto spells them (and results print them). A watch
+``AccessRequest``, as the proto spells them (and results print them). A
+search takes :meth:`Warden.search_actions`'s keyword arguments (a check's
+fields without the action, plus ``candidates``, ``page_token`` and
+``limit``) and prints ``{"search": {...}}``; ``search_actions_all`` and
+``allowed_actions`` the same without ``page_token``, printing
+``{"search_actions_all": [RESULT, ...]}`` and
+``{"allowed_actions": [NAME, ...]}``. A watch
 also writes ``{"watch": ID, "state": STATE}`` to standard error, a line per
 task it sees, so the test can act while it waits.
 """
@@ -28,12 +36,14 @@ from typing import Any
 
 from warden_client import (
     AccessRequest,
+    ActionResult,
     ApprovalRef,
     ApprovalRequirement,
     ApprovalTask,
     Check,
     CheckResult,
     ItemError,
+    SearchActionsResult,
     Warden,
     WardenError,
 )
@@ -76,6 +86,31 @@ def result(r: CheckResult) -> dict[str, Any]:
     }
 
 
+def action(r: ActionResult) -> dict[str, Any]:
+    return {
+        "name": r.name,
+        "decision": r.decision.value,
+        "allowed": r.allowed,
+        "reasons": list(r.reasons),
+    }
+
+
+def search(s: SearchActionsResult) -> dict[str, Any]:
+    return {
+        "search": {
+            "results": [action(r) for r in s.results],
+            "next_token": s.next_token,
+            "count": s.count,
+            "total": s.total,
+            "evaluated": s.evaluated,
+            "done": s.done,
+            "search_id": s.search_id,
+            "policy_revision": s.policy_revision,
+            "snapshot_versions": dict(s.snapshot_versions),
+        }
+    }
+
+
 def task(t: ApprovalTask) -> dict[str, Any]:
     fields = dataclasses.asdict(t)
     fields.update(state=t.state.value, ended=t.ended)
@@ -108,6 +143,14 @@ def run(warden: Warden, call: dict[str, Any]) -> dict[str, Any]:
         if "batch" in call:
             items = warden.batch_check(to_check(item) for item in call["batch"])
             return {"batch": [batch_item(item) for item in items]}
+        if "search_actions" in call:
+            return search(warden.search_actions(**call["search_actions"]))
+        if "search_actions_all" in call:
+            found = warden.search_actions_all(**call["search_actions_all"])
+            return {"search_actions_all": [action(r) for r in found]}
+        if "allowed_actions" in call:
+            allowed = warden.allowed_actions(**call["allowed_actions"])
+            return {"allowed_actions": allowed}
         if "request_approval" in call:
             args = call["request_approval"]
             submitted = warden.request_approval(

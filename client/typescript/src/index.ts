@@ -26,6 +26,17 @@
  *   if (task.approval) result = await warden.check({ ...check, approval: task.approval });
  * }
  * ```
+ *
+ * Which of the platform's tools may the agent use here? Every candidate is
+ * answered with the decision a check would get; `allowedActions` keeps the
+ * `ALLOW` ones, following the pages:
+ *
+ * ```ts
+ * const tools = await warden.allowedActions({
+ *   platform: "support-desk", agent: "access-admin", principal: "amelia.tanaka",
+ *   resource: "account", resourceId: "acct-7", candidates: ["accounts.read", "accounts.delete"],
+ * });
+ * ```
  */
 
 import * as path from "node:path";
@@ -46,6 +57,8 @@ import type { BatchCheckResult__Output } from "./generated/warden/v1/BatchCheckR
 import type { CheckRequest } from "./generated/warden/v1/CheckRequest";
 import type { CheckResponse__Output } from "./generated/warden/v1/CheckResponse";
 import type { DecisionServiceClient } from "./generated/warden/v1/DecisionService";
+import type { SearchActionsRequest } from "./generated/warden/v1/SearchActionsRequest";
+import type { SearchActionsResponse__Output } from "./generated/warden/v1/SearchActionsResponse";
 import { badRequestField } from "./status";
 
 /** Warden's answer. `DECISION_UNSPECIFIED` is never sent and reads as `DENY`. */
@@ -193,6 +206,73 @@ export interface CheckResult {
   audience?: { members: number; lackingCount: number; lacking: string[] };
 }
 
+/**
+ * What `searchActions()` looks for: the actions `agent` of `platform`, acting
+ * for `principal`, may take on `resource`. A check's fields without the
+ * action, plus the candidates and the page.
+ */
+export interface ActionSearch {
+  platform: string;
+  agent: string;
+  principal: string;
+  /** The resource's type, e.g. `account`. */
+  resource: string;
+  resourceId?: string;
+  /** `user` when left out. */
+  principalType?: string;
+  /** The actors between the principal and this agent, outermost first, each `kind:id`. */
+  delegationChain?: string[];
+  agentAttributes?: JsonObject;
+  principalAttributes?: JsonObject;
+  resourceAttributes?: JsonObject;
+  context?: JsonObject;
+  /** Kept in the search's audit record. */
+  requestId?: string;
+  /**
+   * The action names to decide on, e.g. the platform's tools: each is
+   * answered, `DENY` included, in this order. Left out, Warden proposes the
+   * candidates and only the `ALLOW` and `REQUIRE_APPROVAL` ones come back.
+   */
+  candidates?: string[];
+  /** `nextToken` of the previous page, with the same search; left out for the first page. */
+  pageToken?: string;
+  /** Most results in this page; 0 or left out: only the server's evaluation cap. */
+  limit?: number;
+}
+
+/** One action's outcome in a search: the decision and reasons a check with it would get. */
+export interface ActionResult {
+  name: string;
+  decision: Decision;
+  /** True only for `ALLOW`: `REQUIRE_APPROVAL` means a person must confirm first. */
+  allowed: boolean;
+  reasons: string[];
+}
+
+/** One page of `searchActions()`. */
+export interface SearchActionsResult {
+  /**
+   * With candidates: each candidate's outcome, in the order given (this
+   * page's share of them). Without: the `ALLOW` and `REQUIRE_APPROVAL`
+   * actions, sorted by name.
+   */
+  results: ActionResult[];
+  /** Pass it back as `pageToken` for the next page; empty when the search is complete. */
+  nextToken: string;
+  /** True on the last page (`nextToken` is empty). */
+  done: boolean;
+  /** Results in this page. */
+  count: number;
+  /** Results of the whole search, known only on its last page. */
+  total?: number;
+  /** Candidates evaluated for this page. */
+  evaluated: number;
+  /** Names the search's audit record. */
+  searchId: string;
+  policyRevision: string;
+  snapshotVersions: Record<string, string>;
+}
+
 /** Options of `watchApprovalTask()`. */
 export interface WatchOptions {
   /** A deadline for the whole watch in milliseconds; by default it lasts as long as the task. */
@@ -333,6 +413,55 @@ export class Warden {
         settle(resolve, reject, (response) => response.results.map(toBatchItem)),
       );
     });
+  }
+
+  /**
+   * Which actions may the agent take on this resource for this principal?
+   * One page of the answer. With `candidates` (e.g. the platform's tool
+   * catalogue), every candidate is answered in the order given: the
+   * tool-filtering call. Each outcome is the decision a `check()` with that
+   * action would get now (no limit is spent; there is no audience, so
+   * disclosing actions such as `*.share` are `DENY` `audience_missing`).
+   * Pass `nextToken` back as `pageToken`, with the same search, for the
+   * next page. Rejects with a `WardenError` when Warden refuses the request
+   * (`FAILED_PRECONDITION` for a token the policy or snapshots changed
+   * under: start again).
+   */
+  searchActions(search: ActionSearch): Promise<SearchActionsResult> {
+    return new Promise((resolve, reject) => {
+      this.client.searchActions(
+        toSearchRequest(search),
+        this.metadata,
+        this.callOptions(),
+        settle(resolve, reject, toSearchResult),
+      );
+    });
+  }
+
+  /**
+   * Every page of `searchActions()`, following `nextToken` to the end: with
+   * `candidates`, each one's outcome in their order (the tool filter).
+   * `limit` applies to each page.
+   */
+  async searchActionsAll(search: Omit<ActionSearch, "pageToken">): Promise<ActionResult[]> {
+    const results: ActionResult[] = [];
+    let pageToken = "";
+    for (;;) {
+      const page = await this.searchActions({ ...search, pageToken });
+      results.push(...page.results);
+      if (page.done) return results;
+      pageToken = page.nextToken;
+    }
+  }
+
+  /**
+   * The names `searchActionsAll()` answers `ALLOW`, in its order: the tools
+   * to offer. Leaves out `REQUIRE_APPROVAL` (use `searchActionsAll()` to
+   * offer those behind a confirmation).
+   */
+  async allowedActions(search: Omit<ActionSearch, "pageToken">): Promise<string[]> {
+    const results = await this.searchActionsAll(search);
+    return results.filter((result) => result.allowed).map((result) => result.name);
   }
 
   /**
@@ -479,6 +608,28 @@ function toRequest(check: Check): CheckRequest {
   };
 }
 
+function toSearchRequest(search: ActionSearch): SearchActionsRequest {
+  return {
+    platform: search.platform,
+    agent: { id: search.agent, attributes: toStruct(search.agentAttributes) },
+    principal: {
+      type: search.principalType ?? "",
+      id: search.principal,
+      attributes: toStruct(search.principalAttributes),
+    },
+    delegation_chain: search.delegationChain ?? [],
+    resource: {
+      type: search.resource,
+      id: search.resourceId ?? "",
+      attributes: toStruct(search.resourceAttributes),
+    },
+    context: toStruct(search.context),
+    request_id: search.requestId ?? "",
+    candidates: search.candidates ?? [],
+    page: { token: search.pageToken ?? "", limit: search.limit ?? 0 },
+  };
+}
+
 function toApprovalRefMessage(approval: ApprovalRef): ApprovalRefMessage {
   return {
     id: approval.id,
@@ -586,6 +737,32 @@ function toResult(response: CheckResponse__Output): CheckResult {
       usesLeft: response.approval.uses_left,
     };
   }
+  return result;
+}
+
+function toSearchResult(response: SearchActionsResponse__Output): SearchActionsResult {
+  const page = response.page;
+  const nextToken = page?.next_token ?? "";
+  const result: SearchActionsResult = {
+    results: response.results.map((item) => {
+      const decision = DECISIONS[item.decision] ?? "DENY";
+      return {
+        name: item.name,
+        decision,
+        allowed: decision === "ALLOW",
+        reasons: item.reasons,
+      };
+    }),
+    nextToken,
+    done: nextToken === "",
+    count: page?.count ?? 0,
+    evaluated: page?.evaluated ?? 0,
+    searchId: response.search_id,
+    policyRevision: response.policy_revision,
+    snapshotVersions: response.snapshot_versions,
+  };
+  // A uint64 the loader gives as a string; absent before the last page.
+  if (page?.total !== undefined) result.total = Number(page.total);
   return result;
 }
 

@@ -5,6 +5,8 @@
  *
  *   {"addr": "...", "token": "...", "ca_file": "...",
  *    "calls": [{"check": {...}}, {"batch": [{...}, ...]},
+ *              {"search_actions": {...}}, {"search_actions_all": {...}},
+ *              {"allowed_actions": {...}},
  *              {"request_approval": {"request": {...}, "access_request": {...},
  *                                    "justification": "..."}},
  *              {"get_approval_task": "arq_..."},
@@ -13,21 +15,29 @@
  *
  * Checks use the proto's field names (`resource_id`, `request_id`, ...); a
  * check's `approval` is an `ApprovalRef` and `access_request` an
- * `AccessRequest`, as the proto spells them (and results print them). A watch
- * also writes `{"watch": ID, "state": STATE}` to standard error, a line per
- * task it sees, so the test can act while it waits.
+ * `AccessRequest`, as the proto spells them (and results print them). A
+ * search takes a check's fields without the action, plus `candidates`,
+ * `page_token` and `limit`, and prints `{"search": {...}}`;
+ * `search_actions_all` and `allowed_actions` the same without `page_token`,
+ * printing `{"search_actions_all": [RESULT, ...]}` and
+ * `{"allowed_actions": [NAME, ...]}`. A watch also writes
+ * `{"watch": ID, "state": STATE}` to standard error, a line per task it
+ * sees, so the test can act while it waits.
  */
 
 import { readFileSync } from "node:fs";
 
 import {
   type AccessRequest,
+  type ActionResult,
+  type ActionSearch,
   type ApprovalRef,
   type ApprovalTask,
   type BatchItem,
   type Check,
   type CheckResult,
   type JsonObject,
+  type SearchActionsResult,
   Warden,
   WardenError,
   type WardenOptions,
@@ -50,6 +60,24 @@ interface WireCheck {
   context?: JsonObject;
   request_id?: string;
   approval?: WireApprovalRef | null;
+}
+
+interface WireSearch {
+  platform: string;
+  agent: string;
+  principal: string;
+  resource: string;
+  resource_id?: string;
+  principal_type?: string;
+  delegation_chain?: string[];
+  agent_attributes?: JsonObject;
+  principal_attributes?: JsonObject;
+  resource_attributes?: JsonObject;
+  context?: JsonObject;
+  request_id?: string;
+  candidates?: string[];
+  page_token?: string;
+  limit?: number;
 }
 
 interface WireApprovalRef {
@@ -78,6 +106,9 @@ interface WireRequirement {
 type Call =
   | { check: WireCheck }
   | { batch: WireCheck[] }
+  | { search_actions: WireSearch }
+  | { search_actions_all: Omit<WireSearch, "page_token"> }
+  | { allowed_actions: Omit<WireSearch, "page_token"> }
   | {
       request_approval: {
         request: WireCheck;
@@ -117,6 +148,28 @@ function toCheck(wire: WireCheck): Check {
   if (wire.request_id !== undefined) check.requestId = wire.request_id;
   if (wire.approval) check.approval = toApprovalRef(wire.approval);
   return check;
+}
+
+function toSearch(wire: WireSearch): ActionSearch {
+  const search: ActionSearch = {
+    platform: wire.platform,
+    agent: wire.agent,
+    principal: wire.principal,
+    resource: wire.resource,
+  };
+  if (wire.resource_id !== undefined) search.resourceId = wire.resource_id;
+  if (wire.principal_type !== undefined) search.principalType = wire.principal_type;
+  if (wire.delegation_chain !== undefined) search.delegationChain = wire.delegation_chain;
+  if (wire.agent_attributes !== undefined) search.agentAttributes = wire.agent_attributes;
+  if (wire.principal_attributes !== undefined)
+    search.principalAttributes = wire.principal_attributes;
+  if (wire.resource_attributes !== undefined) search.resourceAttributes = wire.resource_attributes;
+  if (wire.context !== undefined) search.context = wire.context;
+  if (wire.request_id !== undefined) search.requestId = wire.request_id;
+  if (wire.candidates !== undefined) search.candidates = wire.candidates;
+  if (wire.page_token !== undefined) search.pageToken = wire.page_token;
+  if (wire.limit !== undefined) search.limit = wire.limit;
+  return search;
 }
 
 function toApprovalRef(wire: WireApprovalRef): ApprovalRef {
@@ -217,6 +270,26 @@ function result(r: CheckResult): object {
   };
 }
 
+function action(r: ActionResult): object {
+  return { name: r.name, decision: r.decision, allowed: r.allowed, reasons: r.reasons };
+}
+
+function search(s: SearchActionsResult): object {
+  return {
+    search: {
+      results: s.results.map(action),
+      next_token: s.nextToken,
+      count: s.count,
+      total: s.total ?? null,
+      evaluated: s.evaluated,
+      done: s.done,
+      search_id: s.searchId,
+      policy_revision: s.policyRevision,
+      snapshot_versions: s.snapshotVersions,
+    },
+  };
+}
+
 function error(codeName: string, message: string, field: string | undefined): object {
   return { error: { code: codeName, message, field: field ?? null } };
 }
@@ -241,6 +314,16 @@ async function run(warden: Warden, call: Call): Promise<object> {
     if ("check" in call) return result(await warden.check(toCheck(call.check)));
     if ("batch" in call) {
       return { batch: (await warden.batchCheck(call.batch.map(toCheck))).map(batchItem) };
+    }
+    if ("search_actions" in call) {
+      return search(await warden.searchActions(toSearch(call.search_actions)));
+    }
+    if ("search_actions_all" in call) {
+      const found = await warden.searchActionsAll(toSearch(call.search_actions_all));
+      return { search_actions_all: found.map(action) };
+    }
+    if ("allowed_actions" in call) {
+      return { allowed_actions: await warden.allowedActions(toSearch(call.allowed_actions)) };
     }
     if ("request_approval" in call) {
       const args = call.request_approval;

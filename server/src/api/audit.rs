@@ -72,9 +72,9 @@ impl Filter {
         }
         if !matches!(
             request.r#type.as_str(),
-            "" | "decision" | "admin" | "checkpoint"
+            "" | "decision" | "admin" | "checkpoint" | "search"
         ) {
-            let reason = "is not `decision`, `admin` or `checkpoint`";
+            let reason = "is not `decision`, `admin`, `checkpoint` or `search`";
             return Err(invalid_field(
                 "type",
                 &format!("invalid type: {reason}"),
@@ -136,6 +136,7 @@ pub fn to_proto(entry: &Entry, line: &str) -> pb::AuditRecord {
     let kind = text("type");
     let (id, decision) = match kind.as_str() {
         "admin" => (text("event_id"), text("event")),
+        "search" => (text("search_id"), format!("search:{}", text("target"))),
         _ => (text("decision_id"), text("decision")),
     };
     pb::AuditRecord {

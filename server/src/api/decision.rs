@@ -28,25 +28,29 @@ use crate::stats::Stats;
 /// Serves checks from the published generation.
 #[derive(Debug, Clone)]
 pub struct DecisionApi {
-    generations: Arc<Generations>,
-    switches: Arc<KillSwitches>,
-    auditor: Arc<Auditor>,
-    limits: Arc<Limits>,
-    platforms: Arc<PlatformLimits>,
+    pub(super) generations: Arc<Generations>,
+    pub(super) switches: Arc<KillSwitches>,
+    pub(super) auditor: Arc<Auditor>,
+    pub(super) limits: Arc<Limits>,
+    pub(super) platforms: Arc<PlatformLimits>,
     stats: Arc<Stats>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
     /// `None`: checks get no access requests, and carried approvals are
     /// refused.
     approvals: Option<Arc<Approvals>>,
     /// `None`: the bundle's limits and tripwires are not enforced (tests
     /// and benches that build the API alone).
-    usage: Option<Usage>,
+    pub(super) usage: Option<Usage>,
+    /// The threads searches run on, started by the first search.
+    pub(super) search_pool: Arc<std::sync::OnceLock<crate::search::pool::SearchPool>>,
+    /// How long one search call may evaluate before it returns a page.
+    pub(super) search_budget: std::time::Duration,
 }
 
 /// Budgets and tripwires, and where a tripwire's switch is engaged.
 #[derive(Debug, Clone)]
-struct Usage {
-    limits: Arc<UsageLimits>,
+pub(super) struct Usage {
+    pub(super) limits: Arc<UsageLimits>,
     changes: Arc<Changes>,
 }
 
@@ -70,7 +74,17 @@ impl DecisionApi {
             metrics,
             approvals: None,
             usage: None,
+            search_pool: Arc::default(),
+            search_budget: std::time::Duration::from_secs(4),
         }
+    }
+
+    /// How long one search call may evaluate: a little less than the
+    /// call's own limit (`check_timeout`), so that it answers with a page
+    /// rather than being cut off.
+    pub fn with_search_budget(mut self, call_timeout: std::time::Duration) -> Self {
+        self.search_budget = call_timeout.mul_f64(0.8);
+        self
     }
 
     /// Enforces the bundle's limits, and engages tripwires' switches
@@ -600,7 +614,7 @@ struct Answered {
 
 /// Turns a check the policy allowed into a limit's refusal: DENY, or
 /// REQUIRE_APPROVAL (with the rule's approvers, when it names them).
-fn refuse(decision: &mut Decision, refusal: &Refusal) {
+pub(crate) fn refuse(decision: &mut Decision, refusal: &Refusal) {
     let ask = refusal.reason.starts_with("limit_exceeded:");
     match &refusal.on_exceed {
         OnExceed::RequireApproval(requirement) if ask => {
@@ -672,8 +686,26 @@ impl DecisionApi {
         caller: &Caller,
         until: impl Fn(Result<&pb::CheckResponse, &InvalidRequest>) -> bool,
     ) -> Result<Vec<Result<pb::CheckResponse, InvalidRequest>>, Status> {
+        self.decide_prepared(items, as_request, list, caller, until)
+            .await
+    }
+
+    /// `decide_items_until` over items some of which were refused before
+    /// they became checks (`get` gives the refusal): those are answered
+    /// in place with their error, as invalid checks are, and cost nothing.
+    pub async fn decide_prepared<T>(
+        &self,
+        items: &[T],
+        get: impl Fn(&T) -> Result<&pb::CheckRequest, &InvalidRequest>,
+        list: Option<&str>,
+        caller: &Caller,
+        until: impl Fn(Result<&pb::CheckResponse, &InvalidRequest>) -> bool,
+    ) -> Result<Vec<Result<pb::CheckResponse, InvalidRequest>>, Status> {
         let mut per_platform: Vec<(&str, usize)> = Vec::new();
         for (index, item) in items.iter().enumerate() {
+            let Ok(item) = get(item) else {
+                continue;
+            };
             match list {
                 None => caller.check_platform(&item.platform, "platform")?,
                 Some(list) => {
@@ -693,6 +725,17 @@ impl DecisionApi {
         let mut answers = Vec::new();
         let mut slots = Vec::with_capacity(items.len());
         for item in items {
+            let item = match get(item) {
+                Ok(item) => item,
+                Err(refused) => {
+                    let stop = until(Err(refused));
+                    slots.push(Some(refused.clone()));
+                    if stop {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let stop = match validate(item, &self.limits) {
                 Ok(valid) => {
                     let Answered {
@@ -736,7 +779,7 @@ impl DecisionApi {
             let skipped = items
                 .iter()
                 .skip(slots.len())
-                .filter(|item| item.platform == *platform)
+                .filter(|item| get(item).is_ok_and(|item| item.platform == *platform))
                 .count();
             if skipped > 0 {
                 admitted.refund(platform, skipped);
@@ -764,6 +807,10 @@ impl DecisionApi {
         }
         Ok(results)
     }
+}
+
+fn as_request(request: &pb::CheckRequest) -> Result<&pb::CheckRequest, &InvalidRequest> {
+    Ok(request)
 }
 
 fn verdict_of(response: &pb::CheckResponse) -> Verdict {
@@ -806,6 +853,33 @@ impl DecisionService for DecisionApi {
             Some(Err(invalid)) => Err(invalid_argument(&invalid)),
             None => Err(Status::internal("no answer")),
         }
+    }
+
+    async fn search_actions(
+        &self,
+        request: Request<pb::SearchActionsRequest>,
+    ) -> Result<Response<pb::SearchActionsResponse>, Status> {
+        self.search_actions_rpc(request)
+            .instrument(tracing::info_span!("search", target = "actions"))
+            .await
+    }
+
+    async fn search_resources(
+        &self,
+        request: Request<pb::SearchResourcesRequest>,
+    ) -> Result<Response<pb::SearchResourcesResponse>, Status> {
+        self.search_resources_rpc(request)
+            .instrument(tracing::info_span!("search", target = "resources"))
+            .await
+    }
+
+    async fn search_subjects(
+        &self,
+        request: Request<pb::SearchSubjectsRequest>,
+    ) -> Result<Response<pb::SearchSubjectsResponse>, Status> {
+        self.search_subjects_rpc(request)
+            .instrument(tracing::info_span!("search", target = "subjects"))
+            .await
     }
 
     async fn batch_check(

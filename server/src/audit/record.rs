@@ -178,6 +178,78 @@ pub fn decision_record(facts: &DecisionFacts<'_>, redaction: &Redaction) -> Stri
     out
 }
 
+/// What the search path knows about one search call.
+pub struct SearchFacts<'a> {
+    pub search_id: &'a str,
+    /// `actions`, `resources` or `subjects`.
+    pub target: &'a str,
+    /// The checks' shared input, without the field searched for.
+    pub query: Json,
+    /// Candidates the caller named, if it named them.
+    pub candidates: Option<usize>,
+    pub results: usize,
+    pub evaluated: usize,
+    /// The candidate this page started at.
+    pub page_start: usize,
+    pub complete: bool,
+    pub policy_revision: &'a str,
+    pub snapshot_versions: BTreeMap<String, String>,
+    pub time: SystemTime,
+    pub caller: &'a str,
+    pub replica: Option<&'a str>,
+}
+
+/// The record of one search call: one per call, not one per candidate,
+/// in canonical encoding.
+pub fn search_record(facts: SearchFacts<'_>, redaction: &Redaction) -> String {
+    let query = &facts.query;
+    let text = |value: &Json| value.as_str().unwrap_or_default().to_owned();
+    let entity = |name: &str| {
+        let kind = text(&query[name]["type"]);
+        match query[name]["id"].as_str() {
+            Some(id) => format!("{kind}:{id}"),
+            None => kind,
+        }
+    };
+    let (platform, agent, action) = (
+        text(&query["platform"]),
+        text(&query["agent"]["id"]),
+        text(&query["action"]["name"]),
+    );
+    let (principal, resource) = (entity("principal"), entity("resource"));
+    let mut query = facts.query;
+    let redacted = redaction.apply(&mut query);
+    let mut record = json!({
+        "type": "search",
+        "search_id": facts.search_id,
+        "target": facts.target,
+        "time": rfc3339(facts.time),
+        "caller": facts.caller,
+        "platform": platform,
+        "agent_id": agent,
+        "principal": principal,
+        "action": action,
+        "resource": resource,
+        "query": query,
+        "results": facts.results,
+        "evaluated": facts.evaluated,
+        "page_start": facts.page_start,
+        "complete": facts.complete,
+        "policy_revision": facts.policy_revision,
+        "snapshot_versions": facts.snapshot_versions,
+    });
+    if let Some(count) = facts.candidates {
+        record["candidates"] = json!(count);
+    }
+    if !redacted.is_empty() {
+        record["redacted"] = json!(redacted);
+    }
+    if let Some(replica) = facts.replica {
+        record["replica"] = json!(replica);
+    }
+    warden_audit::canonical(&record)
+}
+
 /// The record of an admin action (bundle pushed, switch engaged, …).
 pub fn admin_record(event: &str, caller: &str, details: Json, time: SystemTime) -> Json {
     json!({

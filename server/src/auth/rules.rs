@@ -91,9 +91,11 @@ pub fn requirement(listener: Listener, path: &str) -> Option<Requirement> {
         (_, "grpc.reflection.v1.ServerReflection", "ServerReflectionInfo") => {
             Requirement::Authenticated
         }
-        (Listener::Decision, "warden.v1.DecisionService", "Check" | "BatchCheck") => {
-            Requirement::Platform
-        }
+        (
+            Listener::Decision,
+            "warden.v1.DecisionService",
+            "Check" | "BatchCheck" | "SearchActions" | "SearchResources" | "SearchSubjects",
+        ) => Requirement::Platform,
         (
             Listener::Admin,
             "warden.v1.AdminService",

@@ -14,6 +14,7 @@ use warden_proto::convert::to_struct;
 use warden_proto::v1 as pb;
 
 use crate::http::config::AuthzenConfig;
+use crate::search::{Candidate, Target};
 
 /// A request the AuthZEN API refuses with 400: the JSON path of the field
 /// and what is wrong with it.
@@ -363,13 +364,16 @@ pub fn evaluation(
 
 /// `POST /access/v1/evaluations`: the checks, and how to walk them. `None`
 /// for the items means the body is a single evaluation (no or an empty
-/// `evaluations` array), answered as `/access/v1/evaluation` would.
+/// `evaluations` array), answered as `/access/v1/evaluation` would. An
+/// item that is malformed (a required field missing, a wrong type) is its
+/// own error, answered in place as a failed evaluation (`decision: false`);
+/// the body as a whole is refused only for what is wrong outside the items.
 pub fn evaluations(
     body: &Map<String, Json>,
     envelope: &Envelope,
     config: &AuthzenConfig,
     limits: BatchLimits,
-) -> Result<(Option<Vec<pb::CheckRequest>>, Semantic), BadRequest> {
+) -> Result<(Option<Vec<Result<pb::CheckRequest, BadRequest>>>, Semantic), BadRequest> {
     let semantic = match object(body, "options", "options")? {
         None => Semantic::ExecuteAll,
         Some(options) => match options.get("evaluations_semantic") {
@@ -437,24 +441,148 @@ pub fn evaluations(
     let mut requests = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let prefix = format!("evaluations[{index}].");
-        let Json::Object(item) = item else {
-            return Err(bad(
-                format!("evaluations[{index}]"),
-                format!("is a {}; expected an object", kind(item)),
-            ));
-        };
-        let own = parts(item, &prefix)?;
-        let parts = Parts {
-            subject: merged(own.subject, &defaults.subject, &["type", "id"]),
-            action: merged(own.action, &defaults.action, &["name"]),
-            resource: merged(own.resource, &defaults.resource, &["type", "id"]),
-            // A context is one value, not an entity: the item's replaces
-            // the default.
-            context: own.context.or_else(|| defaults.context.clone()),
-        };
-        requests.push(check_request(parts, &prefix, envelope, config)?);
+        let request = (|| {
+            let Json::Object(item) = item else {
+                return Err(bad(
+                    format!("evaluations[{index}]"),
+                    format!("is a {}; expected an object", kind(item)),
+                ));
+            };
+            let own = parts(item, &prefix)?;
+            let parts = Parts {
+                subject: merged(own.subject, &defaults.subject, &["type", "id"]),
+                action: merged(own.action, &defaults.action, &["name"]),
+                resource: merged(own.resource, &defaults.resource, &["type", "id"]),
+                // A context is one value, not an entity: the item's
+                // replaces the default.
+                context: own.context.or_else(|| defaults.context.clone()),
+            };
+            check_request(parts, &prefix, envelope, config)
+        })();
+        requests.push(request);
     }
     Ok((Some(requests), semantic))
+}
+
+/// What a search body asks for: the checks' shared part, and paging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchBody {
+    pub request: pb::CheckRequest,
+    pub token: String,
+    pub limit: usize,
+}
+
+/// A search body (`/access/v1/search/{subject,resource,action}`) as the
+/// check its results would pass. Every entity but the one searched for
+/// must be fully identified; the searched one's `id` (or, for actions, the
+/// whole `action`) may be left out and is ignored when present.
+pub fn search(
+    target: Target,
+    body: &Map<String, Json>,
+    envelope: &Envelope,
+    config: &AuthzenConfig,
+) -> Result<SearchBody, BadRequest> {
+    let mut parts = parts(body, "")?;
+    // The searched field gets a stand-in, so the rest is checked exactly
+    // as an evaluation's would be; the search replaces it per candidate.
+    match target {
+        Target::Subjects => {
+            if let Some(subject) = &mut parts.subject {
+                subject.insert("id".into(), json!("-"));
+            }
+        }
+        Target::Resources => {
+            if let Some(resource) = &mut parts.resource {
+                resource.insert("id".into(), json!(""));
+            }
+        }
+        Target::Actions => {
+            parts.action = Some(Map::from_iter([("name".to_owned(), json!("-"))]));
+        }
+    }
+    let request = check_request(parts, "", envelope, config)?;
+    let (token, limit) = match object(body, "page", "page")? {
+        None => (String::new(), 0),
+        Some(page) => {
+            let token = match page.get("token") {
+                None | Some(Json::Null) => String::new(),
+                Some(Json::String(token)) => token.clone(),
+                Some(other) => {
+                    return Err(bad(
+                        "page.token",
+                        format!("is a {}; expected a string", kind(other)),
+                    ));
+                }
+            };
+            let limit = match page.get("limit") {
+                None | Some(Json::Null) => 0,
+                Some(Json::Number(n)) => match n.as_u64() {
+                    Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                    None => return Err(bad("page.limit", "is not a whole number from 0")),
+                },
+                Some(other) => {
+                    return Err(bad(
+                        "page.limit",
+                        format!("is a {}; expected a number", kind(other)),
+                    ));
+                }
+            };
+            (token, limit)
+        }
+    };
+    Ok(SearchBody {
+        request,
+        token,
+        limit,
+    })
+}
+
+/// A page of search results in AuthZEN's shape. Warden's additions, in
+/// each result's `properties`: `require_approval: true` for a result a
+/// person must approve first, and `every_resource: true` (with `id` `*`)
+/// for a grant on every resource of the type.
+pub fn search_results(target: Target, kind: &str, searched: &crate::api::search::Searched) -> Json {
+    let results: Vec<Json> = searched
+        .found
+        .iter()
+        .map(|found| {
+            let mut properties = Map::new();
+            if found.decision.verdict == crate::decision::Verdict::RequireApproval {
+                properties.insert("require_approval".into(), json!(true));
+            }
+            let value = match &found.candidate {
+                Candidate::Every => {
+                    properties.insert("every_resource".into(), json!(true));
+                    "*"
+                }
+                Candidate::Value(value) => value.as_str(),
+            };
+            let mut entity = match target {
+                Target::Actions => json!({ "name": value }),
+                Target::Resources | Target::Subjects => json!({ "type": kind, "id": value }),
+            };
+            if !properties.is_empty() {
+                entity["properties"] = Json::Object(properties);
+            }
+            entity
+        })
+        .collect();
+    let mut page = json!({
+        "next_token": searched.next_token,
+        "count": searched.found.len(),
+    });
+    if let Some(total) = searched.total {
+        page["total"] = json!(total);
+    }
+    json!({
+        "results": results,
+        "page": page,
+        "context": {
+            "search_id": searched.search_id,
+            "policy_revision": searched.policy_revision,
+            "evaluated": searched.evaluated,
+        },
+    })
 }
 
 /// Whether AuthZEN's boolean is `true`: only for ALLOW. REQUIRE_APPROVAL is
@@ -575,6 +703,9 @@ pub fn metadata(base: &str, approvals: bool) -> Json {
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
     });
     if approvals {
         document["access_request_endpoint"] = json!(format!("{base}/access/v1/requests"));

@@ -25,8 +25,11 @@ use tracing::{Instrument, debug};
 
 use crate::api::DecisionApi;
 use crate::api::decision::check_span;
+use crate::api::search::{SearchCall, SearchError};
 use crate::auth::{Authenticator, Caller, Listener, authorize};
 use crate::metrics::{Api, Metrics};
+use crate::request::InvalidRequest;
+use crate::search::Target;
 use crate::transport::ConnInfo;
 use crate::transport::min_rate::SlowBody;
 use authzen::{BadRequest, BatchLimits, Envelope, Semantic};
@@ -54,6 +57,9 @@ pub fn router(state: HttpState, max_body: usize) -> Router {
     let evaluate = Router::new()
         .route("/access/v1/evaluation", post(evaluation))
         .route("/access/v1/evaluations", post(evaluations))
+        .route("/access/v1/search/subject", post(search_subjects))
+        .route("/access/v1/search/resource", post(search_resources))
+        .route("/access/v1/search/action", post(search_actions))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), admit));
     Router::new()
         .merge(evaluate)
@@ -247,15 +253,29 @@ async fn admit(
     let request_id = headers.get(REQUEST_ID).cloned();
     let admitted = (|| {
         if !json_content(headers) {
+            // AuthZEN answers any malformed request with 400, a content
+            // type it does not speak included.
             return Err(Refusal {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                status: StatusCode::BAD_REQUEST,
                 message: "Content-Type must be application/json".into(),
                 retry_after: None,
             });
         }
+        // With no credentials configured there is nothing a token could
+        // prove, and AuthZEN clients send one anyway (the interop runner
+        // sends `Authorization: undefined`): it is ignored, not refused.
+        let unauthenticated;
+        let presented = if state.auth.is_open() && headers.contains_key(header::AUTHORIZATION) {
+            let mut without = headers.clone();
+            without.remove(header::AUTHORIZATION);
+            unauthenticated = without;
+            &unauthenticated
+        } else {
+            headers
+        };
         let caller = state
             .auth
-            .authenticate(headers, Some(&conn))
+            .authenticate(presented, Some(&conn))
             .and_then(|caller| {
                 authorize(
                     &caller,
@@ -305,7 +325,7 @@ async fn admit(
 /// says.
 async fn decide(
     state: &HttpState,
-    requests: &[warden_proto::v1::CheckRequest],
+    items: Vec<Result<warden_proto::v1::CheckRequest, BadRequest>>,
     caller: &Caller,
     semantic: Semantic,
 ) -> Result<Vec<Json>, Refusal> {
@@ -313,9 +333,22 @@ async fn decide(
         Ok(response) => semantic.stops_at(authzen::permitted(response)),
         Err(_) => semantic.stops_at(false),
     };
+    // A malformed item is refused as an invalid check is; its field is
+    // already in AuthZEN's terms.
+    let items: Vec<Result<_, InvalidRequest>> = items
+        .into_iter()
+        .map(|item| item.map_err(|bad| InvalidRequest::new(bad.field, bad.reason)))
+        .collect();
+    let requests = &items;
     let decided = state
         .decisions
-        .decide_items_until(requests, Some("evaluations"), caller, until)
+        .decide_prepared(
+            requests,
+            |item| item.as_ref(),
+            Some("evaluations"),
+            caller,
+            until,
+        )
         .instrument(check_span(Api::AuthzenEvaluations, requests.len()))
         .await
         .map_err(|status| Refusal::from_status(&status))?;
@@ -421,13 +454,93 @@ async fn evaluations(
                 single(&state, request, &admitted.caller, Api::AuthzenEvaluations).await
             }
             Some(items) => {
-                let decided = decide(&state, &items, &admitted.caller, semantic).await?;
+                let decided = decide(&state, items, &admitted.caller, semantic).await?;
                 Ok(json!({ "evaluations": decided }))
             }
         }
     }
     .await;
     respond(&state, Api::AuthzenEvaluations, started, &headers, result)
+}
+
+async fn search_subjects(
+    state: State<HttpState>,
+    admitted: Extension<Admitted>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    search(Target::Subjects, state, admitted, headers, body).await
+}
+
+async fn search_resources(
+    state: State<HttpState>,
+    admitted: Extension<Admitted>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    search(Target::Resources, state, admitted, headers, body).await
+}
+
+async fn search_actions(
+    state: State<HttpState>,
+    admitted: Extension<Admitted>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    search(Target::Actions, state, admitted, headers, body).await
+}
+
+/// AuthZEN's search APIs, on the same search path as gRPC's.
+async fn search(
+    target: Target,
+    State(state): State<HttpState>,
+    Extension(admitted): Extension<Admitted>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let body = body.map_err(|e| Refusal::unread_body(&e))?;
+        let body = authzen::parse_body(&body).map_err(|e| Refusal::bad_request(&e))?;
+        let searched = authzen::search(target, &body, &admitted.envelope, &state.config)
+            .map_err(|e| Refusal::bad_request(&e))?;
+        let kind = match target {
+            Target::Subjects => searched
+                .request
+                .principal
+                .as_ref()
+                .map(|p| p.r#type.clone())
+                .unwrap_or_default(),
+            Target::Resources | Target::Actions => searched
+                .request
+                .resource
+                .as_ref()
+                .map(|r| r.r#type.clone())
+                .unwrap_or_default(),
+        };
+        let call = SearchCall {
+            target,
+            request: searched.request,
+            candidates: Vec::new(),
+            token: searched.token,
+            limit: searched.limit,
+        };
+        let answer = state
+            .decisions
+            .search(call, &admitted.caller)
+            .instrument(tracing::info_span!("search", target = target.rule()))
+            .await
+            .map_err(|e| match e {
+                SearchError::Invalid(invalid) => Refusal::bad_request(&BadRequest {
+                    field: authzen::authzen_field(&invalid.field),
+                    reason: invalid.reason,
+                }),
+                SearchError::Status(status) => Refusal::from_status(&status),
+            })?;
+        Ok(authzen::search_results(target, &kind, &answer))
+    }
+    .await;
+    respond(&state, Api::AuthzenSearch, started, &headers, result)
 }
 
 /// PDP metadata. The PDP's identifier is `authzen.base_url` when set, else

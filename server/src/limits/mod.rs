@@ -338,6 +338,90 @@ impl UsageLimits {
         }
     }
 
+    /// What `admit` would refuse `request` with, reserving nothing: the
+    /// first limit it would exceed, or whose amount it lacks. Searches ask
+    /// this, so that a result is what a check would get without spending
+    /// the budget. A key not counted yet holds nothing; a full key table is
+    /// not reported (nothing would be created here).
+    pub fn would_refuse(
+        &self,
+        rules: &RuleSet,
+        request: &CheckRequest,
+        now_ms: u64,
+    ) -> Option<Refusal> {
+        let mut key = String::new();
+        for rule in &rules.limits {
+            if !rule.matcher.matches(request) {
+                continue;
+            }
+            let Some(values) = self.values(&rule.per, request) else {
+                continue;
+            };
+            let refuse = |reason: &str, detail: String| Refusal {
+                rule: rule.id.clone(),
+                reason: format!("{reason}:{}", rule.id),
+                detail: Some(detail),
+                retry_after: None,
+                on_exceed: OnExceed::Deny,
+                used: 0.0,
+                max: rule.max_display(),
+            };
+            let amount = match &rule.sum {
+                None => 1,
+                Some(path) => match path.get(request).map(|value| value.as_f64()) {
+                    None => {
+                        return Some(refuse("limit_sum_missing", format!("`{path}` is missing")));
+                    }
+                    Some(Some(n)) if n.is_finite() && n >= 0.0 && n * SUM_SCALE < 1e18 => {
+                        (n * SUM_SCALE).round() as u64
+                    }
+                    Some(_) => {
+                        return Some(refuse(
+                            "limit_sum_invalid",
+                            format!("`{path}` is not a number from 0 to 10^12"),
+                        ));
+                    }
+                },
+            };
+            counters::key(&mut key, &rule.id, &values);
+            let width = width_ms(ms(rule.window));
+            let bucket = now_ms / width;
+            let mut shard = self.counters.lock(self.counters.shard_of(&key));
+            let used = match shard.map.get_mut(key.as_str()) {
+                Some(entry)
+                    if entry.kind == EntryKind::Limit
+                        && entry.fingerprint == rule.fingerprint
+                        && entry.width_ms == width =>
+                {
+                    entry.usage_at(bucket)
+                }
+                _ => 0,
+            };
+            drop(shard);
+            if used.saturating_add(amount) > rule.max {
+                let scale = |n: u64| match rule.sum {
+                    Some(_) => n as f64 / SUM_SCALE,
+                    None => n as f64,
+                };
+                return Some(Refusal {
+                    rule: rule.id.clone(),
+                    reason: format!("limit_exceeded:{}", rule.id),
+                    detail: Some(format!(
+                        "{} of {} used within {}",
+                        scale(used),
+                        rule.max_display(),
+                        humantime::format_duration(rule.window)
+                    )),
+                    retry_after: None,
+                    on_exceed: rule.on_exceed.clone(),
+                    used: scale(used),
+                    max: rule.max_display(),
+                });
+            }
+        }
+        None
+    }
+
     fn refused(&self, refusal: Refusal) -> Admission {
         self.metrics.refused(&refusal.rule);
         Admission::Refused(refusal)

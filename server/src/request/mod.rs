@@ -13,7 +13,7 @@ mod validate;
 pub use attributes::struct_to_json;
 pub use invisible::{first_invisible, is_invisible};
 pub use path::{DEFAULT_SESSION_PATH, InputPath, PathError, PathValue};
-pub use validate::{InvalidRequest, validate};
+pub use validate::{InvalidRequest, Varied, validate, vary};
 
 use serde_json::{Map, Value as Json};
 
@@ -35,6 +35,8 @@ pub struct Limits {
     pub max_batch_items: usize,
     /// Most entries in `audience` (a group is one entry).
     pub max_audience: usize,
+    /// Most candidates one search call evaluates; the rest come in pages.
+    pub max_search_evaluations: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             max_attribute_depth: 16,
             max_batch_items: 256,
             max_audience: 64,
+            max_search_evaluations: 10_000,
         }
     }
 }

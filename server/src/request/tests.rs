@@ -435,6 +435,7 @@ fn small_limits() -> impl Strategy<Value = Limits> {
         max_attribute_depth: depth,
         max_batch_items: 256,
         max_audience: chain,
+        max_search_evaluations: 10_000,
     })
 }
 
@@ -632,6 +633,7 @@ fn needs(request: &pb::CheckRequest, valid: &super::CheckRequest) -> Limits {
             .max()
             .unwrap_or(0),
         max_batch_items: 1,
+        max_search_evaluations: 1,
     }
 }
 

@@ -277,3 +277,35 @@ fn action_name(field: &str, value: &str, limits: &Limits) -> Result<String, Inva
     }
     Ok(value)
 }
+
+/// The field a search fills in with each candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Varied {
+    ActionName,
+    /// `None`: no resource id (every resource of the type).
+    ResourceId,
+    PrincipalId,
+}
+
+/// `base` with `varied` set to `value`, which must pass the rule that field
+/// has in a check (so a search decides only what `Check` would accept).
+pub fn vary(
+    base: &CheckRequest,
+    varied: Varied,
+    value: Option<&str>,
+    limits: &Limits,
+) -> Result<CheckRequest, InvalidRequest> {
+    let mut request = base.clone();
+    match varied {
+        Varied::ActionName => {
+            request.action.name = action_name("action.name", value.unwrap_or_default(), limits)?;
+        }
+        Varied::ResourceId => {
+            request.resource.id = optional_id("resource.id", value.unwrap_or_default(), limits)?;
+        }
+        Varied::PrincipalId => {
+            request.principal.id = required_id("principal.id", value.unwrap_or_default(), limits)?;
+        }
+    }
+    Ok(request)
+}

@@ -26,10 +26,20 @@ person, and the check repeated with the approval they give::
             pass  # the last one has ended: approved, denied, expired or cancelled
         if task.approval is not None:
             result = warden.decide(dataclasses.replace(check, approval=task.approval))
+
+Which of the platform's tools may the agent use here? Every candidate is
+answered with the decision a check would get; ``allowed_actions`` keeps the
+ALLOW ones, following the pages::
+
+    tools = warden.allowed_actions(
+        "support-desk", "access-admin", "amelia.tanaka", "account",
+        resource_id="acct-7", candidates=["accounts.read", "accounts.delete", ...],
+    )
 """
 
 from ._client import (
     AccessRequest,
+    ActionResult,
     ApprovalRef,
     ApprovalRequirement,
     ApprovalTask,
@@ -40,12 +50,14 @@ from ._client import (
     CheckResult,
     Decision,
     ItemError,
+    SearchActionsResult,
     Warden,
     WardenError,
 )
 
 __all__ = [
     "AccessRequest",
+    "ActionResult",
     "ApprovalRef",
     "ApprovalRequirement",
     "ApprovalTask",
@@ -56,6 +68,7 @@ __all__ = [
     "CheckResult",
     "Decision",
     "ItemError",
+    "SearchActionsResult",
     "Warden",
     "WardenError",
 ]

@@ -18,6 +18,7 @@ from ._pb import approval_pb2, approval_pb2_grpc, decision_pb2, decision_pb2_grp
 
 __all__ = [
     "AccessRequest",
+    "ActionResult",
     "ApprovalRef",
     "ApprovalRequirement",
     "ApprovalTask",
@@ -27,6 +28,7 @@ __all__ = [
     "CheckResult",
     "Decision",
     "ItemError",
+    "SearchActionsResult",
     "Warden",
     "WardenError",
 ]
@@ -349,6 +351,73 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class ActionResult:
+    """One action's outcome in a search: the decision and reasons a check
+    with this action would get."""
+
+    name: str
+    decision: Decision
+    reasons: tuple[str, ...]
+
+    @property
+    def allowed(self) -> bool:
+        """True only for ALLOW: REQUIRE_APPROVAL means a person must confirm first."""
+        return self.decision is Decision.ALLOW
+
+    @classmethod
+    def from_proto(cls, result: decision_pb2.ActionResult) -> ActionResult:
+        return cls(
+            name=result.name,
+            decision=_DECISIONS.get(result.decision, Decision.DENY),
+            reasons=tuple(result.reasons),
+        )
+
+
+@dataclass(frozen=True)
+class SearchActionsResult:
+    """One page of :meth:`Warden.search_actions`."""
+
+    results: tuple[ActionResult, ...]
+    """With candidates: each candidate's outcome, in the order given (this
+    page's share of them). Without: the ALLOW and REQUIRE_APPROVAL actions,
+    sorted by name."""
+    next_token: str
+    """Pass it back as ``page_token`` for the next page; empty when the
+    search is complete."""
+    count: int
+    """Results in this page."""
+    total: int | None
+    """Results of the whole search, known only on its last page."""
+    evaluated: int
+    """Candidates evaluated for this page."""
+    search_id: str
+    """Names the search's audit record."""
+    policy_revision: str
+    snapshot_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """True on the last page."""
+        return not self.next_token
+
+    @classmethod
+    def from_proto(
+        cls, response: decision_pb2.SearchActionsResponse
+    ) -> SearchActionsResult:
+        page = response.page
+        return cls(
+            results=tuple(ActionResult.from_proto(r) for r in response.results),
+            next_token=page.next_token,
+            count=page.count,
+            total=page.total if page.HasField("total") else None,
+            evaluated=page.evaluated,
+            search_id=response.search_id,
+            policy_revision=response.policy_revision,
+            snapshot_versions=dict(response.snapshot_versions),
+        )
+
+
+@dataclass(frozen=True)
 class ItemError:
     """Why one item of a batch was not decided."""
 
@@ -486,6 +555,159 @@ class Warden:
         except grpc.RpcError as error:
             raise WardenError.from_rpc_error(error) from None
         return [_batch_item(result) for result in response.results]
+
+    def search_actions(
+        self,
+        platform: str,
+        agent: str,
+        principal: str,
+        resource: str,
+        *,
+        candidates: Sequence[str] = (),
+        resource_id: str = "",
+        principal_type: str = "",
+        delegation_chain: Sequence[str] = (),
+        agent_attributes: Mapping[str, Any] | None = None,
+        principal_attributes: Mapping[str, Any] | None = None,
+        resource_attributes: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        request_id: str = "",
+        page_token: str = "",
+        limit: int = 0,
+    ) -> SearchActionsResult:
+        """Which actions may ``agent`` take on this resource for ``principal``?
+        One page of the answer; the arguments are those of :class:`Check`
+        without the action.
+
+        With ``candidates`` (e.g. the platform's tool catalogue), every
+        candidate is answered in the order given, DENY included: the
+        tool-filtering call. Without, Warden proposes the candidates and
+        returns only the ALLOW and REQUIRE_APPROVAL ones. Each outcome is the
+        decision a :meth:`check` with that action would get now (no limit is
+        spent; there is no audience, so disclosing actions such as
+        ``*.share`` are DENY ``audience_missing``).
+
+        ``limit`` caps the results of the page (0: only the server's
+        evaluation cap); pass :attr:`SearchActionsResult.next_token` back as
+        ``page_token``, with the same arguments, for the next page.
+
+        Raises :class:`WardenError` when Warden refuses the request (e.g.
+        ``INVALID_ARGUMENT``, or ``FAILED_PRECONDITION`` for a token the
+        policy or snapshots changed under: start again) or cannot be reached.
+        """
+        request = decision_pb2.SearchActionsRequest(
+            platform=platform,
+            agent=decision_pb2.Agent(id=agent, attributes=_struct(agent_attributes)),
+            principal=decision_pb2.Principal(
+                type=principal_type,
+                id=principal,
+                attributes=_struct(principal_attributes),
+            ),
+            delegation_chain=list(delegation_chain),
+            resource=decision_pb2.Resource(
+                type=resource,
+                id=resource_id,
+                attributes=_struct(resource_attributes),
+            ),
+            context=_struct(context),
+            request_id=request_id,
+            candidates=list(candidates),
+            page=decision_pb2.PageRequest(token=page_token, limit=limit),
+        )
+        try:
+            response = self._stub.SearchActions(
+                request, timeout=self._timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as error:
+            raise WardenError.from_rpc_error(error) from None
+        return SearchActionsResult.from_proto(response)
+
+    def search_actions_all(
+        self,
+        platform: str,
+        agent: str,
+        principal: str,
+        resource: str,
+        *,
+        candidates: Sequence[str] = (),
+        resource_id: str = "",
+        principal_type: str = "",
+        delegation_chain: Sequence[str] = (),
+        agent_attributes: Mapping[str, Any] | None = None,
+        principal_attributes: Mapping[str, Any] | None = None,
+        resource_attributes: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        request_id: str = "",
+        limit: int = 0,
+    ) -> list[ActionResult]:
+        """Every page of :meth:`search_actions`, following ``next_token`` to
+        the end: with ``candidates``, each one's outcome in their order (the
+        tool filter). The arguments are those of :meth:`search_actions`;
+        ``limit`` applies to each page."""
+        candidates = list(candidates)
+        results: list[ActionResult] = []
+        token = ""
+        while True:
+            page = self.search_actions(
+                platform,
+                agent,
+                principal,
+                resource,
+                candidates=candidates,
+                resource_id=resource_id,
+                principal_type=principal_type,
+                delegation_chain=delegation_chain,
+                agent_attributes=agent_attributes,
+                principal_attributes=principal_attributes,
+                resource_attributes=resource_attributes,
+                context=context,
+                request_id=request_id,
+                page_token=token,
+                limit=limit,
+            )
+            results.extend(page.results)
+            if page.done:
+                return results
+            token = page.next_token
+
+    def allowed_actions(
+        self,
+        platform: str,
+        agent: str,
+        principal: str,
+        resource: str,
+        *,
+        candidates: Sequence[str] = (),
+        resource_id: str = "",
+        principal_type: str = "",
+        delegation_chain: Sequence[str] = (),
+        agent_attributes: Mapping[str, Any] | None = None,
+        principal_attributes: Mapping[str, Any] | None = None,
+        resource_attributes: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        request_id: str = "",
+        limit: int = 0,
+    ) -> list[str]:
+        """The names :meth:`search_actions_all` answers ALLOW, in its order:
+        the tools to offer. Leaves out REQUIRE_APPROVAL (use
+        :meth:`search_actions_all` to offer those behind a confirmation)."""
+        results = self.search_actions_all(
+            platform,
+            agent,
+            principal,
+            resource,
+            candidates=candidates,
+            resource_id=resource_id,
+            principal_type=principal_type,
+            delegation_chain=delegation_chain,
+            agent_attributes=agent_attributes,
+            principal_attributes=principal_attributes,
+            resource_attributes=resource_attributes,
+            context=context,
+            request_id=request_id,
+            limit=limit,
+        )
+        return [result.name for result in results if result.allowed]
 
     def request_approval(
         self,

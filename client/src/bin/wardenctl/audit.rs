@@ -37,7 +37,7 @@ pub enum AuditCommand {
         /// `allow`, `deny` or `require_approval`.
         #[arg(long)]
         decision: Option<String>,
-        /// `decision`, `admin` or `checkpoint`.
+        /// `decision`, `admin`, `checkpoint` or `search`.
         #[arg(long = "type")]
         kind: Option<String>,
         /// One approval's chain of events: the REQUIRE_APPROVAL decision

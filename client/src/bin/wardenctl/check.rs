@@ -51,7 +51,7 @@ pub struct CheckArgs {
     request_id: Option<String>,
 }
 
-fn parse_object(value: &str) -> Result<Map<String, Json>, String> {
+pub fn parse_object(value: &str) -> Result<Map<String, Json>, String> {
     match serde_json::from_str(value) {
         Ok(Json::Object(map)) => Ok(map),
         Ok(_) => Err("expected a JSON object".into()),
@@ -119,7 +119,7 @@ pub async fn run(addr: &str, options: ClientOptions, args: CheckArgs, json: bool
     }
 }
 
-fn decision_name(decision: Decision) -> &'static str {
+pub fn decision_name(decision: Decision) -> &'static str {
     match decision {
         Decision::Allow => "ALLOW",
         Decision::Deny => "DENY",

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::{approvals, audit, bundle, check, connection, exit, kill, limits, snapshot};
+use crate::{approvals, audit, bundle, check, connection, exit, kill, limits, search, snapshot};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +32,11 @@ pub enum Command {
     /// Ask whether an agent may take an action; prints the decision and its
     /// reasons. Exit code: 0 allow, 1 deny, 2 require approval.
     Check(check::CheckArgs),
+    /// What an agent may do: which actions (tool filtering), which
+    /// resources, or which principals, each result the decision a check
+    /// would get.
+    #[command(subcommand)]
+    Search(search::SearchCommand),
     /// Policy bundles: build, push, list, activate, roll back.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),

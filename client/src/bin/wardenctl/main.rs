@@ -44,6 +44,7 @@ mod exit;
 mod kill;
 mod limits;
 mod output;
+mod search;
 mod snapshot;
 mod status;
 mod table;
@@ -82,6 +83,7 @@ async fn main() -> ExitCode {
     );
     match cli.command {
         Command::Check(args) => check::run(addr, options, args, json).await,
+        Command::Search(command) => search::run(addr, options, command, json).await,
         Command::Bundle(command) => report(bundle::run(admin_addr, options, command, json).await),
         Command::Snapshot(command) => {
             report(snapshot::run(admin_addr, options, command, json).await)

@@ -199,7 +199,7 @@ fn evaluations_take_top_level_defaults_and_item_overrides() {
     )
     .unwrap();
     assert_eq!(semantic, Semantic::ExecuteAll);
-    let items = items.unwrap();
+    let items: Vec<_> = items.unwrap().into_iter().map(Result::unwrap).collect();
     let resource = |i: usize| {
         let r = items[i].resource.clone().unwrap();
         (r.r#type, r.id)
@@ -267,11 +267,30 @@ fn evaluations_semantics_and_their_errors() {
         ))
     };
     assert_eq!(bad_items(json!({"a": 1})), "evaluations");
-    assert_eq!(bad_items(json!([1])), "evaluations[0]");
-    assert_eq!(
-        bad_items(json!([{"subject": {"type": "u", "id": "a"}, "action": {"name": "x"}}])),
-        "evaluations[0].resource"
-    );
+    // A malformed item is its own error, in place; the others still map.
+    let items = |items: Json| {
+        evaluations(
+            &body(json!({"evaluations": items})),
+            &envelope,
+            &cfg,
+            LIMITS,
+        )
+        .unwrap()
+        .0
+        .unwrap()
+    };
+    let good = json!({"subject": {"type": "u", "id": "a"}, "action": {"name": "x"}, "resource": {"type": "t", "id": "1"}});
+    let mapped = items(json!([1, good.clone()]));
+    assert_eq!(field(mapped[0].clone()), "evaluations[0]");
+    assert!(mapped[1].is_ok());
+    let mapped = items(json!([
+        good,
+        {"subject": {"type": "u", "id": "a"}, "action": {"name": "x"}},
+        {"subject": {"type": "u", "id": "a"}, "action": {"name": 123}, "resource": {"type": "t", "id": "1"}}
+    ]));
+    assert!(mapped[0].is_ok());
+    assert_eq!(field(mapped[1].clone()), "evaluations[1].resource");
+    assert_eq!(field(mapped[2].clone()), "evaluations[2].action.name");
 }
 
 #[test]
@@ -356,7 +375,7 @@ fn an_item_entity_replaces_the_default_but_for_missing_identifiers() {
         LIMITS,
     )
     .unwrap();
-    let items = items.unwrap();
+    let items: Vec<_> = items.unwrap().into_iter().map(Result::unwrap).collect();
     let principal = |i: usize| items[i].principal.clone().unwrap();
     // Bob does not inherit Alice's properties.
     assert_eq!(principal(0).id, "bob");
