@@ -382,7 +382,7 @@ async fn malformed_requests_are_400_and_name_the_field() {
             );
             refused(response, field);
         }
-        // Only JSON is accepted.
+        // Only JSON is accepted; AuthZEN wants 400 for anything else.
         let wrong_type = http_request(
             http(&warden),
             "POST",
@@ -390,7 +390,7 @@ async fn malformed_requests_are_400_and_name_the_field() {
             &[("Content-Type", "text/plain")],
             Some(ok.to_string().as_bytes()),
         );
-        assert_eq!(wrong_type.status, 415, "{}", wrong_type.body);
+        assert_eq!(wrong_type.status, 400, "{}", wrong_type.body);
     }
     // Header values must be visible ASCII.
     let accented = post(
@@ -426,7 +426,15 @@ async fn malformed_requests_are_400_and_name_the_field() {
         &[],
         &json!({"evaluations": [ok, {"subject": {"type": "user", "id": MORTY}}]}),
     );
-    refused(item, "evaluations[1].action");
+    // An item missing a required field is answered in place, as a failed
+    // evaluation that names the field; the others are decided.
+    assert_eq!(decisions(&item), [true, false]);
+    let failed = &item.json()["evaluations"][1];
+    assert_eq!(
+        failed["context"]["error"]["field"],
+        json!("evaluations[1].action"),
+        "{failed}"
+    );
     // An item Warden's validator refuses is a denial that says why; the
     // others are answered.
     let mut invalid = ok.clone();
