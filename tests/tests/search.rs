@@ -16,7 +16,7 @@ use warden::engine::EngineOptions;
 use warden::generation::{Generation, LoadedPolicy, MaxAge};
 use warden::killswitch::SwitchIndex;
 use warden::request::{Limits, validate};
-use warden::search::{Bounds, Candidate, Query, Target, candidates, run};
+use warden::search::{Bounds, Candidate, Judge, Query, Target, candidates, run};
 use warden::snapshot::{Snapshot, SnapshotKind};
 use warden_e2e::repo_root;
 use warden_proto::v1 as pb;
@@ -323,16 +323,14 @@ fn searched(ask: &Ask, generation: &Generation, limits: &Limits) -> BTreeMap<Can
         deadline: Instant::now() + Duration::from_secs(600),
         every_outcome: false,
     };
-    let page = run(
-        &query,
-        &proposed,
+    let judge = Judge {
         generation,
-        &SwitchIndex::default(),
-        None,
+        switches: &SwitchIndex::default(),
+        usage: None,
         limits,
-        &bounds,
-        SystemTime::now(),
-    );
+        now: SystemTime::now(),
+    };
+    let page = run(&query, &proposed, judge, &bounds);
     assert_eq!(page.next, None);
     page.found
         .into_iter()

@@ -89,6 +89,11 @@ struct Args {
     /// Only check that the decision listener answers gRPC health, then exit.
     #[arg(long)]
     probe: bool,
+    /// Also measure checks with this many subject searches per second
+    /// running beside them (each a full page: who may read a document), in
+    /// phases alternating with checks alone.
+    #[arg(long, default_value_t = 0.0)]
+    searches_per_second: f64,
 }
 
 fn seconds(value: &str) -> Result<Duration, String> {
@@ -212,6 +217,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut check = Tally::new()?;
     let mut floor = Tally::new()?;
+    let mut beside = Tally::new()?;
+    let mut searches = Tally::new()?;
     let wanted = |kind: &str| args.only.as_deref().is_none_or(|only| only == kind);
     for _ in 0..args.rounds {
         if wanted("floor") {
@@ -236,9 +243,115 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
             .await?;
         }
+        if args.searches_per_second > 0.0 {
+            let stream = tokio::spawn(search_stream(
+                lanes.decision[0].clone(),
+                requests[0].clone(),
+                args.searches_per_second,
+                Instant::now() + phase,
+            ));
+            drive(
+                &args,
+                &lanes,
+                &requests,
+                Kind::Check,
+                phase,
+                Some(&mut beside),
+            )
+            .await?;
+            searches.merge(&stream.await??)?;
+        }
     }
     report(&args, &check, &floor);
+    if args.searches_per_second > 0.0 {
+        report_beside(&args, &check, &beside, &searches);
+    }
     Ok(())
+}
+
+/// Sends a subject search every `1/rate` seconds until `end`: who may the
+/// first request's agent act for, reading a document.
+async fn search_stream(
+    mut client: DecisionServiceClient<Transport>,
+    check: pb::CheckRequest,
+    rate: f64,
+    end: Instant,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::new()?;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut due = Instant::now();
+    while due < end {
+        tokio::time::sleep_until(due.into()).await;
+        let request = pb::SearchSubjectsRequest {
+            platform: check.platform.clone(),
+            agent: check.agent.clone(),
+            subject_type: "user".into(),
+            action: Some(pb::Action {
+                name: "documents.read".into(),
+                attributes: None,
+            }),
+            resource: Some(pb::Resource {
+                r#type: "document".into(),
+                id: "document-17".into(),
+                attributes: None,
+            }),
+            ..Default::default()
+        };
+        let sent = Instant::now();
+        let outcome = client
+            .search_subjects(request)
+            .await
+            .map(|answer| usize::from(!answer.into_inner().results.is_empty()));
+        record(&mut tally, outcome, sent.elapsed())?;
+        due += interval;
+    }
+    Ok(tally)
+}
+
+/// Checks with searches beside them, against checks alone.
+fn report_beside(args: &Args, alone: &Tally, beside: &Tally, searches: &Tally) {
+    let ratio = |ours: f64, theirs: f64| ours / theirs.max(1e-9);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "searches_per_second": args.searches_per_second,
+                "searches": {"calls": searches.calls, "errors": searches.errors,
+                             "p50_us": searches.quantile_us(0.5), "p99_us": searches.quantile_us(0.99)},
+                "beside": {"calls": beside.calls, "errors": beside.errors, "throughput": beside.throughput(),
+                           "p50_us": beside.quantile_us(0.5), "p99_us": beside.quantile_us(0.99)},
+                "p50_ratio_to_alone": ratio(beside.quantile_us(0.5), alone.quantile_us(0.5)),
+                "p99_ratio_to_alone": ratio(beside.quantile_us(0.99), alone.quantile_us(0.99)),
+                "throughput_ratio_to_alone": ratio(beside.throughput(), alone.throughput()),
+            })
+        );
+        return;
+    }
+    println!(
+        "with {} search(es)/s beside: {} searches (errors {}), search p50 {:.0}µs p99 {:.0}µs",
+        args.searches_per_second,
+        searches.calls,
+        searches.errors,
+        searches.quantile_us(0.5),
+        searches.quantile_us(0.99)
+    );
+    println!("{:<12} {:>12} {:>12} {:>8}", "", "alone", "beside", "ratio");
+    println!(
+        "{:<12} {:>10.0}/s {:>10.0}/s {:>7.2}×",
+        "throughput",
+        alone.throughput(),
+        beside.throughput(),
+        ratio(beside.throughput(), alone.throughput())
+    );
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        println!(
+            "{:<12} {:>10.0}µs {:>10.0}µs {:>7.2}×",
+            name,
+            alone.quantile_us(q),
+            beside.quantile_us(q),
+            ratio(beside.quantile_us(q), alone.quantile_us(q))
+        );
+    }
 }
 
 async fn push_snapshots(

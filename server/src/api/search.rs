@@ -20,7 +20,7 @@ use crate::metrics::Api;
 use crate::request::{InvalidRequest, validate};
 use crate::search::pool::SearchPool;
 use crate::search::token::{self, Position, TokenError};
-use crate::search::{Bounds, Candidate, Found, Query, Target, candidates, run};
+use crate::search::{Bounds, Candidate, Found, Judge, Query, Target, candidates, run};
 
 /// The placeholder a search's own field holds while the rest is validated.
 const PLACEHOLDER: &str = "warden-search";
@@ -157,16 +157,14 @@ impl DecisionApi {
         let page = self
             .search_pool()
             .run(move || {
-                run(
-                    &work_query,
-                    &candidates,
-                    &work_generation,
-                    &switches,
-                    usage.as_deref(),
-                    &limits,
-                    &bounds,
+                let judge = Judge {
+                    generation: &work_generation,
+                    switches: &switches,
+                    usage: usage.as_deref(),
+                    limits: &limits,
                     now,
-                )
+                };
+                run(&work_query, &candidates, judge, &bounds)
             })
             .await
             .map_err(|busy| Status::resource_exhausted(busy.to_string()))?;

@@ -362,6 +362,9 @@ pub fn evaluation(
     check_request(parts(body, "")?, "", envelope, config)
 }
 
+/// One `/evaluations` item: a check, or why the item is not one.
+pub type Item = Result<pb::CheckRequest, BadRequest>;
+
 /// `POST /access/v1/evaluations`: the checks, and how to walk them. `None`
 /// for the items means the body is a single evaluation (no or an empty
 /// `evaluations` array), answered as `/access/v1/evaluation` would. An
@@ -373,7 +376,7 @@ pub fn evaluations(
     envelope: &Envelope,
     config: &AuthzenConfig,
     limits: BatchLimits,
-) -> Result<(Option<Vec<Result<pb::CheckRequest, BadRequest>>>, Semantic), BadRequest> {
+) -> Result<(Option<Vec<Item>>, Semantic), BadRequest> {
     let semantic = match object(body, "options", "options")? {
         None => Semantic::ExecuteAll,
         Some(options) => match options.get("evaluations_semantic") {

@@ -226,19 +226,28 @@ pub fn candidates(
     }
 }
 
+/// What a search decides with: one generation, one kill-switch index, the
+/// limits (consulted, never spent) and the request rules, at one time.
+#[derive(Clone, Copy)]
+pub struct Judge<'a> {
+    pub generation: &'a Generation,
+    pub switches: &'a SwitchIndex,
+    pub usage: Option<&'a UsageLimits>,
+    pub limits: &'a Limits,
+    pub now: SystemTime,
+}
+
 /// Decides candidates from `bounds.start` on, as `Check` would, until the
 /// page is full, the cap is reached, the deadline has passed or none is
 /// left. Limits are consulted, never spent.
-pub fn run(
-    query: &Query,
-    candidates: &[Candidate],
-    generation: &Generation,
-    switches: &SwitchIndex,
-    usage: Option<&UsageLimits>,
-    limits: &Limits,
-    bounds: &Bounds,
-    now: SystemTime,
-) -> Page {
+pub fn run(query: &Query, candidates: &[Candidate], judge: Judge<'_>, bounds: &Bounds) -> Page {
+    let Judge {
+        generation,
+        switches,
+        usage,
+        limits,
+        now,
+    } = judge;
     let mut page = Page::default();
     let mut index = bounds.start;
     while index < candidates.len() {
