@@ -12,7 +12,9 @@
 //!   check's context, and nothing else is;
 //! * `/evaluations` yields one check per item, or none (a single
 //!   evaluation) exactly when `evaluations` is absent, null or empty;
-//!   an item's identifiers fall back to the defaults', nothing else does.
+//!   an item's identifiers fall back to the defaults', nothing else does;
+//!   a malformed item is its own error, naming it;
+//! * a search body keeps every field but the one searched for.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -20,7 +22,10 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value as Json};
 use warden::config::{AuthzenConfig, Config, RawConfig};
-use warden::http::authzen::{BatchLimits, Envelope, evaluation, evaluations, parse_body};
+use warden::http::authzen::{
+    BatchLimits, Envelope, evaluation, evaluations, parse_body, search,
+};
+use warden::search::Target;
 use warden::request::{Limits, validate};
 use warden_proto::v1 as pb;
 
@@ -56,6 +61,36 @@ fuzz_target!(|data: &[u8]| {
         let _ = validate(check, &limits);
     }
 
+    // A search body maps as an evaluation would, but for the searched
+    // field, which the search fills in per candidate.
+    for target in [Target::Actions, Target::Resources, Target::Subjects] {
+        let searched = search(target, &body, &envelope, config());
+        assert_eq!(
+            searched,
+            search(target, &body, &envelope, config()),
+            "not deterministic"
+        );
+        if let Ok(searched) = &searched {
+            let check = &searched.request;
+            assert_eq!(check.platform, "fuzz-platform");
+            let principal = check.principal.as_ref().expect("a principal");
+            assert_eq!(principal.r#type, string(&body, &body, "subject", "type"));
+            let resource = check.resource.as_ref().expect("a resource");
+            assert_eq!(resource.r#type, string(&body, &body, "resource", "type"));
+            if target != Target::Actions {
+                let action = check.action.as_ref().expect("an action");
+                assert_eq!(action.name, string(&body, &body, "action", "name"));
+            }
+            if target != Target::Subjects {
+                assert_eq!(principal.id, string(&body, &body, "subject", "id"));
+            }
+            if target != Target::Resources {
+                assert_eq!(resource.id, string(&body, &body, "resource", "id"));
+            }
+            let _ = validate(check, &limits);
+        }
+    }
+
     // The server's defaults: 256 items, defaults of at most 64 KiB each.
     let batch = BatchLimits {
         max_items: limits.max_batch_items,
@@ -76,12 +111,21 @@ fuzz_target!(|data: &[u8]| {
             (None, None) => {}
             (Some(items), Some(list)) => {
                 assert_eq!(items.len(), list.len());
-                for (check, item) in items.iter().zip(list) {
-                    let Json::Object(item) = item else {
-                        panic!("a non-object item was accepted: {item}");
-                    };
-                    faithful(check, item, &body);
-                    let _ = validate(check, &limits);
+                for (index, (mapped, item)) in items.iter().zip(list).enumerate() {
+                    match mapped {
+                        Ok(check) => {
+                            let Json::Object(item) = item else {
+                                panic!("a non-object item was accepted: {item}");
+                            };
+                            faithful(check, item, &body);
+                            let _ = validate(check, &limits);
+                        }
+                        // An item's own error names the item.
+                        Err(bad) => assert!(
+                            bad.field.starts_with(&format!("evaluations[{index}]")),
+                            "{bad:?}"
+                        ),
+                    }
                 }
             }
             (items, list) => panic!("items {items:?} for evaluations {list:?}"),

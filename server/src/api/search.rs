@@ -20,7 +20,7 @@ use crate::metrics::Api;
 use crate::request::{InvalidRequest, validate};
 use crate::search::pool::SearchPool;
 use crate::search::token::{self, Position, TokenError};
-use crate::search::{Bounds, Candidate, Found, Judge, Query, Target, candidates, run};
+use crate::search::{Bounds, Candidate, Found, Judge, Page, Query, Target, candidates, run};
 
 /// The placeholder a search's own field holds while the rest is validated.
 const PLACEHOLDER: &str = "warden-search";
@@ -131,32 +131,37 @@ impl DecisionApi {
             })?,
         };
         let named = explicit.as_ref().map(Vec::len);
-        let candidates = candidates(&query, explicit, &generation)
-            .map_err(|e| SearchError::Status(Status::failed_precondition(e)))?;
-        let start = usize::try_from(position.next)
-            .unwrap_or(usize::MAX)
-            .min(candidates.len());
-        // A search costs its evaluations against the platform's rate; what
-        // it did not evaluate is given back.
-        let most = (candidates.len() - start).min(cap);
-        let admitted = self.platforms.admit([(request.platform.as_str(), most)])?;
-
-        let bounds = Bounds {
-            start,
-            limit: call.limit,
-            cap,
-            deadline: Instant::now() + self.search_budget,
-            every_outcome: named.is_some(),
-        };
+        let deadline = Instant::now() + self.search_budget;
         let now = SystemTime::now();
         let switches = self.switches.current();
         let usage = self.usage.as_ref().map(|u| u.limits.clone());
         let limits = self.limits.clone();
+        let platforms = self.platforms.clone();
+        let platform = request.platform.clone();
         let work_generation = generation.clone();
         let work_query = query.clone();
-        let page = self
+        let limit = call.limit;
+        // Proposing (a generator, perhaps the index's first build) and
+        // deciding both run on the search threads, never on the runtime's.
+        let (start, page) = self
             .search_pool()
-            .run(move || {
+            .run(move || -> Result<(usize, Page), SearchError> {
+                let candidates = candidates(&work_query, explicit, &work_generation)
+                    .map_err(|e| SearchError::Status(Status::failed_precondition(e)))?;
+                let start = usize::try_from(position.next)
+                    .unwrap_or(usize::MAX)
+                    .min(candidates.len());
+                // A search costs its evaluations against the platform's
+                // rate; what it did not evaluate is given back.
+                let most = (candidates.len() - start).min(cap);
+                let admitted = platforms.admit([(platform.as_str(), most)])?;
+                let bounds = Bounds {
+                    start,
+                    limit,
+                    cap,
+                    deadline,
+                    every_outcome: named.is_some(),
+                };
                 let judge = Judge {
                     generation: &work_generation,
                     switches: &switches,
@@ -164,13 +169,14 @@ impl DecisionApi {
                     limits: &limits,
                     now,
                 };
-                run(&work_query, &candidates, judge, &bounds)
+                let page = run(&work_query, &candidates, judge, &bounds);
+                if page.evaluated < most {
+                    admitted.refund(&platform, most - page.evaluated);
+                }
+                Ok((start, page))
             })
             .await
-            .map_err(|busy| Status::resource_exhausted(busy.to_string()))?;
-        if page.evaluated < most {
-            admitted.refund(&request.platform, most - page.evaluated);
-        }
+            .map_err(|busy| Status::resource_exhausted(busy.to_string()))??;
 
         let search_id = uuid::Uuid::now_v7().to_string();
         let returned = position.returned.saturating_add(page.found.len() as u64);
@@ -192,10 +198,6 @@ impl DecisionApi {
             replica: self.auditor.replica(),
         })
         .await?;
-        for found in &page.found {
-            self.metrics
-                .decided(found.decision.verdict, &found.decision.reasons);
-        }
         debug!(
             search_id,
             target = target.rule(),
