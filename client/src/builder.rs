@@ -164,6 +164,7 @@ impl CheckBuilder {
             request_id: request.request_id,
             candidates,
             page: None,
+            audience: request.audience,
         }
     }
 
@@ -181,6 +182,7 @@ impl CheckBuilder {
             context: request.context,
             request_id: request.request_id,
             page: None,
+            audience: request.audience,
         }
     }
 
@@ -199,6 +201,7 @@ impl CheckBuilder {
             context: request.context,
             request_id: request.request_id,
             page: None,
+            audience: request.audience,
         }
     }
 }

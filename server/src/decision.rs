@@ -10,6 +10,7 @@ use crate::approval_requirement::{self, Requirement};
 use crate::engine::{BoundPolicy, EvalError};
 use crate::generation::Generation;
 use crate::killswitch::{Hit, Scope, SwitchIndex, unix_ms};
+use crate::limits::{OnExceed, Refusal};
 use crate::request::CheckRequest;
 use crate::snapshot::SnapshotKind;
 
@@ -289,6 +290,23 @@ pub fn interpret(value: Option<&Json>) -> Decision {
         decision.reasons.push("denied_by_policy".into());
     }
     decision
+}
+
+/// Turns a check the policy allowed into a limit's refusal: DENY, or
+/// REQUIRE_APPROVAL (with the rule's approvers, when it names them).
+pub fn refuse(decision: &mut Decision, refusal: &Refusal) {
+    let ask = refusal.reason.starts_with("limit_exceeded:");
+    match &refusal.on_exceed {
+        OnExceed::RequireApproval(requirement) if ask => {
+            decision.verdict = Verdict::RequireApproval;
+            decision.approval = requirement.clone();
+        }
+        _ => {
+            decision.verdict = Verdict::Deny;
+            decision.approval = None;
+        }
+    }
+    decision.reasons = vec![refusal.reason.clone()];
 }
 
 #[cfg(test)]

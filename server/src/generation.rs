@@ -12,14 +12,13 @@ use arc_swap::ArcSwap;
 use regorus::Value;
 
 use crate::bundle::{Bundle, BundleError, WasmModule};
+use crate::engine::generators::{self, Generators, Target};
 use crate::engine::native::NativePolicy;
 use crate::engine::wasm::{WasmLimits, WasmPolicy};
 use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EngineOptions};
 use crate::input::json_to_rego;
 use crate::killswitch::Switch;
 use crate::limits::RuleSet;
-use crate::search::Target;
-use crate::search::generators::{self, Generators};
 pub use crate::snapshot::MaxAge;
 use crate::snapshot::{Snapshot, SnapshotKind};
 use crate::wasm::{BuildError, build_module};

@@ -170,6 +170,17 @@ impl PlatformLimits {
         )
     }
 
+    /// The most checks one call may carry for `platform` under its rate
+    /// (its burst); `None` when no rate applies. A search sizes its pages
+    /// by it, so that it is paged rather than refused.
+    pub fn most_per_call(&self, platform: &str) -> Option<usize> {
+        if self.default.is_unlimited() && self.overrides.is_empty() {
+            return None;
+        }
+        let bucket = self.bucket(platform)?;
+        (bucket.quota.rate > 0.0).then_some(bucket.quota.burst.floor().max(1.0) as usize)
+    }
+
     /// Admits one call carrying `checks` checks for each platform listed
     /// (a batch may speak for several).
     pub fn admit<'a>(

@@ -15,10 +15,10 @@ use crate::audit::record::{self, ApprovalIds, DecisionFacts};
 use crate::audit::{AuditError, Auditor, Durability};
 use crate::auth::Caller;
 use crate::changes::{Applied, Change, Changes};
-use crate::decision::{Decision, Stage, Verdict, decide};
+use crate::decision::{Decision, Stage, Verdict, decide, refuse};
 use crate::generation::{Generation, Generations};
 use crate::killswitch::{KillSwitches, SwitchIndex, unix_ms};
-use crate::limits::{Admission, Budget, OnExceed, Refusal, Reservation, Trip, UsageLimits};
+use crate::limits::{Admission, Budget, Refusal, Reservation, Trip, UsageLimits};
 use crate::metrics::{Api, Metrics};
 use crate::platform_limits::PlatformLimits;
 use crate::request::{CheckRequest, InvalidRequest, Limits, validate};
@@ -610,23 +610,6 @@ struct Answered {
     response: pb::CheckResponse,
     record: Option<String>,
     trips: Vec<Trip>,
-}
-
-/// Turns a check the policy allowed into a limit's refusal: DENY, or
-/// REQUIRE_APPROVAL (with the rule's approvers, when it names them).
-pub(crate) fn refuse(decision: &mut Decision, refusal: &Refusal) {
-    let ask = refusal.reason.starts_with("limit_exceeded:");
-    match &refusal.on_exceed {
-        OnExceed::RequireApproval(requirement) if ask => {
-            decision.verdict = Verdict::RequireApproval;
-            decision.approval = requirement.clone();
-        }
-        _ => {
-            decision.verdict = Verdict::Deny;
-            decision.approval = None;
-        }
-    }
-    decision.reasons = vec![refusal.reason.clone()];
 }
 
 fn budget_to_proto(budget: Budget) -> pb::Budget {

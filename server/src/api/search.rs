@@ -91,6 +91,8 @@ impl DecisionApi {
         caller.check_platform(&call.request.platform, "platform")?;
         let target = call.target;
         let mut request = call.request;
+        // A search uses no approval: it answers what checks without one get.
+        request.approval = None;
         match target {
             Target::Actions => {
                 request.action = Some(pb::Action {
@@ -153,6 +155,10 @@ impl DecisionApi {
                     .min(candidates.len());
                 // A search costs its evaluations against the platform's
                 // rate; what it did not evaluate is given back.
+                // A platform under a rate gets pages of at most its burst.
+                let cap = platforms
+                    .most_per_call(&platform)
+                    .map_or(cap, |most| most.min(cap));
                 let most = (candidates.len() - start).min(cap);
                 let admitted = platforms.admit([(platform.as_str(), most)])?;
                 let bounds = Bounds {
@@ -345,6 +351,7 @@ impl DecisionApi {
                 resource: r.resource,
                 context: r.context,
                 request_id: r.request_id,
+                audience: r.audience,
                 ..Default::default()
             },
             candidates: r.candidates,
@@ -390,6 +397,7 @@ impl DecisionApi {
                 }),
                 context: r.context,
                 request_id: r.request_id,
+                audience: r.audience,
                 ..Default::default()
             },
             candidates: Vec::new(),
@@ -437,6 +445,7 @@ impl DecisionApi {
                 resource: r.resource,
                 context: r.context,
                 request_id: r.request_id,
+                audience: r.audience,
                 ..Default::default()
             },
             candidates: Vec::new(),

@@ -5,6 +5,7 @@
 //! evaluates checks. Both are immutable and shared by every worker thread.
 
 pub mod config;
+pub mod generators;
 pub mod native;
 pub mod wasm;
 

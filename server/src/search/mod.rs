@@ -8,55 +8,18 @@
 //! at that moment; nothing is inferred.
 
 pub mod candidates;
-pub mod generators;
 pub mod pool;
 pub mod token;
 
+pub use crate::engine::generators::Target;
+
 use std::time::{Instant, SystemTime};
 
-use crate::decision::{Decision, Stage, Verdict, decide};
+use crate::decision::{Decision, Stage, Verdict, decide, refuse};
 use crate::generation::Generation;
 use crate::killswitch::{SwitchIndex, unix_ms};
 use crate::limits::UsageLimits;
-use crate::request::{CheckRequest, InvalidRequest, Limits, Varied, vary};
-
-/// What a search looks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    Actions,
-    Resources,
-    Subjects,
-}
-
-impl Target {
-    pub const ALL: [Target; 3] = [Target::Actions, Target::Resources, Target::Subjects];
-
-    /// The generator rule's name, and the word in records and metrics.
-    pub fn rule(self) -> &'static str {
-        match self {
-            Target::Actions => "actions",
-            Target::Resources => "resources",
-            Target::Subjects => "subjects",
-        }
-    }
-
-    /// The check field a candidate fills.
-    pub fn varied(self) -> Varied {
-        match self {
-            Target::Actions => Varied::ActionName,
-            Target::Resources => Varied::ResourceId,
-            Target::Subjects => Varied::PrincipalId,
-        }
-    }
-
-    fn code(self) -> u8 {
-        match self {
-            Target::Actions => 1,
-            Target::Resources => 2,
-            Target::Subjects => 3,
-        }
-    }
-}
+use crate::request::{CheckRequest, InvalidRequest, Limits, vary};
 
 /// One thing a search may find.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -271,7 +234,7 @@ pub fn run(query: &Query, candidates: &[Candidate], judge: Judge<'_>, bounds: &B
             && let Some(refusal) =
                 usage.would_refuse(&generation.policy.limits, &request, unix_ms(now))
         {
-            crate::api::decision::refuse(&mut decision, &refusal);
+            refuse(&mut decision, &refusal);
         }
         if bounds.every_outcome || decision.verdict != Verdict::Deny {
             page.found.push(Found {

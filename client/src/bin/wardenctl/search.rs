@@ -92,7 +92,9 @@ pub struct SubjectsArgs {
 
 /// One result row: what was found, its outcome and reasons.
 struct Row {
+    /// `NAME`, `TYPE:ID`, or `TYPE:*` for every resource of the type.
     value: String,
+    every_resource: bool,
     decision: Decision,
     reasons: Vec<String>,
 }
@@ -163,6 +165,7 @@ async fn search(
                 rows.extend(answer.results.into_iter().map(|r| Row {
                     decision: r.decision(),
                     value: r.name,
+                    every_resource: false,
                     reasons: r.reasons,
                 }));
                 if !more(
@@ -191,10 +194,11 @@ async fn search(
                 rows.extend(answer.results.into_iter().map(|r| Row {
                     decision: r.decision(),
                     value: if r.every_resource {
-                        format!("{}:* (every resource)", args.resource_type)
+                        format!("{}:*", args.resource_type)
                     } else {
                         format!("{}:{}", args.resource_type, r.id)
                     },
+                    every_resource: r.every_resource,
                     reasons: r.reasons,
                 }));
                 if !more(
@@ -223,6 +227,7 @@ async fn search(
                 rows.extend(answer.results.into_iter().map(|r| Row {
                     decision: r.decision(),
                     value: format!("{}:{}", r.r#type, r.id),
+                    every_resource: false,
                     reasons: r.reasons,
                 }));
                 if !more(
@@ -245,11 +250,15 @@ async fn search(
         let results: Vec<Json> = rows
             .iter()
             .map(|row| {
-                json!({
+                let mut result = json!({
                     "value": row.value,
                     "decision": decision_name(row.decision),
                     "reasons": row.reasons,
-                })
+                });
+                if row.every_resource {
+                    result["every_resource"] = json!(true);
+                }
+                result
             })
             .collect();
         outln!("{}", json!({"target": target, "results": results}));
@@ -258,7 +267,11 @@ async fn search(
             .into_iter()
             .map(|row| {
                 vec![
-                    row.value,
+                    if row.every_resource {
+                        format!("{} (every resource)", row.value)
+                    } else {
+                        row.value
+                    },
                     decision_name(row.decision).to_owned(),
                     row.reasons.join(","),
                 ]

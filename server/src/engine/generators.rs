@@ -19,12 +19,50 @@ use regorus::Value;
 use regorus::unstable::{Expr, Rule, RuleHead};
 use warden_rego::{Host, Limits, Policy};
 
-use super::Target;
+use super::EvalLimits;
 use crate::bundle::{Bundle, BundleError};
-use crate::engine::EvalLimits;
 
 /// The package generators live in.
 const PACKAGE: [&str; 2] = ["warden", "search"];
+
+/// What a search looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Actions,
+    Resources,
+    Subjects,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Actions, Target::Resources, Target::Subjects];
+
+    /// The generator rule's name, and the word in records and metrics.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Target::Actions => "actions",
+            Target::Resources => "resources",
+            Target::Subjects => "subjects",
+        }
+    }
+
+    /// The check field a candidate fills.
+    pub fn varied(self) -> crate::request::Varied {
+        use crate::request::Varied;
+        match self {
+            Target::Actions => Varied::ActionName,
+            Target::Resources => Varied::ResourceId,
+            Target::Subjects => Varied::PrincipalId,
+        }
+    }
+
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Target::Actions => 1,
+            Target::Resources => 2,
+            Target::Subjects => 3,
+        }
+    }
+}
 
 /// A bundle's generators, compiled.
 #[derive(Debug)]
@@ -146,7 +184,8 @@ fn declared(bundle: &Bundle) -> Result<Vec<&'static str>, BundleError> {
                 Rule::Spec {
                     head: RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. },
                     ..
-                } => refr,
+                }
+                | Rule::Default { refr, .. } => refr,
                 _ => continue,
             };
             if let Expr::Var {
