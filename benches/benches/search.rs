@@ -87,6 +87,7 @@ fn bounds(cap: usize, limit: usize, every_outcome: bool) -> Bounds {
         cap,
         deadline: Instant::now() + Duration::from_secs(3600),
         every_outcome,
+        yield_every: Some((warden::api::search::YIELD_EVERY, Arc::default())),
     }
 }
 

@@ -322,6 +322,7 @@ fn searched(ask: &Ask, generation: &Generation, limits: &Limits) -> BTreeMap<Can
         cap: usize::MAX,
         deadline: Instant::now() + Duration::from_secs(600),
         every_outcome: false,
+        yield_every: None,
     };
     let judge = Judge {
         generation,
@@ -514,4 +515,45 @@ fn generated_searches_find_things() {
             &Candidate::Value("reports.read".into())
         ]
     );
+}
+
+/// A generator that does not give strings fails its search: no partial
+/// answer, never a fallback to other candidates.
+#[test]
+fn a_broken_generator_fails_the_search() {
+    let root = repo_root().join("policies");
+    let mut files = read_dir(&root, &ArchiveLimits::default()).unwrap();
+    files.insert(
+        "warden/search/search.rego".into(),
+        b"package warden.search\n\nsubjects contains 7 if input.resource\n\ndefault actions := [\"documents.read\"]\n"
+            .to_vec(),
+    );
+    let bundle = Bundle::from_files(files).unwrap();
+    let org = Org {
+        users: 2,
+        groups: 1,
+        members: vec![],
+        grants: vec![(0, 0, 0, 0)],
+        agent: vec![0],
+    };
+    let generation = org.generation(&bundle);
+    let limits = Limits::default();
+    let ask = |target| Ask {
+        target,
+        user: 0,
+        action: 0,
+        kind: 0,
+        key: Some(1),
+    };
+    let subjects = query(&ask(Target::Subjects), &limits);
+    let error = candidates(&subjects, None, &generation).unwrap_err();
+    assert!(error.contains("data.warden.search.subjects"), "{error}");
+    assert!(error.contains("not a string"), "{error}");
+    // A `default` rule declares a generator too; the one not declared
+    // (resources) falls back to the snapshots.
+    let actions = candidates(&query(&ask(Target::Actions), &limits), None, &generation).unwrap();
+    assert_eq!(actions, [Candidate::Value("documents.read".into())]);
+    let resources =
+        candidates(&query(&ask(Target::Resources), &limits), None, &generation).unwrap();
+    assert_eq!(resources, [Candidate::Every]);
 }

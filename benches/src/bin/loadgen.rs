@@ -94,6 +94,10 @@ struct Args {
     /// phases alternating with checks alone.
     #[arg(long, default_value_t = 0.0)]
     searches_per_second: f64,
+    /// The search: `subjects` (a full page of up to 10,000 evaluations) or
+    /// `actions` (tool filtering: 40 candidate actions).
+    #[arg(long, default_value = "subjects", value_parser = ["subjects", "actions"])]
+    search_kind: String,
 }
 
 fn seconds(value: &str) -> Result<Duration, String> {
@@ -247,6 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let stream = tokio::spawn(search_stream(
                 lanes.decision[0].clone(),
                 requests[0].clone(),
+                args.search_kind == "actions",
                 args.searches_per_second,
                 Instant::now() + phase,
             ));
@@ -269,39 +274,66 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sends a subject search every `1/rate` seconds until `end`: who may the
-/// first request's agent act for, reading a document.
+/// Sends a search every `1/rate` seconds until `end`: who may the first
+/// request's agent act for, reading a document; or (`actions`) which of 40
+/// tools it may use on the first request's resource.
 async fn search_stream(
     mut client: DecisionServiceClient<Transport>,
     check: pb::CheckRequest,
+    actions: bool,
     rate: f64,
     end: Instant,
 ) -> anyhow::Result<Tally> {
     let mut tally = Tally::new()?;
     let interval = Duration::from_secs_f64(1.0 / rate);
+    let tools: Vec<String> = [
+        "read", "write", "search", "share", "delete", "export", "update", "create",
+    ]
+    .iter()
+    .flat_map(|verb| {
+        ["documents", "reports", "tickets", "accounts", "datasets"]
+            .iter()
+            .map(move |noun| format!("{noun}.{verb}"))
+    })
+    .collect();
     let mut due = Instant::now();
     while due < end {
         tokio::time::sleep_until(due.into()).await;
-        let request = pb::SearchSubjectsRequest {
-            platform: check.platform.clone(),
-            agent: check.agent.clone(),
-            subject_type: "user".into(),
-            action: Some(pb::Action {
-                name: "documents.read".into(),
-                attributes: None,
-            }),
-            resource: Some(pb::Resource {
-                r#type: "document".into(),
-                id: "document-17".into(),
-                attributes: None,
-            }),
-            ..Default::default()
-        };
         let sent = Instant::now();
-        let outcome = client
-            .search_subjects(request)
-            .await
-            .map(|answer| usize::from(!answer.into_inner().results.is_empty()));
+        let outcome = if actions {
+            let request = pb::SearchActionsRequest {
+                platform: check.platform.clone(),
+                agent: check.agent.clone(),
+                principal: check.principal.clone(),
+                resource: check.resource.clone(),
+                candidates: tools.clone(),
+                ..Default::default()
+            };
+            client
+                .search_actions(request)
+                .await
+                .map(|answer| usize::from(!answer.into_inner().results.is_empty()))
+        } else {
+            let request = pb::SearchSubjectsRequest {
+                platform: check.platform.clone(),
+                agent: check.agent.clone(),
+                subject_type: "user".into(),
+                action: Some(pb::Action {
+                    name: "documents.read".into(),
+                    attributes: None,
+                }),
+                resource: Some(pb::Resource {
+                    r#type: "document".into(),
+                    id: "document-17".into(),
+                    attributes: None,
+                }),
+                ..Default::default()
+            };
+            client
+                .search_subjects(request)
+                .await
+                .map(|answer| usize::from(!answer.into_inner().results.is_empty()))
+        };
         record(&mut tally, outcome, sent.elapsed())?;
         due += interval;
     }
@@ -316,6 +348,7 @@ fn report_beside(args: &Args, alone: &Tally, beside: &Tally, searches: &Tally) {
             "{}",
             serde_json::json!({
                 "searches_per_second": args.searches_per_second,
+                "search_kind": args.search_kind,
                 "searches": {"calls": searches.calls, "errors": searches.errors,
                              "p50_us": searches.quantile_us(0.5), "p99_us": searches.quantile_us(0.99)},
                 "beside": {"calls": beside.calls, "errors": beside.errors, "throughput": beside.throughput(),
@@ -328,8 +361,9 @@ fn report_beside(args: &Args, alone: &Tally, beside: &Tally, searches: &Tally) {
         return;
     }
     println!(
-        "with {} search(es)/s beside: {} searches (errors {}), search p50 {:.0}µs p99 {:.0}µs",
+        "with {} {} search(es)/s beside: {} searches (errors {}), search p50 {:.0}µs p99 {:.0}µs",
         args.searches_per_second,
+        args.search_kind,
         searches.calls,
         searches.errors,
         searches.quantile_us(0.5),

@@ -45,6 +45,8 @@ pub struct DecisionApi {
     pub(super) search_pool: Arc<std::sync::OnceLock<crate::search::pool::SearchPool>>,
     /// How long one search call may evaluate before it returns a page.
     pub(super) search_budget: std::time::Duration,
+    /// Decision calls being answered; searches slow down while any is.
+    pub(super) checking: Arc<crate::search::Busy>,
 }
 
 /// Budgets and tripwires, and where a tripwire's switch is engaged.
@@ -76,6 +78,7 @@ impl DecisionApi {
             usage: None,
             search_pool: Arc::default(),
             search_budget: std::time::Duration::from_secs(4),
+            checking: Arc::default(),
         }
     }
 
@@ -701,6 +704,7 @@ impl DecisionApi {
             }
         }
         let admitted = self.platforms.admit(per_platform.iter().copied())?;
+        let _checking = self.checking.enter();
         let label = caller.label();
         // One generation for the whole call: every item sees the same
         // bundle and snapshots.

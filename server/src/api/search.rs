@@ -22,6 +22,9 @@ use crate::search::pool::SearchPool;
 use crate::search::token::{self, Position, TokenError};
 use crate::search::{Bounds, Candidate, Found, Judge, Page, Query, Target, candidates, run};
 
+/// How long a search runs before it offers its core to checks.
+pub const YIELD_EVERY: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// The placeholder a search's own field holds while the rest is validated.
 const PLACEHOLDER: &str = "warden-search";
 
@@ -143,6 +146,7 @@ impl DecisionApi {
         let work_generation = generation.clone();
         let work_query = query.clone();
         let limit = call.limit;
+        let checking = self.checking.clone();
         // Proposing (a generator, perhaps the index's first build) and
         // deciding both run on the search threads, never on the runtime's.
         let (start, page) = self
@@ -167,6 +171,7 @@ impl DecisionApi {
                     cap,
                     deadline,
                     every_outcome: named.is_some(),
+                    yield_every: Some((YIELD_EVERY, checking)),
                 };
                 let judge = Judge {
                     generation: &work_generation,

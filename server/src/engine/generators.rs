@@ -22,6 +22,9 @@ use warden_rego::{Host, Limits, Policy};
 use super::EvalLimits;
 use crate::bundle::{Bundle, BundleError};
 
+/// The least time one generator evaluation may take.
+const GENERATOR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The package generators live in.
 const PACKAGE: [&str; 2] = ["warden", "search"];
 
@@ -77,9 +80,12 @@ impl Generators {
     /// Compiles the generators `bundle` declares; none when it has no
     /// Rego or no `warden.search` package.
     pub fn compile(bundle: &Bundle, limits: EvalLimits) -> Result<Self, BundleError> {
+        // A generator proposes for a whole search, so it gets a search's
+        // budget rather than a check's; the search's own deadline still
+        // bounds the call.
         let limits = Limits {
-            timeout: Some(limits.timeout),
-            max_instructions: limits.max_instructions,
+            timeout: Some(limits.timeout.max(GENERATOR_TIMEOUT)),
+            max_instructions: limits.max_instructions.saturating_mul(100),
         };
         if bundle.modules.is_empty() {
             return Ok(Self {

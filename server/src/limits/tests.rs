@@ -541,3 +541,50 @@ fn reset_forgets_the_named_keys_only() {
     )));
     assert_eq!(limits.hottest(&rules, Some("r"), 10, T0).len(), 2);
 }
+
+#[test]
+fn would_refuse_answers_as_admit_would_and_spends_nothing() {
+    let limits = limits(1000, OnFull::Deny);
+    let rules = rules(json!({"rules": [
+        {"id": "reads", "match": {"action": "documents.read"},
+         "per": ["agent"], "window": "1m", "max": 3},
+        {"id": "spend", "match": {"action": "payments.send"},
+         "per": ["agent"], "window": "1h", "max": 100, "sum": "action.attributes.amount"}
+    ]}));
+    let check = request("a1", "documents.read", json!({}));
+    for i in 0..3 {
+        // Asking any number of times leaves the whole budget.
+        for _ in 0..10 {
+            assert!(limits.would_refuse(&rules, &check, T0 + i).is_none());
+        }
+        assert!(admitted(&limits.admit(&rules, &check, T0 + i, false)));
+    }
+    let peeked = limits.would_refuse(&rules, &check, T0 + 10);
+    let refused = refusal(limits.admit(&rules, &check, T0 + 10, false));
+    let peeked = peeked.unwrap_or_else(|| panic!("the fourth would be refused"));
+    assert_eq!(
+        (peeked.reason.as_str(), peeked.used, peeked.max),
+        (refused.reason.as_str(), refused.used, refused.max)
+    );
+    // A key nobody counted yet holds nothing, and is not created.
+    let keys = limits.keys();
+    assert!(
+        limits
+            .would_refuse(&rules, &request("a9", "documents.read", json!({})), T0)
+            .is_none()
+    );
+    assert_eq!(limits.keys(), keys);
+    // A sum's amount is checked as admit checks it.
+    let missing = request("a1", "payments.send", json!({}));
+    assert_eq!(
+        limits.would_refuse(&rules, &missing, T0).map(|r| r.reason),
+        Some("limit_sum_missing:spend".to_owned())
+    );
+    let large = request("a1", "payments.send", json!({"action": {"amount": 101}}));
+    assert_eq!(
+        limits.would_refuse(&rules, &large, T0).map(|r| r.reason),
+        Some("limit_exceeded:spend".to_owned())
+    );
+    let small = request("a1", "payments.send", json!({"action": {"amount": 60}}));
+    assert!(limits.would_refuse(&rules, &small, T0).is_none());
+}

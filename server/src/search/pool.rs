@@ -1,7 +1,7 @@
 //! The threads searches run on, apart from the runtime's: a search is
 //! thousands of evaluations, and on a runtime worker it would hold up the
 //! checks queued behind it. The threads run at a lower scheduling priority
-//! (nice 10), so when the CPUs are busy the kernel serves checks first.
+//! (nice 19), so when the CPUs are busy the kernel serves checks first.
 
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -70,12 +70,12 @@ impl SearchPool {
     }
 }
 
-/// nice 10 for the calling thread (Linux schedules threads one by one).
+/// nice 19 for the calling thread (Linux schedules threads one by one).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
         let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
             tracing::debug!(error = %e, "search thread keeps its priority");
         }
     }
