@@ -287,25 +287,20 @@ pub enum Varied {
     PrincipalId,
 }
 
-/// `base` with `varied` set to `value`, which must pass the rule that field
-/// has in a check (so a search decides only what `Check` would accept).
+/// Sets `varied` in `request` to `value`, which must pass the rule that
+/// field has in a check (so a search decides only what `Check` would
+/// accept); on an error `request` is unchanged.
 pub fn vary(
-    base: &CheckRequest,
+    request: &mut CheckRequest,
     varied: Varied,
     value: Option<&str>,
     limits: &Limits,
-) -> Result<CheckRequest, InvalidRequest> {
-    let mut request = base.clone();
+) -> Result<(), InvalidRequest> {
+    let value = value.unwrap_or_default();
     match varied {
-        Varied::ActionName => {
-            request.action.name = action_name("action.name", value.unwrap_or_default(), limits)?;
-        }
-        Varied::ResourceId => {
-            request.resource.id = optional_id("resource.id", value.unwrap_or_default(), limits)?;
-        }
-        Varied::PrincipalId => {
-            request.principal.id = required_id("principal.id", value.unwrap_or_default(), limits)?;
-        }
+        Varied::ActionName => request.action.name = action_name("action.name", value, limits)?,
+        Varied::ResourceId => request.resource.id = optional_id("resource.id", value, limits)?,
+        Varied::PrincipalId => request.principal.id = required_id("principal.id", value, limits)?,
     }
-    Ok(request)
+    Ok(())
 }

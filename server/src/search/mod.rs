@@ -126,7 +126,14 @@ impl Query {
         candidate: &Candidate,
         limits: &Limits,
     ) -> Result<CheckRequest, InvalidRequest> {
-        vary(&self.base, self.target.varied(), candidate.value(), limits)
+        let mut request = self.base.clone();
+        vary(
+            &mut request,
+            self.target.varied(),
+            candidate.value(),
+            limits,
+        )?;
+        Ok(request)
     }
 
     /// The input a generator sees: the check's input without the field
@@ -246,6 +253,10 @@ pub fn run(query: &Query, candidates: &[Candidate], judge: Judge<'_>, bounds: &B
     } = judge;
     let mut page = Page::default();
     let mut index = bounds.start;
+    // One request, its searched field set per candidate: cloning the rest
+    // per candidate would cost more than the search saves over checks.
+    let mut request = query.base.clone();
+    let varied = query.target.varied();
     let mut ran_since = Instant::now();
     while index < candidates.len() {
         if let Some((every, checks)) = &bounds.yield_every
@@ -267,9 +278,9 @@ pub fn run(query: &Query, candidates: &[Candidate], judge: Judge<'_>, bounds: &B
         let candidate = &candidates[index];
         index += 1;
         // A generated candidate no check could carry is not a result.
-        let Ok(request) = query.check(candidate, limits) else {
+        if vary(&mut request, varied, candidate.value(), limits).is_err() {
             continue;
-        };
+        }
         page.evaluated += 1;
         let mut decision = decide(&request, generation, switches, now);
         if decision.stage == Stage::Policy
