@@ -134,6 +134,27 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What a check adds to `rule`'s usage: 1, or its summed input scaled by
+/// `SUM_SCALE`; else the refusal's reason and detail (the amount is missing
+/// or not a number from 0 to 10^12).
+fn amount(rule: &LimitRule, request: &CheckRequest) -> Result<u64, (&'static str, String)> {
+    let Some(path) = &rule.sum else {
+        return Ok(1);
+    };
+    match path.get(request) {
+        None => Err(("limit_sum_missing", format!("`{path}` is missing"))),
+        Some(value) => match value.as_f64() {
+            Some(n) if n.is_finite() && n >= 0.0 && n * SUM_SCALE < 1e18 => {
+                Ok((n * SUM_SCALE).round() as u64)
+            }
+            _ => Err((
+                "limit_sum_invalid",
+                format!("`{path}` is not a number from 0 to 10^12"),
+            )),
+        },
+    }
+}
+
 impl UsageLimits {
     pub fn new(config: LimitsConfig, session_path: Arc<InputPath>) -> Self {
         Self {
@@ -223,27 +244,12 @@ impl UsageLimits {
                 used: 0.0,
                 max: rule.max_display(),
             };
-            let amount = match &rule.sum {
-                None => 1,
-                Some(path) => match path.get(request) {
-                    None => {
-                        self.rollback(reservation);
-                        return self
-                            .refused(refuse("limit_sum_missing", format!("`{path}` is missing")));
-                    }
-                    Some(value) => match value.as_f64() {
-                        Some(n) if n.is_finite() && n >= 0.0 && n * SUM_SCALE < 1e18 => {
-                            (n * SUM_SCALE).round() as u64
-                        }
-                        _ => {
-                            self.rollback(reservation);
-                            return self.refused(refuse(
-                                "limit_sum_invalid",
-                                format!("`{path}` is not a number from 0 to 10^12"),
-                            ));
-                        }
-                    },
-                },
+            let amount = match amount(rule, request) {
+                Ok(amount) => amount,
+                Err((reason, detail)) => {
+                    self.rollback(reservation);
+                    return self.refused(refuse(reason, detail));
+                }
             };
             counters::key(&mut key, &rule.id, &values);
             let width = width_ms(ms(rule.window));
@@ -366,22 +372,9 @@ impl UsageLimits {
                 used: 0.0,
                 max: rule.max_display(),
             };
-            let amount = match &rule.sum {
-                None => 1,
-                Some(path) => match path.get(request).map(|value| value.as_f64()) {
-                    None => {
-                        return Some(refuse("limit_sum_missing", format!("`{path}` is missing")));
-                    }
-                    Some(Some(n)) if n.is_finite() && n >= 0.0 && n * SUM_SCALE < 1e18 => {
-                        (n * SUM_SCALE).round() as u64
-                    }
-                    Some(_) => {
-                        return Some(refuse(
-                            "limit_sum_invalid",
-                            format!("`{path}` is not a number from 0 to 10^12"),
-                        ));
-                    }
-                },
+            let amount = match amount(rule, request) {
+                Ok(amount) => amount,
+                Err((reason, detail)) => return Some(refuse(reason, detail)),
             };
             counters::key(&mut key, &rule.id, &values);
             let width = width_ms(ms(rule.window));
