@@ -22,7 +22,8 @@ type Transport = BoxCloneSyncService<
 pub use warden_proto::v1::{
     BundleInfo, BundleTarget, EngageKillSwitchRequest, GetStatusResponse, KillSwitch,
     KillSwitchMode, KillSwitchScope, KillSwitchState, LimitKeyPart, LimitKeyUsage, LimitRuleInfo,
-    ListKillSwitchesResponse, ListLimitsResponse, SnapshotInfo,
+    ListKillSwitchesResponse, ListLimitsResponse, ReplayBundleEvent, ReplayBundleRequest,
+    ReplayChange, ReplayGroup, ReplayProgress, ReplaySummary, SnapshotInfo,
 };
 
 /// A connection to Warden's admin listener.
@@ -264,5 +265,36 @@ impl AdminClient {
             .await?
             .into_inner()
             .keys_reset)
+    }
+
+    /// Replays recorded decisions against a candidate bundle: progress
+    /// events (and changes, when `include_changes`), then one summary.
+    /// Dropping the stream cancels the replay.
+    pub async fn replay_bundle(
+        &mut self,
+        request: ReplayBundleRequest,
+    ) -> Result<tonic::Streaming<ReplayBundleEvent>, ClientError> {
+        Ok(self.inner.replay_bundle(request).await?.into_inner())
+    }
+
+    /// `replay_bundle` run to its end: the summary, and the changes when
+    /// the request includes them.
+    pub async fn replay_bundle_summary(
+        &mut self,
+        request: ReplayBundleRequest,
+    ) -> Result<(ReplaySummary, Vec<ReplayChange>), ClientError> {
+        use pb::replay_bundle_event::Event;
+        let mut events = self.replay_bundle(request).await?;
+        let mut changes = Vec::new();
+        while let Some(event) = events.message().await? {
+            match event.event {
+                Some(Event::Change(change)) => changes.push(change),
+                Some(Event::Summary(summary)) => return Ok((summary, changes)),
+                Some(Event::Progress(_)) | None => {}
+            }
+        }
+        Err(ClientError::Protocol(
+            "ReplayBundle ended without a summary".into(),
+        ))
     }
 }

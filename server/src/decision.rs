@@ -23,6 +23,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// Reads `as_str`'s names back.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "allow" => Some(Verdict::Allow),
+            "deny" => Some(Verdict::Deny),
+            "require_approval" => Some(Verdict::RequireApproval),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Allow => "allow",
@@ -122,6 +132,19 @@ pub struct ShadowOutcome {
 }
 
 impl Decision {
+    /// A decision read back from an audit record.
+    pub fn recorded(verdict: Verdict, reasons: Vec<String>) -> Self {
+        Self {
+            verdict,
+            reasons,
+            stage: Stage::Policy,
+            shadow: None,
+            kill_switch: None,
+            approval: None,
+            audience: None,
+        }
+    }
+
     fn deny(reason: impl Into<String>, stage: Stage) -> Self {
         Self {
             verdict: Verdict::Deny,
@@ -182,6 +205,12 @@ pub fn decide(
         });
     }
     decision
+}
+
+/// What `generation`'s policy alone decides: no kill switch, no staleness,
+/// no shadow. Replay judges a bundle with it.
+pub fn policy_decision(request: &CheckRequest, generation: &Generation) -> Decision {
+    evaluate(generation.policy(), request)
 }
 
 fn evaluate(policy: &dyn BoundPolicy, request: &CheckRequest) -> Decision {

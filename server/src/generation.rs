@@ -14,6 +14,7 @@ use regorus::Value;
 use crate::bundle::{Bundle, BundleError, WasmModule};
 use crate::engine::generators::{self, Generators, Target};
 use crate::engine::native::NativePolicy;
+use crate::engine::reads::InputReads;
 use crate::engine::wasm::{WasmLimits, WasmPolicy};
 use crate::engine::{BindError, BoundPolicy, CompiledPolicy, EngineKind, EngineOptions};
 use crate::input::json_to_rego;
@@ -36,6 +37,8 @@ pub struct LoadedPolicy {
     pub limits: Arc<RuleSet>,
     /// `data.warden.search.*`, the bundle's search candidate generators.
     pub generators: Arc<Generators>,
+    /// The `input` paths its Rego can read (`None`: cannot be told).
+    pub reads: Option<InputReads>,
 }
 
 impl LoadedPolicy {
@@ -105,6 +108,7 @@ impl LoadedPolicy {
             data: bundle.data.clone(),
             limits,
             generators,
+            reads: InputReads::of(&bundle.modules),
         })
     }
 

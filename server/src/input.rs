@@ -293,3 +293,86 @@ pub fn json_to_rego(value: &Json) -> Value {
         Json::Object(fields) => attributes(fields),
     }
 }
+
+/// Why a stored input document is not one `to_json` could have written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("input `{field}` {reason}")]
+pub struct NotAnInput {
+    pub field: String,
+    pub reason: &'static str,
+}
+
+/// Reads a request back out of its input document (an audit record's
+/// `input`): the inverse of `to_json`. `delegation` is derived, so it is
+/// not read; `approval` is taken as stored.
+pub fn from_json(input: &Json) -> Result<CheckRequest, NotAnInput> {
+    use crate::request::{Action, Agent, Principal, Resource};
+    let wrong = |field: &str, reason| NotAnInput {
+        field: field.to_owned(),
+        reason,
+    };
+    let object = |field: &str| -> Result<&Map<String, Json>, NotAnInput> {
+        pointer(input, field)
+            .and_then(Json::as_object)
+            .ok_or_else(|| wrong(field, "is not an object"))
+    };
+    let text = |field: &str| -> Result<String, NotAnInput> {
+        pointer(input, field)
+            .and_then(Json::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| wrong(field, "is not a string"))
+    };
+    let optional = |field: &str| -> Result<Option<String>, NotAnInput> {
+        match pointer(input, field) {
+            None => Ok(None),
+            Some(Json::String(value)) => Ok(Some(value.clone())),
+            Some(_) => Err(wrong(field, "is not a string")),
+        }
+    };
+    let strings = |field: &str| -> Result<Vec<String>, NotAnInput> {
+        match pointer(input, field) {
+            None => Ok(Vec::new()),
+            Some(Json::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| wrong(field, "holds a value that is not a string")),
+            Some(_) => Err(wrong(field, "is not a list")),
+        }
+    };
+    object("")?;
+    Ok(CheckRequest {
+        platform: text("platform")?,
+        agent: Agent {
+            id: text("agent.id")?,
+            attributes: object("agent.attributes")?.clone(),
+        },
+        principal: Principal {
+            kind: optional("principal.type")?,
+            id: text("principal.id")?,
+            attributes: object("principal.attributes")?.clone(),
+        },
+        delegation_chain: strings("delegation_chain")?,
+        audience: strings("audience")?,
+        action: Action {
+            name: text("action.name")?,
+            attributes: object("action.attributes")?.clone(),
+        },
+        resource: Resource {
+            kind: text("resource.type")?,
+            id: optional("resource.id")?,
+            attributes: object("resource.attributes")?.clone(),
+        },
+        context: object("context")?.clone(),
+        request_id: optional("request_id")?,
+        approval: input.get("approval").cloned(),
+    })
+}
+
+/// The value at a dotted path (`""` is the document itself).
+fn pointer<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
+    if path.is_empty() {
+        return Some(value);
+    }
+    path.split('.').try_fold(value, |value, key| value.get(key))
+}

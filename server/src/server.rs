@@ -278,7 +278,8 @@ pub async fn serve(
         started,
     )
     .with_approvals(approvals.clone())
-    .with_usage_limits(usage_limits.clone());
+    .with_usage_limits(usage_limits.clone())
+    .with_replays_giving_way_to(decisions.checks_in_flight());
     // Room for the largest bundle push plus the envelope.
     let admin = AdminServiceServer::new(admin_api)
         .max_decoding_message_size(config.max_push_bytes.saturating_add(1024 * 1024));

@@ -29,7 +29,7 @@ use crate::store::BundleRecord;
 #[derive(Debug, Clone)]
 pub struct AdminApi {
     control: Arc<Control>,
-    auditor: Arc<Auditor>,
+    pub(super) auditor: Arc<Auditor>,
     stats: Arc<Stats>,
     started: Instant,
     /// Where every change goes.
@@ -37,6 +37,8 @@ pub struct AdminApi {
     approvals: Option<Arc<crate::approval::Approvals>>,
     /// This replica's limit counters, for listing and resetting keys.
     usage_limits: Option<Arc<UsageLimits>>,
+    /// Where replays run.
+    pub(super) replays: super::replay::Replays,
 }
 
 impl AdminApi {
@@ -55,7 +57,14 @@ impl AdminApi {
             changes,
             approvals: None,
             usage_limits: None,
+            replays: super::replay::Replays::new(Arc::default()),
         }
+    }
+
+    /// Replays give way to the checks `checks` counts.
+    pub fn with_replays_giving_way_to(mut self, checks: Arc<crate::giveway::Busy>) -> Self {
+        self.replays = super::replay::Replays::new(checks);
+        self
     }
 
     /// Reports the approval workflow in status.
@@ -78,7 +87,7 @@ impl AdminApi {
             .map_err(|e| status(&e))
     }
 
-    async fn read<T: Send + 'static>(
+    pub(super) async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Control) -> Result<T, ControlError> + Send + 'static,
     ) -> Result<T, Status> {
@@ -158,6 +167,15 @@ pub fn snapshot_info(
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    type ReplayBundleStream = super::replay::ReplayStream;
+
+    async fn replay_bundle(
+        &self,
+        request: Request<pb::ReplayBundleRequest>,
+    ) -> Result<Response<Self::ReplayBundleStream>, Status> {
+        AdminApi::replay_bundle(self, request).await
+    }
+
     async fn put_bundle(
         &self,
         request: Request<pb::PutBundleRequest>,

@@ -46,7 +46,7 @@ pub struct DecisionApi {
     /// How long one search call may evaluate before it returns a page.
     pub(super) search_budget: std::time::Duration,
     /// Decision calls being answered; searches slow down while any is.
-    pub(super) checking: Arc<crate::search::Busy>,
+    pub(super) checking: Arc<crate::giveway::Busy>,
 }
 
 /// Budgets and tripwires, and where a tripwire's switch is engaged.
@@ -85,6 +85,11 @@ impl DecisionApi {
     /// How long one search call may evaluate: a little less than the
     /// call's own limit (`check_timeout`), so that it answers with a page
     /// rather than being cut off.
+    /// The checks in flight, for background work to give way to.
+    pub fn checks_in_flight(&self) -> Arc<crate::giveway::Busy> {
+        self.checking.clone()
+    }
+
     pub fn with_search_budget(mut self, call_timeout: std::time::Duration) -> Self {
         self.search_budget = call_timeout.mul_f64(0.8);
         self

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod decision;
 mod killswitch;
 mod limits;
+pub mod replay;
 pub mod search;
 pub(crate) mod status;
 

@@ -100,7 +100,7 @@ pub fn requirement(listener: Listener, path: &str) -> Option<Requirement> {
             Listener::Admin,
             "warden.v1.AdminService",
             "PutBundle" | "ListBundles" | "ActivateBundle" | "Rollback" | "ClearShadowBundle"
-            | "PutSnapshot",
+            | "PutSnapshot" | "ReplayBundle",
         ) => Requirement::AnyOf(POLICY),
         (Listener::Admin, "warden.v1.AdminService", "GetStatus") => {
             Requirement::AnyOf(ANY_OPERATOR)

@@ -64,13 +64,21 @@ impl Control {
         })
     }
 
-    /// Validates, stores and (per `target`) serves a pushed bundle.
-    pub fn put_bundle(
-        &self,
-        archive: Vec<u8>,
-        target: Target,
-        _turn: &HeavyTurn,
-    ) -> Result<BundleRecord, ControlError> {
+    /// Checks a candidate bundle as a push is checked (size, safe reading,
+    /// signature, format, compilation), without testing, storing or
+    /// serving it: replay judges it.
+    pub fn candidate(&self, archive: &[u8]) -> Result<Arc<LoadedPolicy>, ControlError> {
+        self.check_push_size(archive)?;
+        let files = read_tar_gz(archive, &self.config.archive).map_err(refused)?;
+        signature::verify(&files, &self.config.keys, self.config.require_signed)
+            .map_err(|e| invalid("bundle", format!("signature: {e}")))?;
+        let bundle = Bundle::from_files(files).map_err(|e| invalid("bundle", e))?;
+        let policy = LoadedPolicy::compile(&bundle, &self.config.engine)
+            .map_err(|e| invalid("bundle", e))?;
+        Ok(Arc::new(policy))
+    }
+
+    fn check_push_size(&self, archive: &[u8]) -> Result<(), ControlError> {
         if archive.is_empty() {
             return Err(invalid("bundle", "is required"));
         }
@@ -84,6 +92,17 @@ impl Control {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Validates, stores and (per `target`) serves a pushed bundle.
+    pub fn put_bundle(
+        &self,
+        archive: Vec<u8>,
+        target: Target,
+        _turn: &HeavyTurn,
+    ) -> Result<BundleRecord, ControlError> {
+        self.check_push_size(&archive)?;
         let files = read_tar_gz(&archive, &self.config.archive).map_err(refused)?;
         // Compiling and testing take long; other changes (a kill switch
         // arriving from the cluster) must not wait for them.

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod generators;
 pub mod native;
+pub mod reads;
 pub mod wasm;
 
 use std::fmt;

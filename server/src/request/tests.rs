@@ -10,7 +10,7 @@ use warden_proto::convert::to_struct;
 use warden_proto::v1 as pb;
 
 use super::{Limits, validate};
-use crate::input::{to_json, to_rego};
+use crate::input::{from_json, to_json, to_rego};
 
 /// Any JSON value a Struct can carry: nested objects and lists, integers and
 /// fractions of every size, unicode strings (control characters included:
@@ -246,6 +246,8 @@ proptest! {
         let parsed = regorus::Value::from_json_str(&to_json(&valid).to_string());
         prop_assert!(parsed.is_ok());
         prop_assert_eq!(to_rego(&valid), parsed.unwrap_or_else(|_| unreachable!()));
+        // What replay reads from an audit record is the request again.
+        prop_assert_eq!(from_json(&to_json(&valid)), Ok(valid));
     }
 
     /// A non-finite number anywhere in attributes is refused, naming its path.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::decision::{Decision, Stage, Verdict, decide, refuse};
 use crate::generation::Generation;
+use crate::giveway::{Busy, GiveWay};
 use crate::killswitch::{SwitchIndex, unix_ms};
 use crate::limits::UsageLimits;
 use crate::request::{CheckRequest, InvalidRequest, Limits, vary};
@@ -67,39 +68,8 @@ pub struct Bounds {
     pub deadline: Instant,
     /// Keep denied candidates too (the caller named them).
     pub every_outcome: bool,
-    /// Give way to checks this often: a search that has run this long
-    /// sleeps twice as long while checks are being answered (so it takes
-    /// at most a third of a core from them), else offers its core back
-    /// (`sched_yield`). A lower priority alone does not do it: the search
-    /// threads' nice 19 still lets a search take a busy machine's idle
-    /// moments and its caches.
+    /// Give way to checks this often (see [`GiveWay`]).
     pub yield_every: Option<(Duration, std::sync::Arc<Busy>)>,
-}
-
-/// Counts calls in flight, for searches to give way to.
-#[derive(Debug, Default)]
-pub struct Busy(std::sync::atomic::AtomicUsize);
-
-impl Busy {
-    /// Counts a call until the guard is dropped.
-    pub fn enter(&self) -> BusyGuard<'_> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        BusyGuard(self)
-    }
-
-    pub fn any(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed) > 0
-    }
-}
-
-/// One call counted by [`Busy`].
-#[derive(Debug)]
-pub struct BusyGuard<'a>(&'a Busy);
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        self.0.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// One page of a search.
@@ -257,17 +227,13 @@ pub fn run(query: &Query, candidates: &[Candidate], judge: Judge<'_>, bounds: &B
     // per candidate would cost more than the search saves over checks.
     let mut request = query.base.clone();
     let varied = query.target.varied();
-    let mut ran_since = Instant::now();
+    let mut give_way = bounds
+        .yield_every
+        .as_ref()
+        .map(|(every, checks)| GiveWay::new(*every, checks.clone()));
     while index < candidates.len() {
-        if let Some((every, checks)) = &bounds.yield_every
-            && ran_since.elapsed() >= *every
-        {
-            if checks.any() {
-                std::thread::sleep(*every * 2);
-            } else {
-                std::thread::yield_now();
-            }
-            ran_since = Instant::now();
+        if let Some(give_way) = &mut give_way {
+            give_way.tick();
         }
         let full = bounds.limit > 0 && page.found.len() >= bounds.limit;
         let spent = page.evaluated >= bounds.cap

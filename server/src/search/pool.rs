@@ -31,7 +31,7 @@ impl SearchPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("warden-search-{n}"))
                 .spawn(move || {
-                    lower_priority();
+                    crate::giveway::lower_priority();
                     loop {
                         // The lock is held only to take the next job.
                         let job = match jobs.lock() {
@@ -67,16 +67,5 @@ impl SearchPool {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return Err(Busy),
         }
         rx.await.map_err(|_| Busy)
-    }
-}
-
-/// nice 19 for the calling thread (Linux schedules threads one by one).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let tid = rustix::thread::gettid();
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), 19) {
-            tracing::debug!(error = %e, "search thread keeps its priority");
-        }
     }
 }

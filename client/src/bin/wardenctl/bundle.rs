@@ -61,6 +61,10 @@ pub enum BundleCommand {
     ClearShadow,
     /// The active and shadow bundles.
     Status,
+    /// What a candidate bundle would have decided on recorded traffic:
+    /// changed decisions grouped, from the server's audit log or, with
+    /// `--audit-file`, offline. Exit 1 when a decision changes.
+    Replay(super::replay::ReplayArgs),
 }
 
 pub async fn run(
@@ -194,6 +198,7 @@ pub async fn run(
             }
             Ok(())
         }
+        BundleCommand::Replay(args) => super::replay::run(addr, options, args, json).await,
         BundleCommand::Status => {
             let status = admin(addr, options).await?.status().await?;
             let serving: Vec<BundleInfo> = status.active.into_iter().chain(status.shadow).collect();

@@ -11,8 +11,12 @@ pub enum CtlError {
     Usage(String),
     /// Something failed on this machine, such as writing a file.
     Local(String),
-    /// The command worked and found a problem (a broken audit chain).
+    /// The command worked and found a problem (a broken audit chain, a
+    /// replayed decision that changes).
     Finding(String),
+    /// The command worked but could not cover everything (a replay with
+    /// records it could not replay).
+    Incomplete(String),
 }
 
 impl CtlError {
@@ -22,6 +26,7 @@ impl CtlError {
             CtlError::Usage(_) => exit::USAGE,
             CtlError::Local(_) => exit::FAILED,
             CtlError::Finding(_) => exit::DENY,
+            CtlError::Incomplete(_) => exit::REQUIRE_APPROVAL,
         }
     }
 }
@@ -30,9 +35,10 @@ impl std::fmt::Display for CtlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CtlError::Client(e) => e.fmt(f),
-            CtlError::Usage(message) | CtlError::Local(message) | CtlError::Finding(message) => {
-                f.write_str(message)
-            }
+            CtlError::Usage(message)
+            | CtlError::Local(message)
+            | CtlError::Finding(message)
+            | CtlError::Incomplete(message) => f.write_str(message),
         }
     }
 }

@@ -4,12 +4,13 @@
 use tonic::Code;
 use warden_client::ClientError;
 
-/// Success; for `check`, ALLOW.
+/// Success; for `check`, ALLOW; for `bundle replay`, no decision changes.
 pub const SUCCESS: u8 = 0;
 /// `check`: DENY. `audit verify`, `audit export`, `audit merge`: a chain is
-/// broken.
+/// broken. `bundle replay`: some decision changes.
 pub const DENY: u8 = 1;
-/// `check`: REQUIRE_APPROVAL.
+/// `check`: REQUIRE_APPROVAL. `bundle replay`: no replayed decision
+/// changes, but some records could not be replayed.
 pub const REQUIRE_APPROVAL: u8 = 2;
 /// Bad arguments, input or configuration, a confirmation not given, or a
 /// request Warden rejected as it stands: sending it again will not help.
@@ -26,9 +27,11 @@ pub const FAILED: u8 = 6;
 /// and the module doc of `main.rs`.
 pub const HELP: &str = "\
 Exit codes:
-  0  success; check: ALLOW
-  1  check: DENY; audit verify, export or merge: a chain is broken
-  2  check: REQUIRE_APPROVAL
+  0  success; check: ALLOW; bundle replay: no decision changes
+  1  check: DENY; audit verify, export or merge: a chain is broken;
+     bundle replay: some decision changes
+  2  check: REQUIRE_APPROVAL; bundle replay: none changes, but some
+     records could not be replayed
   3  bad arguments, input or configuration, a confirmation not given, or a
      request Warden rejected (INVALID_ARGUMENT, FAILED_PRECONDITION,
      NOT_FOUND, ALREADY_EXISTS, OUT_OF_RANGE)

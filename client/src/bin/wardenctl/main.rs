@@ -10,9 +10,9 @@
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | success; `check`: ALLOW |
-//! | 1 | `check`: DENY; `audit verify`, `export`, `merge`: a chain is broken |
-//! | 2 | `check`: REQUIRE_APPROVAL |
+//! | 0 | success; `check`: ALLOW; `bundle replay`: no decision changes |
+//! | 1 | `check`: DENY; `audit verify`, `export`, `merge`: a chain is broken; `bundle replay`: some decision changes |
+//! | 2 | `check`: REQUIRE_APPROVAL; `bundle replay`: none changes, but some records could not be replayed |
 //! | 3 | bad arguments, input or configuration, a confirmation not given, or a request Warden rejected (`INVALID_ARGUMENT`, `FAILED_PRECONDITION`, `NOT_FOUND`, `ALREADY_EXISTS`, `OUT_OF_RANGE`) |
 //! | 4 | Warden unreachable or unavailable: no connection, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `ABORTED`, `CANCELLED` |
 //! | 5 | `UNAUTHENTICATED` or `PERMISSION_DENIED` |
@@ -44,6 +44,7 @@ mod exit;
 mod kill;
 mod limits;
 mod output;
+mod replay;
 mod search;
 mod snapshot;
 mod status;
