@@ -58,6 +58,10 @@ impl LoadedPolicy {
             None if bundle.modules.is_empty() => EngineKind::Wasm,
             None => options.engine,
         };
+        let shipped_wasm = bundle
+            .wasm
+            .iter()
+            .any(|w| w.entrypoint.trim_matches('/') == bundle.entrypoint);
         let compiled: Box<dyn CompiledPolicy> = match kind {
             EngineKind::Native => {
                 if bundle.modules.is_empty() {
@@ -108,7 +112,12 @@ impl LoadedPolicy {
             data: bundle.data.clone(),
             limits,
             generators,
-            reads: InputReads::of(&bundle.modules),
+            // A shipped `policy.wasm` may not be built from the Rego beside
+            // it: what that Rego reads says nothing of it.
+            reads: match (kind, shipped_wasm) {
+                (EngineKind::Wasm, true) => None,
+                _ => InputReads::of(&bundle.modules),
+            },
         })
     }
 

@@ -353,8 +353,15 @@ async fn a_replica_cut_off_past_the_grace_applies_on_partition_until_it_catches_
         metrics.contains("warden_cluster_partitioned 0"),
         "{metrics}"
     );
-    let (code, body) = http_get(ops, "/readyz");
-    assert_eq!((code, body.trim()), (200, "ready"));
+    // Readiness is refreshed apart from the switch: give it a moment.
+    loop {
+        let (code, body) = http_get(ops, "/readyz");
+        if (code, body.trim()) == (200, "ready") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{code}: {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `wardenctl --json kill engage --agent AGENT … --replica …` for every

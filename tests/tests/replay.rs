@@ -656,3 +656,50 @@ async fn as_recorded_policy_tells_policy_changes_from_data_changes() {
         .unwrap();
     assert_eq!((limited.replayed, limited.limited), (7, true));
 }
+
+#[tokio::test]
+async fn replaying_takes_policy_admin_and_streaming_changes_takes_auditor_too() {
+    let token = |name: &str| format!("replay-roles-token-{name}-0123456789abcdef");
+    let entry = |name: &str, roles: &[&str]| {
+        format!(
+            "{{ name = \"{name}\", sha256 = \"{}\", roles = {roles:?} }}",
+            warden::auth::hash_token(&token(name))
+        )
+    };
+    let tokens = format!(
+        "[{}, {}, {}]",
+        entry("admin", &["policy_admin"]),
+        entry("both", &["policy_admin", "auditor"]),
+        entry("auditor", &["auditor"]),
+    );
+    let warden = Warden::builder()
+        .env("WARDEN_AUTH_TOKENS", tokens)
+        .start()
+        .await;
+    let bundle = archive(&policy_files(|_| {}));
+    let replay_as = |who: &str, include_changes: bool| {
+        let (endpoint, bundle, token) = (warden.admin_endpoint(), bundle.clone(), token(who));
+        async move {
+            let options = ClientOptions {
+                token: Some(token),
+                ..ClientOptions::default()
+            };
+            let mut admin = warden_client::AdminClient::connect(endpoint, options)
+                .await
+                .unwrap();
+            let request = ReplayBundleRequest {
+                include_changes,
+                ..replay_request(bundle)
+            };
+            match admin.replay_bundle_summary(request).await {
+                Ok(_) => Code::Ok,
+                Err(ClientError::Status(status)) => status.code(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(replay_as("admin", false).await, Code::Ok);
+    assert_eq!(replay_as("admin", true).await, Code::PermissionDenied);
+    assert_eq!(replay_as("both", true).await, Code::Ok);
+    assert_eq!(replay_as("auditor", false).await, Code::PermissionDenied);
+}

@@ -98,6 +98,15 @@ struct Args {
     /// `actions` (tool filtering: 40 candidate actions).
     #[arg(long, default_value = "subjects", value_parser = ["subjects", "actions"])]
     search_kind: String,
+    /// Also measure checks while the server replays its audit log against
+    /// this candidate bundle (`.tar.gz`), in phases alternating with checks
+    /// alone; each phase starts a replay and cancels it at its end.
+    #[arg(long)]
+    replay_bundle: Option<std::path::PathBuf>,
+    /// Before measuring, decide this many checks (in batches) so that the
+    /// audit log has records to replay.
+    #[arg(long, default_value_t = 0)]
+    fill_records: u64,
 }
 
 fn seconds(value: &str) -> Result<Duration, String> {
@@ -215,6 +224,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         lanes.health.push(HealthClient::new(channel));
     }
 
+    if args.fill_records > 0 {
+        fill(&lanes, &requests, args.fill_records).await?;
+    }
+    let replay = match &args.replay_bundle {
+        Some(path) => Some((
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            AdminClient::connect(
+                args.admin_addr.clone(),
+                ClientOptions {
+                    token: args.admin_token.clone(),
+                    request_timeout: Duration::from_secs(3600),
+                    ..options.clone()
+                },
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    let mut replayed = Replayed::default();
+
     let phase = args.duration / args.rounds;
     for kind in [Kind::Floor, Kind::Check] {
         drive(&args, &lanes, &requests, kind, args.warmup / 2, None).await?;
@@ -222,6 +251,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut check = Tally::new()?;
     let mut floor = Tally::new()?;
     let mut beside = Tally::new()?;
+    let mut beside_replay = Tally::new()?;
     let mut searches = Tally::new()?;
     let wanted = |kind: &str| args.only.as_deref().is_none_or(|only| only == kind);
     for _ in 0..args.rounds {
@@ -266,12 +296,167 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await?;
             searches.merge(&stream.await??)?;
         }
+        if let Some((bundle, admin)) = &replay {
+            let stream = tokio::spawn(replay_stream(
+                admin.clone(),
+                bundle.clone(),
+                Instant::now() + phase,
+            ));
+            drive(
+                &args,
+                &lanes,
+                &requests,
+                Kind::Check,
+                phase,
+                Some(&mut beside_replay),
+            )
+            .await?;
+            let (records, elapsed) = stream.await??;
+            replayed.records += records;
+            replayed.elapsed += elapsed;
+        }
     }
     report(&args, &check, &floor);
     if args.searches_per_second > 0.0 {
         report_beside(&args, &check, &beside, &searches);
     }
+    if replay.is_some() {
+        report_replay(&args, &check, &beside_replay, &replayed);
+    }
     Ok(())
+}
+
+/// Decides `count` checks in batches of 256, eight in flight.
+async fn fill(lanes: &Lanes, requests: &[pb::CheckRequest], count: u64) -> anyhow::Result<()> {
+    let batches = count.div_ceil(256);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for lane in 0..8 {
+        let mut client = lanes.decision[lane % lanes.decision.len()].clone();
+        let next = next.clone();
+        let requests: Vec<pb::CheckRequest> = requests.to_vec();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let batch = next.fetch_add(1, Ordering::Relaxed);
+                if batch >= batches {
+                    return anyhow::Ok(());
+                }
+                let start = (batch as usize * 256) % requests.len().max(1);
+                let items = requests
+                    .iter()
+                    .cycle()
+                    .skip(start)
+                    .take(256)
+                    .cloned()
+                    .collect();
+                client
+                    .batch_check(pb::BatchCheckRequest { items })
+                    .await
+                    .context("batch check while filling the audit log")?;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+/// Records a replay read while checks were measured beside it.
+#[derive(Default)]
+struct Replayed {
+    records: u64,
+    elapsed: Duration,
+}
+
+/// Runs a replay until `end`, then leaves it (which cancels it); returns
+/// the records it read and for how long. A replay still being cancelled
+/// from the phase before is waited for.
+async fn replay_stream(
+    mut admin: AdminClient,
+    bundle: Vec<u8>,
+    end: Instant,
+) -> anyhow::Result<(u64, Duration)> {
+    let request = pb::ReplayBundleRequest {
+        bundle,
+        ..pb::ReplayBundleRequest::default()
+    };
+    let started = Instant::now();
+    let mut events = loop {
+        match admin.replay_bundle(request.clone()).await {
+            Ok(events) => break events,
+            Err(warden_client::ClientError::Status(status))
+                if status.code() == tonic::Code::ResourceExhausted && Instant::now() < end =>
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut read = 0;
+    let mut last = started;
+    while let Ok(event) = tokio::time::timeout_at(end.into(), events.message()).await {
+        match event?.and_then(|event| event.event) {
+            Some(pb::replay_bundle_event::Event::Progress(progress)) => {
+                read = progress.read;
+                last = Instant::now();
+            }
+            Some(pb::replay_bundle_event::Event::Summary(summary)) => {
+                read = summary.read;
+                last = Instant::now();
+                break;
+            }
+            Some(pb::replay_bundle_event::Event::Change(_)) => {}
+            None => break,
+        }
+    }
+    Ok((read, last - started))
+}
+
+/// Checks with a replay beside them, against checks alone.
+fn report_replay(args: &Args, alone: &Tally, beside: &Tally, replayed: &Replayed) {
+    let ratio = |ours: f64, theirs: f64| ours / theirs.max(1e-9);
+    let rate = replayed.records as f64 / replayed.elapsed.as_secs_f64().max(1e-9);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "replay": {"records": replayed.records, "records_per_second": rate},
+                "beside": {"calls": beside.calls, "errors": beside.errors, "throughput": beside.throughput(),
+                           "p50_us": beside.quantile_us(0.5), "p99_us": beside.quantile_us(0.99)},
+                "p50_ratio_to_alone": ratio(beside.quantile_us(0.5), alone.quantile_us(0.5)),
+                "p99_ratio_to_alone": ratio(beside.quantile_us(0.99), alone.quantile_us(0.99)),
+                "throughput_ratio_to_alone": ratio(beside.throughput(), alone.throughput()),
+            })
+        );
+        return;
+    }
+    println!(
+        "with a replay beside: {} records read ({rate:.0} records/s while checks ran)",
+        replayed.records
+    );
+    ratio_table(alone, beside);
+}
+
+fn ratio_table(alone: &Tally, beside: &Tally) {
+    let ratio = |ours: f64, theirs: f64| ours / theirs.max(1e-9);
+    println!("{:<12} {:>12} {:>12} {:>8}", "", "alone", "beside", "ratio");
+    println!(
+        "{:<12} {:>10.0}/s {:>10.0}/s {:>7.2}×",
+        "throughput",
+        alone.throughput(),
+        beside.throughput(),
+        ratio(beside.throughput(), alone.throughput())
+    );
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        println!(
+            "{:<12} {:>10.0}µs {:>10.0}µs {:>7.2}×",
+            name,
+            alone.quantile_us(q),
+            beside.quantile_us(q),
+            ratio(beside.quantile_us(q), alone.quantile_us(q))
+        );
+    }
 }
 
 /// Sends a search every `1/rate` seconds until `end`: who may the first
@@ -369,23 +554,7 @@ fn report_beside(args: &Args, alone: &Tally, beside: &Tally, searches: &Tally) {
         searches.quantile_us(0.5),
         searches.quantile_us(0.99)
     );
-    println!("{:<12} {:>12} {:>12} {:>8}", "", "alone", "beside", "ratio");
-    println!(
-        "{:<12} {:>10.0}/s {:>10.0}/s {:>7.2}×",
-        "throughput",
-        alone.throughput(),
-        beside.throughput(),
-        ratio(beside.throughput(), alone.throughput())
-    );
-    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
-        println!(
-            "{:<12} {:>10.0}µs {:>10.0}µs {:>7.2}×",
-            name,
-            alone.quantile_us(q),
-            beside.quantile_us(q),
-            ratio(beside.quantile_us(q), alone.quantile_us(q))
-        );
-    }
+    ratio_table(alone, beside);
 }
 
 async fn push_snapshots(

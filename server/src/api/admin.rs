@@ -38,7 +38,7 @@ pub struct AdminApi {
     /// This replica's limit counters, for listing and resetting keys.
     usage_limits: Option<Arc<UsageLimits>>,
     /// Where replays run.
-    pub(super) replays: super::replay::Replays,
+    pub(super) replays: super::replay_stream::Replays,
 }
 
 impl AdminApi {
@@ -57,13 +57,17 @@ impl AdminApi {
             changes,
             approvals: None,
             usage_limits: None,
-            replays: super::replay::Replays::new(Arc::default()),
+            replays: super::replay_stream::Replays::new(Arc::default()),
         }
+    }
+
+    pub(super) fn control(&self) -> &Arc<Control> {
+        &self.control
     }
 
     /// Replays give way to the checks `checks` counts.
     pub fn with_replays_giving_way_to(mut self, checks: Arc<crate::giveway::Busy>) -> Self {
-        self.replays = super::replay::Replays::new(checks);
+        self.replays = super::replay_stream::Replays::new(checks);
         self
     }
 
@@ -167,7 +171,7 @@ pub fn snapshot_info(
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    type ReplayBundleStream = super::replay::ReplayStream;
+    type ReplayBundleStream = super::replay_stream::ReplayStream;
 
     async fn replay_bundle(
         &self,

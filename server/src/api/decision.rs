@@ -82,14 +82,14 @@ impl DecisionApi {
         }
     }
 
-    /// How long one search call may evaluate: a little less than the
-    /// call's own limit (`check_timeout`), so that it answers with a page
-    /// rather than being cut off.
     /// The checks in flight, for background work to give way to.
     pub fn checks_in_flight(&self) -> Arc<crate::giveway::Busy> {
         self.checking.clone()
     }
 
+    /// How long one search call may evaluate: a little less than the
+    /// call's own limit (`check_timeout`), so that it answers with a page
+    /// rather than being cut off.
     pub fn with_search_budget(mut self, call_timeout: std::time::Duration) -> Self {
         self.search_budget = call_timeout.mul_f64(0.8);
         self

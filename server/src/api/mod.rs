@@ -7,6 +7,7 @@ pub mod decision;
 mod killswitch;
 mod limits;
 pub mod replay;
+pub mod replay_stream;
 pub mod search;
 pub(crate) mod status;
 

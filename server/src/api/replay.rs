@@ -1,68 +1,27 @@
 //! `AdminService.ReplayBundle`: a candidate bundle judged on this
 //! replica's recorded decisions (see `crate::replay`).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
-use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tonic::{Request, Response, Status};
 use warden_proto::v1 as pb;
 
 use super::admin::AdminApi;
+use super::replay_stream::{Event, ReplayStream};
 use super::status::invalid_field;
 use crate::audit::record::admin_record;
-use crate::auth::Caller;
-use crate::giveway::{Busy, GiveWay, lower_priority};
+use crate::auth::{Caller, Role};
+use crate::control::invalid;
+use crate::giveway::{GiveWay, lower_priority};
 use crate::replay::{self, Change, Progress, ReplayError, Replayer, Report, Selection};
 
 /// How long a replay runs before it gives way to checks (see [`GiveWay`]).
 const YIELD_EVERY: Duration = Duration::from_micros(200);
 /// Groups in a summary when the request does not say.
 const TOP_GROUPS: usize = 10;
-
-/// What a replay needs from the server: one runs at a time, on its own
-/// thread, and gives way to the checks in flight.
-#[derive(Debug, Clone)]
-pub struct Replays {
-    running: Arc<tokio::sync::Semaphore>,
-    checks: Arc<Busy>,
-}
-
-impl Replays {
-    pub fn new(checks: Arc<Busy>) -> Self {
-        Self {
-            running: Arc::new(tokio::sync::Semaphore::new(1)),
-            checks,
-        }
-    }
-}
-
-type Event = Result<pb::ReplayBundleEvent, Status>;
-
-/// The response stream; dropping it (the client went away) cancels the
-/// replay.
-pub struct ReplayStream {
-    events: mpsc::Receiver<Event>,
-    cancel: Arc<AtomicBool>,
-}
-
-impl Stream for ReplayStream {
-    type Item = Event;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.events.poll_recv(cx)
-    }
-}
-
-impl Drop for ReplayStream {
-    fn drop(&mut self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-}
 
 fn selection(request: &pb::ReplayBundleRequest) -> Result<Selection, Status> {
     let since = if request.since.is_empty() {
@@ -128,8 +87,16 @@ impl AdminApi {
         &self,
         request: Request<pb::ReplayBundleRequest>,
     ) -> Result<Response<ReplayStream>, Status> {
-        let caller = Caller::of(&request).label();
+        let who = Caller::of(&request);
+        let caller = who.label();
         let mut request = request.into_inner();
+        // Changed decisions name principals and resources, which only the
+        // audit trail's readers may see; counts and groups do not.
+        if request.include_changes && !who.has(&Role::Auditor) {
+            return Err(Status::permission_denied(
+                "include_changes streams recorded decisions: it needs the auditor role as well",
+            ));
+        }
         let selection = selection(&request)?;
         let replays = self.replays.clone();
         let permit: OwnedSemaphorePermit =
@@ -137,27 +104,29 @@ impl AdminApi {
                 Status::resource_exhausted("a replay is already running on this replica")
             })?;
         let archive = std::mem::take(&mut request.bundle);
-        // Compiling takes a while; it is checked before anything streams,
-        // so a bad candidate is the call's status.
-        let (candidate, generation) = self
+        let as_recorded_policy = request.as_recorded_policy;
+        // Compiling and binding take a while: off the runtime, one at a
+        // time with pushes (as much memory as one), and before anything
+        // streams, so a bad candidate is the call's status.
+        let turn = self.control().heavy_turn().await;
+        let (replayer, generation) = self
             .read(move |control| {
-                Ok((
-                    control.candidate(&archive)?,
-                    control.generations().current(),
-                ))
+                let candidate = control.candidate(&archive)?;
+                let generation = control.generations().current();
+                let replayer = Replayer::new(
+                    candidate,
+                    as_recorded_policy.then(|| generation.policy.clone()),
+                    generation.identity.clone(),
+                    generation.entitlements.clone(),
+                )
+                .map_err(|e| invalid("bundle", e))?;
+                Ok((Arc::new(replayer), generation))
             })
             .await?;
-        let baseline = generation.policy.clone();
-        let replayer = Arc::new(
-            Replayer::new(
-                candidate.clone(),
-                request.as_recorded_policy.then_some(baseline),
-                generation.identity.clone(),
-                generation.entitlements.clone(),
-            )
-            .map_err(|e| {
-                invalid_field("bundle", &format!("invalid bundle: {e}"), &e.to_string())
-            })?,
+        drop(turn);
+        let candidate = (
+            replayer.candidate().revision.clone(),
+            replayer.candidate().digest.clone(),
         );
 
         let (tx, rx) = mpsc::channel(64);
@@ -186,8 +155,10 @@ impl AdminApi {
                     &cancel,
                     &mut sender,
                 );
-                let _ = done_tx.send(result);
+                // Free before the caller hears the end, so that it may
+                // start the next replay at once.
                 drop(permit);
+                let _ = done_tx.send(result);
             }
         };
         std::thread::Builder::new()
@@ -201,8 +172,8 @@ impl AdminApi {
             n => n as usize,
         };
         let facts = serde_json::json!({
-            "candidate_revision": candidate.revision,
-            "candidate_digest": candidate.digest,
+            "candidate_revision": candidate.0,
+            "candidate_digest": candidate.1,
             "active_revision": generation.policy.revision,
             "from_seq": request.from_seq,
             "to_seq": request.to_seq,
@@ -241,12 +212,12 @@ impl AdminApi {
                 tracing::error!(error = %e, "a replay ran but could not be audited");
             }
             tracing::info!(
-                candidate = candidate.revision,
+                candidate = candidate.0,
                 outcome = ?outcome.as_ref().map(|r| (r.replayed(), r.changed())),
                 "bundle replayed"
             );
             let _ = tx.send(event).await;
         });
-        Ok(Response::new(ReplayStream { events: rx, cancel }))
+        Ok(Response::new(ReplayStream::new(rx, cancel)))
     }
 }

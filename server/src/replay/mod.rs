@@ -224,7 +224,7 @@ pub fn run<E: std::fmt::Display>(
         let entry = match Entry::parse(&line) {
             Ok(entry) => entry,
             Err(message) => {
-                report.unreadable(report.read + 1, message);
+                report.unreadable(format!("the entry after {}: {message}", report.last_seq()));
                 continue;
             }
         };
@@ -246,7 +246,22 @@ pub fn run<E: std::fmt::Display>(
             Ok(Some(recorded)) => recorded,
             Ok(None) => continue,
             Err(message) => {
-                report.unreadable(entry.seq, message);
+                // A redaction can take what a request cannot do without (a
+                // whole `context`, `principal.id`): not replayable, by path.
+                match record::first_redacted(&entry.record) {
+                    Some(path) => {
+                        report.matched += 1;
+                        let outcome = Outcome::NotReplayable { path };
+                        report.add(
+                            entry.seq,
+                            Replayed {
+                                outcome,
+                                drifted: false,
+                            },
+                        );
+                    }
+                    None => report.unreadable(format!("entry {}: {message}", entry.seq)),
+                }
                 continue;
             }
         };
@@ -262,4 +277,116 @@ pub fn run<E: std::fmt::Display>(
     }
     progress.progress(&report)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::Bundle;
+    use crate::engine::EngineOptions;
+    use crate::snapshot::SnapshotKind;
+    use serde_json::json;
+
+    struct Quiet;
+
+    impl Progress for Quiet {
+        fn progress(&mut self, _: &Report) -> Result<(), ReplayError> {
+            Ok(())
+        }
+        fn changed(&mut self, _: &Change) -> Result<(), ReplayError> {
+            Ok(())
+        }
+    }
+
+    fn replayer(rego: &str) -> Replayer {
+        let files = [
+            (".manifest".to_owned(), br#"{"roots": ["warden"]}"#.to_vec()),
+            ("warden/authz/p.rego".to_owned(), rego.as_bytes().to_vec()),
+        ]
+        .into_iter()
+        .collect();
+        let bundle = Bundle::from_files(files).unwrap_or_else(|e| unreachable!("{e}"));
+        let policy = LoadedPolicy::compile(&bundle, &EngineOptions::default())
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/demo");
+        let snapshot = |kind, name: &str| {
+            let bytes = std::fs::read(demo.join(name)).unwrap_or_default();
+            Arc::new(Snapshot::parse(kind, &bytes, 256).unwrap_or_else(|e| unreachable!("{e}")))
+        };
+        Replayer::new(
+            Arc::new(policy),
+            None,
+            snapshot(SnapshotKind::Identity, "identity.json"),
+            snapshot(SnapshotKind::Entitlements, "entitlements.json"),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"))
+    }
+
+    fn line(seq: u64, record: serde_json::Value) -> Result<String, String> {
+        let canonical = warden_audit::canonical(&record);
+        Ok(Entry::seal_line(seq, warden_audit::GENESIS, &canonical).0)
+    }
+
+    fn decision(input: serde_json::Value, redacted: &[&str]) -> serde_json::Value {
+        json!({
+            "type": "decision", "decision_id": "d", "time": "2026-12-04T10:00:00Z",
+            "platform": "p", "agent_id": "a", "principal": "u", "resource": "doc",
+            "decision": "deny", "reasons": ["denied_by_policy"], "kill_switch_id": null,
+            "input": input, "redacted": redacted,
+        })
+    }
+
+    #[test]
+    fn a_record_redaction_left_unreadable_is_not_replayable_by_path() {
+        let input = json!({
+            "platform": "p", "agent": {"id": "a", "attributes": {}},
+            "principal": {"id": "u", "attributes": {}},
+            "action": {"name": "docs.read", "attributes": {}},
+            "resource": {"type": "doc", "attributes": {}},
+        });
+        let mut whole = input.clone();
+        whole["context"] = json!({});
+        let lines = vec![
+            // `context` dropped whole: no request can be read back.
+            line(1, decision(input.clone(), &["context"])),
+            // Not redacted, and broken: unreadable.
+            line(2, decision(input, &[])),
+            // Whole, and decided otherwise now.
+            line(3, decision(whole, &[])),
+            Ok("not an entry".to_owned()),
+        ];
+        let report = run(
+            lines.into_iter(),
+            &Selection::default(),
+            &replayer("package warden.authz\n\ndecision := true\n"),
+            None,
+            &AtomicBool::new(false),
+            &mut Quiet,
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let summary = report.summary(10);
+        assert_eq!(
+            summary.not_replayable_paths,
+            [("context".to_owned(), 1)].into()
+        );
+        assert_eq!((summary.replayed, summary.changed), (1, 1));
+        assert_eq!(summary.unreadable, 2, "{:?}", summary.unreadable_examples);
+        assert!(summary.unreadable_examples[0].starts_with("entry 2: input `context`"));
+        assert!(summary.unreadable_examples[1].starts_with("the entry after 3"));
+    }
+
+    #[test]
+    fn a_cancelled_replay_stops() {
+        let lines = vec![line(1, decision(json!({}), &[]))];
+        let cancelled = AtomicBool::new(true);
+        let result = run(
+            lines.into_iter(),
+            &Selection::default(),
+            &replayer("package warden.authz\n\ndecision := true\n"),
+            None,
+            &cancelled,
+            &mut Quiet,
+        );
+        assert_eq!(result.err(), Some(ReplayError::Cancelled));
+    }
 }

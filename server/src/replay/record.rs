@@ -113,3 +113,11 @@ impl Recorded {
         }))
     }
 }
+
+/// The first path a decision record says was redacted from its input.
+pub(super) fn first_redacted(record: &Json) -> Option<String> {
+    if record["type"] != "decision" {
+        return None;
+    }
+    record["redacted"].get(0)?.as_str().map(str::to_owned)
+}

@@ -100,12 +100,16 @@ impl Report {
         self.not_replayable.values().sum()
     }
 
-    pub(super) fn unreadable(&mut self, seq: u64, message: String) {
+    pub(super) fn unreadable(&mut self, example: String) {
         self.unreadable += 1;
         if self.unreadable_examples.len() < UNREADABLE_EXAMPLES {
-            self.unreadable_examples
-                .push(format!("entry {seq}: {message}"));
+            self.unreadable_examples.push(example);
         }
+    }
+
+    /// The last decision record counted.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
     }
 
     pub(super) fn add(&mut self, seq: u64, Replayed { outcome, drifted }: Replayed) {

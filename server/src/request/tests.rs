@@ -566,7 +566,7 @@ fn mixed_request() -> impl Strategy<Value = pb::CheckRequest> {
 }
 
 /// The paths an error may name, before any path inside attributes.
-const FIELD_ROOTS: [&str; 21] = [
+const FIELD_ROOTS: [&str; 23] = [
     "request",
     "platform",
     "agent",
@@ -578,6 +578,8 @@ const FIELD_ROOTS: [&str; 21] = [
     "principal.attributes",
     "delegation_chain",
     "delegation_chain[",
+    "audience",
+    "audience[",
     "action",
     "action.name",
     "action.attributes",

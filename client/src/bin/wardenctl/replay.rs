@@ -39,7 +39,8 @@ pub struct ReplayArgs {
     #[arg(long)]
     as_recorded_policy: bool,
     /// Every changed decision, one JSON object per line (the summary goes
-    /// to standard error).
+    /// to standard error). Online this also needs the auditor role: the
+    /// decisions name principals and resources.
     #[arg(long)]
     jsonl: bool,
     /// Groups of changes shown, largest first.
@@ -56,7 +57,7 @@ pub struct ReplayArgs {
     #[arg(long, requires = "audit_file")]
     entitlements: Option<PathBuf>,
     /// Offline, with `--as-recorded-policy`: the bundle serving now.
-    #[arg(long, requires = "audit_file")]
+    #[arg(long, requires_all = ["audit_file", "as_recorded_policy"])]
     active: Option<PathBuf>,
 }
 
@@ -122,8 +123,8 @@ async fn online(
     args: &ReplayArgs,
 ) -> Result<(ReplaySummary, Vec<ReplayChange>), CtlError> {
     let bundle = read(&args.candidate)?;
-    // A replay of a long range takes minutes; progress keeps the stream
-    // alive, the deadline bounds the whole call.
+    // A replay of a long range takes minutes: the call's deadline must not
+    // cut it short (progress events keep the stream busy meanwhile).
     let options = ClientOptions {
         request_timeout: options.request_timeout.max(Duration::from_secs(3600)),
         ..options
@@ -224,7 +225,15 @@ fn offline(args: &ReplayArgs, file: &Path) -> Result<(ReplaySummary, Vec<ReplayC
     )
     .map_err(local)?;
     Ok((
-        replayer.summary(&report, args.top as usize, &active_revision),
+        // As the server: 0 means its default.
+        replayer.summary(
+            &report,
+            match args.top {
+                0 => 10,
+                n => n as usize,
+            },
+            &active_revision,
+        ),
         collected.changes,
     ))
 }

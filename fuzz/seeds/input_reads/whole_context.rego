@@ -1,0 +1,3 @@
+package p
+
+redacted_safe if count(input.context) == 0
