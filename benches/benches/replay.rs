@@ -117,33 +117,24 @@ fn replay(c: &mut Criterion) {
             entitlements.clone(),
         )
         .expect("binds");
-        let report = run(
-            lines.iter().cloned().map(Ok::<_, String>),
-            &Selection::default(),
-            &replayer,
-            None,
-            &AtomicBool::new(false),
-            &mut Quiet,
-        )
-        .expect("replays");
+        let replay_all = || {
+            run(
+                lines.iter().cloned().map(Ok::<_, String>),
+                &Selection::default(),
+                &replayer,
+                None,
+                &AtomicBool::new(false),
+                &mut Quiet,
+            )
+            .expect("replays")
+        };
+        let report = replay_all();
         eprintln!(
             "replay/{name}: {} replayed, {} changed",
             report.replayed(),
             report.changed()
         );
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                run(
-                    lines.iter().cloned().map(Ok::<_, String>),
-                    &Selection::default(),
-                    &replayer,
-                    None,
-                    &AtomicBool::new(false),
-                    &mut Quiet,
-                )
-                .expect("replays")
-            })
-        });
+        group.bench_function(name, |b| b.iter(replay_all));
     }
     group.finish();
 }

@@ -74,6 +74,16 @@ async fn export(warden: &Warden) -> (Vec<u8>, Vec<Entry>) {
     (bytes, entries)
 }
 
+/// The admin records (the first hundred).
+async fn admin_records(warden: &Warden) -> Vec<warden_client::audit::AuditRecord> {
+    let request = AuditQueryRequest {
+        r#type: "admin".into(),
+        page_size: 100,
+        ..AuditQueryRequest::default()
+    };
+    audit(warden).await.query(request).await.unwrap().0
+}
+
 /// Decides `count` generated demo requests, in batches.
 async fn record_traffic(
     warden: &Warden,
@@ -318,15 +328,7 @@ async fn replay_reports_exactly_the_decisions_opa_decides_otherwise_online_and_o
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a verified audit export"));
 
     // The replay itself is audited.
-    let (records, _) = audit(&warden)
-        .await
-        .query(AuditQueryRequest {
-            r#type: "admin".into(),
-            page_size: 100,
-            ..AuditQueryRequest::default()
-        })
-        .await
-        .unwrap();
+    let records = admin_records(&warden).await;
     assert!(
         records
             .iter()
@@ -497,15 +499,7 @@ async fn checks_are_answered_during_a_replay_and_a_client_that_leaves_cancels_it
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (records, _) = audit(&warden)
-            .await
-            .query(AuditQueryRequest {
-                r#type: "admin".into(),
-                page_size: 100,
-                ..AuditQueryRequest::default()
-            })
-            .await
-            .unwrap();
+        let records = admin_records(&warden).await;
         if records
             .iter()
             .any(|r| r.json.contains("bundle.replayed") && r.json.contains("\"cancelled\":true"))

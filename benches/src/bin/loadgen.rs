@@ -415,20 +415,12 @@ async fn replay_stream(
 
 /// Checks with a replay beside them, against checks alone.
 fn report_replay(args: &Args, alone: &Tally, beside: &Tally, replayed: &Replayed) {
-    let ratio = |ours: f64, theirs: f64| ours / theirs.max(1e-9);
     let rate = replayed.records as f64 / replayed.elapsed.as_secs_f64().max(1e-9);
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "replay": {"records": replayed.records, "records_per_second": rate},
-                "beside": {"calls": beside.calls, "errors": beside.errors, "throughput": beside.throughput(),
-                           "p50_us": beside.quantile_us(0.5), "p99_us": beside.quantile_us(0.99)},
-                "p50_ratio_to_alone": ratio(beside.quantile_us(0.5), alone.quantile_us(0.5)),
-                "p99_ratio_to_alone": ratio(beside.quantile_us(0.99), alone.quantile_us(0.99)),
-                "throughput_ratio_to_alone": ratio(beside.throughput(), alone.throughput()),
-            })
-        );
+        let mut report = beside_json(alone, beside);
+        report["replay"] =
+            serde_json::json!({"records": replayed.records, "records_per_second": rate});
+        println!("{report}");
         return;
     }
     println!(
@@ -436,6 +428,18 @@ fn report_replay(args: &Args, alone: &Tally, beside: &Tally, replayed: &Replayed
         replayed.records
     );
     ratio_table(alone, beside);
+}
+
+/// Checks beside other work against checks alone, for `--json`.
+fn beside_json(alone: &Tally, beside: &Tally) -> serde_json::Value {
+    let ratio = |ours: f64, theirs: f64| ours / theirs.max(1e-9);
+    serde_json::json!({
+        "beside": {"calls": beside.calls, "errors": beside.errors, "throughput": beside.throughput(),
+                   "p50_us": beside.quantile_us(0.5), "p99_us": beside.quantile_us(0.99)},
+        "p50_ratio_to_alone": ratio(beside.quantile_us(0.5), alone.quantile_us(0.5)),
+        "p99_ratio_to_alone": ratio(beside.quantile_us(0.99), alone.quantile_us(0.99)),
+        "throughput_ratio_to_alone": ratio(beside.throughput(), alone.throughput()),
+    })
 }
 
 fn ratio_table(alone: &Tally, beside: &Tally) {
@@ -527,22 +531,13 @@ async fn search_stream(
 
 /// Checks with searches beside them, against checks alone.
 fn report_beside(args: &Args, alone: &Tally, beside: &Tally, searches: &Tally) {
-    let ratio = |ours: f64, theirs: f64| ours / theirs.max(1e-9);
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "searches_per_second": args.searches_per_second,
-                "search_kind": args.search_kind,
-                "searches": {"calls": searches.calls, "errors": searches.errors,
-                             "p50_us": searches.quantile_us(0.5), "p99_us": searches.quantile_us(0.99)},
-                "beside": {"calls": beside.calls, "errors": beside.errors, "throughput": beside.throughput(),
-                           "p50_us": beside.quantile_us(0.5), "p99_us": beside.quantile_us(0.99)},
-                "p50_ratio_to_alone": ratio(beside.quantile_us(0.5), alone.quantile_us(0.5)),
-                "p99_ratio_to_alone": ratio(beside.quantile_us(0.99), alone.quantile_us(0.99)),
-                "throughput_ratio_to_alone": ratio(beside.throughput(), alone.throughput()),
-            })
-        );
+        let mut report = beside_json(alone, beside);
+        report["searches_per_second"] = serde_json::json!(args.searches_per_second);
+        report["search_kind"] = serde_json::json!(args.search_kind);
+        report["searches"] = serde_json::json!({"calls": searches.calls, "errors": searches.errors,
+            "p50_us": searches.quantile_us(0.5), "p99_us": searches.quantile_us(0.99)});
+        println!("{report}");
         return;
     }
     println!(
